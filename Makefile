@@ -1,0 +1,120 @@
+# holdline -- build, test, install.
+#
+#   make                 build bin/holdline
+#   make test            install missing Debian packages, build, run every test
+#   make demo            install missing packages, start redis + 3 nodes + publisher
+#   make SANITIZER=address test   the same suite under ASan+UBSan (build/address/)
+#   make install PREFIX=/usr/local DESTDIR=
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PREFIX ?= /usr/local
+DESTDIR ?=
+SANITIZER ?=
+
+PKGS := libmicrohttpd hiredis libevent libevent_pthreads libconfig
+WARN := -Wall -Wextra -Wstrict-prototypes -Wwrite-strings
+ifeq ($(CI),true)
+WARN += -Werror
+endif
+CFLAGS ?= -O2 -g
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -MMD -MP -Icore -Ibuild/gen
+LDLIBS_PKGS = $(shell $(PKG_CONFIG) --libs $(PKGS))
+CFLAGS_PKGS = $(shell $(PKG_CONFIG) --cflags $(PKGS))
+
+ifeq ($(SANITIZER),)
+OUT := build/release
+BIN := bin
+else ifeq ($(SANITIZER),address)
+OUT := build/address
+BIN := build/address/bin
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(SANITIZER),undefined)
+OUT := build/undefined
+BIN := build/undefined/bin
+SAN_FLAGS := -fsanitize=undefined -fno-sanitize-recover=undefined
+else
+$(error SANITIZER must be address or undefined)
+endif
+
+ALL_CFLAGS = $(BASE_CFLAGS) $(WARN) $(CFLAGS_PKGS) $(SAN_FLAGS) $(CFLAGS)
+ALL_LDFLAGS = -pthread $(SAN_FLAGS) $(LDFLAGS)
+
+CORE_SRC := $(wildcard core/*.c)
+CORE_OBJ := $(CORE_SRC:%.c=$(OUT)/%.o) $(OUT)/gen/hl_assets_data.o
+WEB := web/index.html web/holdline.js
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(OUT)/tests/%)
+ITEST_SRC := $(wildcard tests/integration/test_*.c)
+ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(OUT)/tests/%)
+ITEST_LIB := $(OUT)/tests/itest.o
+
+.PHONY: all test check demo deps install uninstall clean tests
+all: $(BIN)/holdline
+
+$(BIN)/holdline: $(OUT)/cmd/holdline/main.o $(OUT)/libholdline.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_PKGS) $(LDLIBS)
+
+$(OUT)/libholdline.a: $(CORE_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(OUT)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+build/gen/hl_assets_data.c: scripts/embed-assets.sh $(WEB)
+	@mkdir -p $(dir $@)
+	sh scripts/embed-assets.sh $(WEB) > $@.tmp && mv $@.tmp $@
+
+$(OUT)/gen/hl_assets_data.o: build/gen/hl_assets_data.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# Unit tests: one cmocka binary per module, linked against the core library.
+$(OUT)/tests/test_%: tests/unit/test_%.c $(OUT)/libholdline.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka) $(ALL_LDFLAGS) -o $@ $^ \
+		$(shell $(PKG_CONFIG) --libs cmocka) $(LDLIBS_PKGS)
+
+# Integration tests: cmocka binaries that start redis-server and nodes.
+$(ITEST_LIB): tests/integration/itest.c tests/integration/itest.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka) -c -o $@ $<
+
+$(ITEST_BIN): $(OUT)/tests/test_%: tests/integration/test_%.c $(ITEST_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka) $(ALL_LDFLAGS) -o $@ $^ \
+		$(shell $(PKG_CONFIG) --libs cmocka)
+
+tests: $(BIN)/holdline $(UNIT_BIN) $(ITEST_BIN)
+
+deps:
+	@sh scripts/deps.sh
+
+# `make test` is the one command CI runs (.ci/run): packages, build, suite.
+test: deps
+	@$(MAKE) --no-print-directory tests
+	@sh scripts/run-tests.sh "$(BIN)/holdline" $(UNIT_BIN) $(ITEST_BIN)
+
+check: test
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@bash scripts/demo.sh "$(BIN)/holdline"
+
+install: $(BIN)/holdline
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/holdline
+	install -m 0755 $(BIN)/holdline $(DESTDIR)$(PREFIX)/bin/holdline
+	install -m 0644 config/holdline.cfg $(DESTDIR)$(PREFIX)/etc/holdline/holdline.cfg
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/holdline $(DESTDIR)$(PREFIX)/etc/holdline/holdline.cfg
+	-rmdir $(DESTDIR)$(PREFIX)/etc/holdline
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,134 @@
+/* holdline -- the node: flags, configuration, signals. Everything else is
+ * in core/. */
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hl_common.h"
+#include "hl_config.h"
+#include "hl_log.h"
+#include "hl_node.h"
+
+#define HOLDLINE_VERSION "0.1.0"
+
+/* How long a stopping node lets requests in flight finish. */
+#define DRAIN_MS 5000
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: holdline [-c FILE] [-p PORT] [--redis HOST:PORT] [-t] [-v]\n"
+            "  -c, --config FILE     libconfig file (see config/holdline.cfg)\n"
+            "  -p, --port PORT       listen port, overrides http.port\n"
+            "      --redis HOST:PORT Redis address, overrides redis.host/redis.port\n"
+            "  -t, --test-config     check the configuration and exit\n"
+            "  -v, --version         print the version and exit\n"
+            "Settings can also come from HOLDLINE_<GROUP>_<SETTING> environment\n"
+            "variables (e.g. HOLDLINE_REDIS_HOST); flags win over the environment,\n"
+            "which wins over the file.\n");
+}
+
+static const char *env_get(const char *name) { return getenv(name); }
+
+int main(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"port", required_argument, NULL, 'p'},
+        {"redis", required_argument, NULL, 'r'},  {"test-config", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL, *port = NULL, *redis = NULL;
+    int test_only = 0, c;
+    while ((c = getopt_long(argc, argv, "c:p:tvh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config_path = optarg; break;
+        case 'p': port = optarg; break;
+        case 'r': redis = optarg; break;
+        case 't': test_only = 1; break;
+        case 'v': printf("holdline %s\n", HOLDLINE_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "holdline: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    hl_config cfg;
+    char err[512];
+    hl_config_defaults(&cfg);
+    if (config_path && hl_config_load_file(&cfg, config_path, err, sizeof(err)) != HL_OK) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    if (hl_config_apply_env(&cfg, env_get, err, sizeof(err)) != HL_OK) {
+        fprintf(stderr, "holdline: %s\n", err);
+        return 2;
+    }
+    if (port) {
+        char *end;
+        long p = strtol(port, &end, 10);
+        if (*port == '\0' || *end != '\0' || p < 1 || p > 65535) {
+            fprintf(stderr, "holdline: -p: '%s' is not a port number (1-65535)\n", port);
+            return 2;
+        }
+        cfg.http_port = (int)p;
+    }
+    if (redis && hl_config_set_redis_addr(&cfg, redis, err, sizeof(err)) != HL_OK) {
+        fprintf(stderr, "holdline: --redis: %s\n", err);
+        return 2;
+    }
+    if (hl_config_validate(&cfg, err, sizeof(err)) != HL_OK) {
+        fprintf(stderr, "%s%s%s\n", config_path ? config_path : "holdline",
+                config_path ? ": " : ": ", err);
+        return 2;
+    }
+    if (test_only) {
+        printf("configuration ok\n");
+        return 0;
+    }
+    hl_log_setup((hl_log_level)hl_log_level_parse(cfg.log_level),
+                 strcmp(cfg.log_format, "json") == 0 ? HL_LOG_JSON : HL_LOG_TEXT);
+
+    /* Signals are taken by this thread alone, with sigwait; the workers
+     * inherit the blocked mask. SIGPIPE is ignored because a client that
+     * hangs up must never kill the node. */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    hl_node *node = hl_node_new(&cfg, err, sizeof(err));
+    if (node == NULL) {
+        hl_error("%s", err);
+        return 1;
+    }
+    if (hl_node_start(node, err, sizeof(err)) != HL_OK) {
+        hl_error("%s", err);
+        hl_node_free(node);
+        return 1;
+    }
+    hl_info("holdline %s node '%s' started", HOLDLINE_VERSION, cfg.node_name);
+    for (;;) {
+        int sig;
+        if (sigwait(&set, &sig) != 0) continue;
+        if (sig == SIGHUP) {
+            hl_info("SIGHUP: logs go to stderr and nothing is reloaded; restart to change settings");
+            continue;
+        }
+        hl_info("%s: answering waiters and stopping (drain up to %d ms)",
+                sig == SIGTERM ? "SIGTERM" : "SIGINT", DRAIN_MS);
+        break;
+    }
+    hl_node_stop(node, DRAIN_MS);
+    hl_node_free(node);
+    hl_info("stopped");
+    return 0;
+}

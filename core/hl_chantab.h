@@ -1,0 +1,62 @@
+/* hl_chantab.h -- a worker's table of channels.
+ *
+ * One entry per channel the worker has waiters on or is still subscribed
+ * to. The table owns the entries; the waiter list hanging off an entry is
+ * the worker's (the table only keeps the pointer). Not thread-safe: each
+ * worker has its own table, touched only by its own thread. */
+#ifndef HL_CHANTAB_H
+#define HL_CHANTAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct hl_req;
+struct event;
+
+typedef enum hl_sub_state {
+    HL_SUB_NONE = 0,    /* not subscribed, nothing in flight */
+    HL_SUB_PENDING,     /* SUBSCRIBE sent, not yet confirmed */
+    HL_SUB_LIVE,        /* Redis confirmed the subscription */
+    HL_SUB_LEAVING,     /* UNSUBSCRIBE sent, not yet confirmed */
+} hl_sub_state;
+
+typedef struct hl_chan {
+    struct hl_chan *next;   /* bucket chain, the table's */
+    uint64_t hash;          /* of name, the table's */
+    struct hl_req *waiters; /* first waiter (doubly linked through the reqs) */
+    size_t nwaiters;        /* length of that list */
+    hl_sub_state sub;       /* subscription state on the worker's Redis link */
+    int linger_armed;       /* 1 while the linger timer runs */
+    struct event *linger;   /* unsubscribes after the last waiter left; the worker's */
+    void *owner;            /* the worker, for the linger callback */
+    size_t len;             /* of name */
+    char name[];            /* NUL-terminated channel name, without prefix */
+} hl_chan;
+
+typedef struct hl_chantab {
+    hl_chan **buckets;
+    size_t nbuckets; /* a power of two, or 0 before the first add */
+    size_t count;
+} hl_chantab;
+
+void hl_chantab_init(hl_chantab *t);
+
+/* Frees every entry (not the waiters or the linger events: free those
+ * first) and the buckets. hl_chantab_free on an initialised, empty or
+ * freed table is a no-op. */
+void hl_chantab_free(hl_chantab *t);
+
+hl_chan *hl_chantab_find(const hl_chantab *t, const char *name, size_t len);
+
+/* Adds a zeroed entry for name (which must not be in the table yet).
+ * Returns it, or NULL when out of memory. */
+hl_chan *hl_chantab_add(hl_chantab *t, const char *name, size_t len);
+
+/* Unlinks c from the table and frees it. */
+void hl_chantab_remove(hl_chantab *t, hl_chan *c);
+
+/* Calls fn(c, ud) for every entry. fn may remove the entry it is given
+ * (and no other). */
+void hl_chantab_foreach(hl_chantab *t, void (*fn)(hl_chan *c, void *ud), void *ud);
+
+#endif

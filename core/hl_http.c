@@ -1,0 +1,378 @@
+/* hl_http.c -- the libmicrohttpd side of a worker: every request enters
+ * through hl_http_on_request, is validated here, and either answered at
+ * once or suspended (a poll waiting for a message, a publish waiting for
+ * Redis). A suspended request is answered by hl_http_answer(), which
+ * stores the answer and resumes the connection; MHD then calls the access
+ * handler again and the answer is queued there, the only place MHD allows
+ * it. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "hl_assets.h"
+#include "hl_common.h"
+#include "hl_log.h"
+#include "hl_node.h"
+#include "hl_worker.h"
+
+#define JSON_TYPE "application/json"
+
+static const char empty_poll_body[] = "{\"cursor\":\"\",\"messages\":[],\"missed\":false}";
+
+/* A publish that Redis has not answered after this long gets a 503: the
+ * message may or may not have gone out, and the client must know it was
+ * not confirmed. */
+#define PUBLISH_DEADLINE_MS 5000
+
+static struct MHD_Response *make_response(const hl_worker *w, int origin, const char *ctype,
+                                          const void *data, size_t len,
+                                          enum MHD_ResponseMemoryMode mode) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)data, mode);
+    if (resp == NULL) return NULL;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    if (origin == HL_ORIGIN_ANY) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+    } else if (origin >= 0) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN,
+                                w->cfg->http_cors_origins[origin]);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+    }
+    if (origin != HL_ORIGIN_NONE)
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Holdline-Cursor");
+    /* While draining, close keep-alive connections after each answer so
+     * clients move to another node instead of coming back here. */
+    if (w->stopping) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    return resp;
+}
+
+struct MHD_Response *hl_http_response(const hl_worker *w, int origin, const char *ctype,
+                                      const void *data, size_t len) {
+    return make_response(w, origin, ctype, data, len, MHD_RESPMEM_MUST_COPY);
+}
+
+hl_shared *hl_shared_new(struct MHD_Response *resp, unsigned refs) {
+    hl_shared *s = malloc(sizeof(*s));
+    if (s == NULL) return NULL;
+    s->resp = resp;
+    s->refs = refs;
+    return s;
+}
+
+void hl_shared_release(hl_shared *s) {
+    if (s == NULL || --s->refs > 0) return;
+    MHD_destroy_response(s->resp);
+    free(s);
+}
+
+/* Queues resp as the answer to r now (we are inside the access handler)
+ * and drops our reference to it. */
+static enum MHD_Result reply(hl_req *r, unsigned status, struct MHD_Response *resp) {
+    if (resp == NULL) return MHD_NO; /* out of memory: MHD closes the connection */
+    enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    r->state = HL_REQ_DONE;
+    return ret;
+}
+
+static enum MHD_Result reply_json(hl_req *r, unsigned status, const char *json) {
+    return reply(r, status, hl_http_response(r->w, r->origin, JSON_TYPE, json, strlen(json)));
+}
+
+static enum MHD_Result reply_error(hl_req *r, unsigned status, const char *code,
+                                   const char *detail) {
+    hl_buf b;
+    hl_buf_init(&b);
+    hl_json_error(&b, code, detail);
+    enum MHD_Result ret = b.oom ? MHD_NO : reply_json(r, status, b.data);
+    hl_buf_free(&b);
+    return ret;
+}
+
+static struct MHD_Response *error_response(const hl_worker *w, int origin, const char *code,
+                                           const char *detail) {
+    hl_buf b;
+    hl_buf_init(&b);
+    hl_json_error(&b, code, detail);
+    struct MHD_Response *resp =
+        b.oom ? NULL : hl_http_response(w, origin, JSON_TYPE, b.data, b.len);
+    hl_buf_free(&b);
+    return resp;
+}
+
+void hl_http_answer(hl_req *r, hl_shared *answer, unsigned status) {
+    if (event_initialized(&r->timer)) evtimer_del(&r->timer);
+    r->answer = answer;
+    r->status = status;
+    r->state = HL_REQ_ANSWERED;
+    MHD_resume_connection(r->conn);
+    hl_worker_kick(r->w);
+}
+
+/* Out of memory while answering a suspended request: resuming it without
+ * an answer makes the access handler return MHD_NO, which closes the
+ * connection rather than leaving the client hanging. */
+static void answer_or_close(hl_req *r, struct MHD_Response *resp, unsigned status) {
+    hl_shared *s = resp ? hl_shared_new(resp, 1) : NULL;
+    if (s == NULL && resp != NULL) MHD_destroy_response(resp);
+    hl_http_answer(r, s, status);
+}
+
+void hl_http_answer_error(hl_req *r, unsigned status, const char *code, const char *detail) {
+    answer_or_close(r, error_response(r->w, r->origin, code, detail), status);
+}
+
+void hl_http_answer_empty(hl_req *r) {
+    answer_or_close(r,
+                    make_response(r->w, r->origin, JSON_TYPE, empty_poll_body,
+                                  sizeof(empty_poll_body) - 1, MHD_RESPMEM_PERSISTENT),
+                    MHD_HTTP_OK);
+}
+
+static int origin_of(const hl_worker *w, struct MHD_Connection *conn) {
+    const hl_config *cfg = w->cfg;
+    if (cfg->http_cors_origins_count == 0) return HL_ORIGIN_NONE;
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    if (origin == NULL) return HL_ORIGIN_NONE;
+    for (int i = 0; i < cfg->http_cors_origins_count; i++) {
+        if (strcmp(cfg->http_cors_origins[i], "*") == 0) return HL_ORIGIN_ANY;
+        if (strcmp(cfg->http_cors_origins[i], origin) == 0) return i;
+    }
+    return HL_ORIGIN_NONE;
+}
+
+static void on_poll_timeout(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_req *r = arg;
+    hl_pubsub_unwait(r);
+    hl_http_answer_empty(r);
+}
+
+static void on_publish_deadline(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_req *r = arg;
+    /* The hiredis callback still holds r (redis_pending); it will see the
+     * state is no longer PUBLISHING and leave the answer alone. */
+    hl_warn("publish to '%s' not confirmed by Redis within %d ms", r->channel,
+            PUBLISH_DEADLINE_MS);
+    hl_http_answer_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "redis_timeout",
+                         "Redis did not confirm the publish in time; it may not have been sent");
+}
+
+static void arm_timer(hl_req *r, event_callback_fn fn, long ms) {
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_assign(&r->timer, r->w->base, fn, r);
+    evtimer_add(&r->timer, &tv);
+}
+
+static enum MHD_Result start_poll(hl_req *r, hl_span arg) {
+    hl_worker *w = r->w;
+    const hl_config *cfg = w->cfg;
+    char err[128];
+    hl_span chans[256];
+    size_t max = (size_t)cfg->poll_max_channels;
+    if (max > HL_ARRAY_LEN(chans)) max = HL_ARRAY_LEN(chans);
+    size_t n;
+    if (hl_channels_parse(arg.p, arg.n, chans, max, &n, err, sizeof(err)) != HL_OK)
+        return reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_channel", err);
+    if (n > 1)
+        return reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_channel",
+                           "polling several channels at once is not supported yet");
+    int timeout;
+    const char *ts = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "timeout");
+    if (hl_timeout_parse(ts, cfg->poll_default_timeout, cfg->poll_max_timeout, &timeout, err,
+                         sizeof(err)) != HL_OK)
+        return reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_timeout", err);
+
+    if (w->stopping)
+        return reply(r, MHD_HTTP_OK,
+                     make_response(w, r->origin, JSON_TYPE, empty_poll_body,
+                                   sizeof(empty_poll_body) - 1, MHD_RESPMEM_PERSISTENT));
+    if (hl_pubsub_wait(w, r, chans[0].p, chans[0].n) != HL_OK)
+        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
+                           "the node cannot hold another waiter");
+    arm_timer(r, on_poll_timeout, (long)timeout * 1000);
+    r->state = HL_REQ_WAITING;
+    MHD_suspend_connection(r->conn);
+    return MHD_YES;
+}
+
+static enum MHD_Result start_publish(hl_req *r, hl_span arg) {
+    const hl_config *cfg = r->w->cfg;
+    if (!cfg->publish_enabled)
+        return reply_error(r, MHD_HTTP_FORBIDDEN, "publish_disabled",
+                           "publishing over HTTP is disabled on this node");
+    if (cfg->publish_key[0]) {
+        const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+        if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 ||
+            strcmp(auth + 7, cfg->publish_key) != 0)
+            return reply_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                               "publishing needs the header 'Authorization: Bearer <publish.key>'");
+    }
+    if (!hl_channel_valid(arg.p, arg.n))
+        return reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_channel",
+                           "channel names are 1 to 200 bytes of A-Z a-z 0-9 . _ ~ : -");
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)cfg->publish_max_message_bytes)
+        return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
+                           "the message is larger than publish.max_message_bytes");
+    memcpy(r->channel, arg.p, arg.n);
+    r->channel[arg.n] = '\0';
+    r->state = HL_REQ_BODY;
+    return MHD_YES;
+}
+
+static enum MHD_Result receive_body(hl_req *r, const char *data, size_t *size) {
+    hl_worker *w = r->w;
+    if (*size > 0) {
+        size_t n = *size;
+        *size = 0;
+        /* MHD 0.9.75 refuses a response queued while the body is still
+         * arriving, so an oversized chunked body is read to its end and
+         * dropped, then answered 413. A declared Content-Length too large
+         * was already refused before any byte was read. */
+        if (r->too_large || r->body.len + n > (size_t)w->cfg->publish_max_message_bytes) {
+            r->too_large = 1;
+            hl_buf_free(&r->body);
+            return MHD_YES;
+        }
+        hl_buf_append(&r->body, data, n);
+        return MHD_YES;
+    }
+    if (r->too_large)
+        return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
+                           "the message is larger than publish.max_message_bytes");
+    if (r->body.oom)
+        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
+                           "the node cannot buffer this message");
+    /* The whole body is in. */
+    if (w->stopping)
+        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting_down",
+                           "this node is shutting down; publish through another");
+    if (!hl_rlink_is_up(&w->cmd))
+        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "redis_unavailable",
+                           "Redis is not reachable; the message was not published");
+    if (hl_pubsub_publish(w, r) != HL_OK)
+        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "redis_unavailable",
+                           "Redis is not reachable; the message was not published");
+    arm_timer(r, on_publish_deadline, PUBLISH_DEADLINE_MS);
+    r->state = HL_REQ_PUBLISHING;
+    MHD_suspend_connection(r->conn);
+    return MHD_YES;
+}
+
+static enum MHD_Result reply_ready(hl_req *r) {
+    if (hl_node_ready(r->w->node)) return reply_json(r, MHD_HTTP_OK, "{\"status\":\"ready\"}");
+    return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "not_ready",
+                       "Redis links or subscriptions are not live yet");
+}
+
+static enum MHD_Result reply_preflight(hl_req *r, hl_route_kind kind) {
+    struct MHD_Response *resp = hl_http_response(r->w, r->origin, "text/plain", "", 0);
+    if (resp == NULL) return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_METHODS,
+                            hl_route_allow(kind));
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            "Content-Type, Authorization, Last-Event-ID");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    return reply(r, MHD_HTTP_NO_CONTENT, resp);
+}
+
+static enum MHD_Result start(hl_req *r, const char *url, const char *method) {
+    hl_route route;
+    hl_route_match(url, &route);
+    r->kind = route.kind;
+    if (route.kind == HL_ROUTE_NONE)
+        return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
+    if (strcmp(method, "OPTIONS") == 0) return reply_preflight(r, route.kind);
+    if (!hl_route_method_ok(route.kind, method)) {
+        struct MHD_Response *resp = error_response(r->w, r->origin, "method_not_allowed",
+                                                   "this path does not take that method");
+        if (resp) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, hl_route_allow(route.kind));
+        return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
+    }
+    switch (route.kind) {
+    case HL_ROUTE_INDEX:
+    case HL_ROUTE_CLIENT_JS: {
+        const hl_asset *a = hl_asset_find(url);
+        if (a == NULL) return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
+        return reply(r, MHD_HTTP_OK,
+                     make_response(r->w, r->origin, a->content_type, a->data, a->len,
+                                   MHD_RESPMEM_PERSISTENT));
+    }
+    case HL_ROUTE_HEALTHZ: return reply_json(r, MHD_HTTP_OK, "{\"status\":\"ok\"}");
+    case HL_ROUTE_READYZ: return reply_ready(r);
+    case HL_ROUTE_POLL: return start_poll(r, route.arg);
+    case HL_ROUTE_PUBLISH: return start_publish(r, route.arg);
+    case HL_ROUTE_NONE: break;
+    }
+    return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
+}
+
+enum MHD_Result hl_http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                   const char *method, const char *version,
+                                   const char *upload_data, size_t *upload_data_size,
+                                   void **con_cls) {
+    (void)version;
+    hl_worker *w = cls;
+    hl_req *r = *con_cls;
+    if (r == NULL) {
+        r = calloc(1, sizeof(*r));
+        if (r == NULL) return MHD_NO;
+        r->w = w;
+        r->conn = conn;
+        r->origin = origin_of(w, conn);
+        w->reqs++;
+        *con_cls = r;
+        return start(r, url, method);
+    }
+    switch (r->state) {
+    case HL_REQ_BODY: return receive_body(r, upload_data, upload_data_size);
+    case HL_REQ_ANSWERED: {
+        hl_shared *s = r->answer;
+        r->answer = NULL;
+        r->state = HL_REQ_DONE;
+        if (s == NULL) return MHD_NO;
+        enum MHD_Result ret = MHD_queue_response(conn, r->status, s->resp);
+        hl_shared_release(s);
+        return ret;
+    }
+    default:
+        /* Body bytes after an early answer (413, 4xx) are read and dropped. */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+}
+
+void hl_http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                          enum MHD_RequestTerminationCode toe) {
+    (void)conn;
+    (void)toe;
+    hl_worker *w = cls;
+    hl_req *r = *con_cls;
+    if (r == NULL) return;
+    *con_cls = NULL;
+    if (r->state == HL_REQ_WAITING) hl_pubsub_unwait(r);
+    if (event_initialized(&r->timer)) evtimer_del(&r->timer);
+    hl_shared_release(r->answer);
+    r->answer = NULL;
+    hl_buf_free(&r->body);
+    w->reqs--;
+    /* A PUBLISH still in flight holds r as its privdata; its callback
+     * frees r when it comes. */
+    if (r->redis_pending)
+        r->orphaned = 1;
+    else
+        free(r);
+    hl_worker_maybe_finish(w);
+}
+
+size_t hl_http_unescape(void *cls, struct MHD_Connection *conn, char *s) {
+    (void)cls;
+    (void)conn;
+    return hl_percent_decode(s);
+}

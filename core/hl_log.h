@@ -1,0 +1,37 @@
+/* hl_log.h -- the one logger of the process.
+ *
+ * The core logs only through these calls; cmd/ decides the level and the
+ * format once at start, before any thread runs. Lines go to stderr, one
+ * write per line, so lines from different workers never interleave. */
+#ifndef HL_LOG_H
+#define HL_LOG_H
+
+typedef enum hl_log_level {
+    HL_LOG_DEBUG = 0,
+    HL_LOG_INFO,
+    HL_LOG_WARN,
+    HL_LOG_ERROR,
+} hl_log_level;
+
+typedef enum hl_log_format {
+    HL_LOG_TEXT = 0, /* "2026-11-23T19:20:40.123Z info  message" */
+    HL_LOG_JSON,     /* {"ts":"...","level":"info","msg":"..."} */
+} hl_log_format;
+
+/* Sets the minimum level and the format; call before threads start. */
+void hl_log_setup(hl_log_level level, hl_log_format format);
+
+/* Parses "debug", "info", "warn", "error"; returns -1 if unknown. */
+int hl_log_level_parse(const char *name);
+
+/* True when a message at this level would be written. */
+int hl_log_enabled(hl_log_level level);
+
+void hl_log(hl_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define hl_debug(...) hl_log(HL_LOG_DEBUG, __VA_ARGS__)
+#define hl_info(...) hl_log(HL_LOG_INFO, __VA_ARGS__)
+#define hl_warn(...) hl_log(HL_LOG_WARN, __VA_ARGS__)
+#define hl_error(...) hl_log(HL_LOG_ERROR, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,79 @@
+#include "hl_node.h"
+
+#include <event2/thread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hl_common.h"
+#include "hl_log.h"
+#include "hl_worker.h"
+
+struct hl_node {
+    hl_config cfg;        /* the node's own copy, read by every worker */
+    int nworkers;
+    int started;          /* worker threads running */
+    hl_worker **workers;
+};
+
+hl_node *hl_node_new(const hl_config *cfg, char *err, size_t errlen) {
+    /* Cross-thread event_active (the stop signal) needs libevent's locks,
+     * and they must be on before the first event base exists. */
+    if (evthread_use_pthreads() != 0) {
+        hl_set_error(err, errlen, "libevent has no pthread support");
+        return NULL;
+    }
+    hl_node *n = calloc(1, sizeof(*n));
+    if (n == NULL) goto oom;
+    n->cfg = *cfg;
+    if (n->cfg.http_workers <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n->cfg.http_workers = cores > 0 ? (int)cores : 1;
+    }
+    n->workers = calloc((size_t)n->cfg.http_workers, sizeof(*n->workers));
+    if (n->workers == NULL) goto oom;
+    for (int i = 0; i < n->cfg.http_workers; i++) {
+        n->workers[i] = hl_worker_new(n, i, &n->cfg, err, errlen);
+        if (n->workers[i] == NULL) goto fail;
+        n->nworkers++;
+    }
+    return n;
+oom:
+    hl_set_error(err, errlen, "out of memory");
+fail:
+    hl_node_free(n);
+    return NULL;
+}
+
+int hl_node_start(hl_node *n, char *err, size_t errlen) {
+    for (int i = 0; i < n->nworkers; i++) {
+        if (hl_worker_start(n->workers[i], err, errlen) != HL_OK) {
+            hl_node_stop(n, 0);
+            return HL_ERR;
+        }
+        n->started++;
+    }
+    hl_info("listening on %s:%d with %d workers; redis %s:%d, prefix '%s'", n->cfg.http_bind,
+            n->cfg.http_port, n->nworkers, n->cfg.redis_host, n->cfg.redis_port,
+            n->cfg.redis_prefix);
+    return HL_OK;
+}
+
+void hl_node_stop(hl_node *n, int drain_ms) {
+    for (int i = 0; i < n->started; i++) hl_worker_request_stop(n->workers[i], drain_ms);
+    for (int i = 0; i < n->started; i++) hl_worker_join(n->workers[i]);
+    n->started = 0;
+}
+
+void hl_node_free(hl_node *n) {
+    if (n == NULL) return;
+    for (int i = 0; i < n->nworkers; i++) hl_worker_free(n->workers[i]);
+    free(n->workers);
+    free(n);
+}
+
+int hl_node_ready(const hl_node *n) {
+    for (int i = 0; i < n->nworkers; i++)
+        if (!hl_worker_ready(n->workers[i])) return 0;
+    return n->nworkers > 0;
+}

@@ -1,0 +1,56 @@
+/* hl_rlink.h -- one Redis connection that keeps itself alive.
+ *
+ * A link wraps a hiredis async context on a worker's event base: it
+ * connects with a timeout of its own (hiredis 0.14 has none for async
+ * connects), authenticates and selects the database, and after any loss
+ * reconnects with exponential backoff and jitter. The owner learns about
+ * the two transitions through on_up and on_down.
+ *
+ * Only the thread that owns the event base may touch a link. While a link
+ * is down, l->ac is NULL: callers check hl_rlink_is_up() before sending.
+ * On a loss hiredis calls every pending reply callback with a NULL reply
+ * before on_down runs. */
+#ifndef HL_RLINK_H
+#define HL_RLINK_H
+
+#include <hiredis/async.h>
+
+#include "hl_config.h"
+
+struct event_base;
+struct event;
+typedef struct hl_rlink hl_rlink;
+
+typedef void hl_rlink_cb(hl_rlink *l, void *ud);
+
+struct hl_rlink {
+    const char *name;          /* "sub" or "cmd", for logs */
+    const hl_config *cfg;      /* not owned; outlives the link */
+    struct event_base *base;   /* not owned */
+    redisAsyncContext *ac;     /* NULL while down; owned by hiredis once connected */
+    int connected;             /* 1 between onConnect(OK) and onDisconnect */
+    int stopping;              /* 1 after hl_rlink_stop: never reconnect */
+    int failures;              /* consecutive failed attempts, for backoff and logs */
+    struct event *timer;       /* connect timeout, then reconnect delay */
+    hl_rlink_cb *on_up;        /* connected (commands may be sent) */
+    hl_rlink_cb *on_down;      /* lost; reconnect is already scheduled */
+    void *ud;                  /* passed to the callbacks */
+    unsigned long reconnects;  /* successful connects after the first */
+};
+
+/* Prepares l; nothing connects until hl_rlink_start. Returns HL_OK or
+ * HL_ERR (out of memory). */
+int hl_rlink_init(hl_rlink *l, const char *name, const hl_config *cfg, struct event_base *base,
+                  hl_rlink_cb *on_up, hl_rlink_cb *on_down, void *ud);
+
+/* Starts the first connection attempt. */
+void hl_rlink_start(hl_rlink *l);
+
+int hl_rlink_is_up(const hl_rlink *l);
+
+/* Closes the connection for good: pending callbacks get a NULL reply, no
+ * reconnect follows, on_down is not called. Must not be called from inside
+ * a hiredis callback. Then frees the timer; l may be discarded after. */
+void hl_rlink_stop(hl_rlink *l);
+
+#endif
