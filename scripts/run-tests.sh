@@ -1,0 +1,50 @@
+#!/bin/sh
+# Runs the test binaries given after the holdline binary, from the repo
+# root, each with a time limit, and ends with one summary line
+# "N passed, N failed" counted from cmocka's own summaries (which cmocka
+# prints on stderr). A binary that crashes or prints no summary counts as
+# one failure. Usage: run-tests.sh BIN/holdline TEST...
+set -u
+
+HOLDLINE_BIN=$1
+shift
+export HOLDLINE_BIN
+[ -x "$HOLDLINE_BIN" ] || { echo "run-tests: $HOLDLINE_BIN is not built" >&2; exit 1; }
+
+passed=0
+failed=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT INT TERM
+
+for t in "$@"; do
+    echo "== $t"
+    timeout 300 "$t" >"$out" 2>&1
+    rc=$?
+    cat "$out"
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\..*/\1/p' "$out" | tail -n 1)
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:.*/\1/p' "$out" | tail -n 1)
+    p=${p:-0}
+    f=${f:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "run-tests: $t exited with $rc without a failed test; counting one failure"
+        f=1
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+done
+
+# The demo command must start everything, serve the page and stop cleanly.
+echo "== make demo smoke run (scripts/demo.sh --for 4)"
+if bash scripts/demo.sh "$HOLDLINE_BIN" --for 4 >"$out" 2>&1 &&
+    grep -q "demo page: http://127.0.0.1:" "$out" && grep -q "everything stopped" "$out" &&
+    grep -q "Client: Got response\|got response ok" "$out"; then
+    passed=$((passed + 1))
+    echo "[       OK ] demo starts, serves the page, answers polls and stops"
+else
+    failed=$((failed + 1))
+    cat "$out"
+    echo "[  FAILED  ] demo smoke run"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,99 @@
+/* itest.h -- what the integration tests need to drive real processes:
+ * free loopback ports, redis-server and holdline nodes started and stopped
+ * by pid, a small blocking HTTP client, many concurrent requests at once,
+ * and raw Redis commands. Every process started here is killed at exit,
+ * even when a test fails half-way. */
+#ifndef ITEST_H
+#define ITEST_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* The holdline binary under test: $HOLDLINE_BIN or bin/holdline. */
+const char *it_holdline_bin(void);
+
+/* A TCP port on 127.0.0.1 that nothing listens on right now. */
+int it_free_port(void);
+
+/* Milliseconds on the monotonic clock. */
+long long it_now_ms(void);
+
+/* Starts argv[0] with stdout and stderr appended to logpath. Returns the
+ * pid, registered for cleanup. */
+pid_t it_spawn(const char *const argv[], const char *logpath);
+
+/* Sends sig to pid and waits up to timeout_ms for it to exit. Returns the
+ * wait status, or -1 if it did not exit (it is then SIGKILLed). */
+int it_stop(pid_t pid, int sig, int timeout_ms);
+
+typedef struct it_redis {
+    int port;
+    pid_t pid;
+    char dir[64];
+} it_redis;
+
+/* Starts redis-server on a free port (or r->port if set) without
+ * persistence, and waits until it answers PING. Returns 0 or -1. */
+int it_redis_start(it_redis *r);
+void it_redis_stop(it_redis *r);
+
+/* Sends one command (argv strings) and writes the raw reply into out
+ * without its last CRLF (e.g. ":2", "+OK", or "*2\r\n$13\r\n..."). Returns
+ * 0 or -1 on I/O failure. */
+int it_redis_cmd(int port, char *out, size_t outlen, int argc, const char *const argv[]);
+
+typedef struct it_node {
+    int port;
+    pid_t pid;
+    char log[96];
+} it_node;
+
+/* Starts a node on a free port against redis_port, with extra arguments
+ * (NULL-terminated, may be NULL), and waits until /readyz answers 200.
+ * Returns 0 or -1. */
+int it_node_start(it_node *n, int redis_port, const char *const extra[]);
+
+/* SIGTERM, wait; returns the exit status as it_stop does. */
+int it_node_stop(it_node *n);
+
+/* 1 if the node's log holds a sanitizer report or a crash marker. */
+int it_log_has_crash(const char *path);
+
+typedef struct it_resp {
+    int status;      /* 0 if no complete answer arrived */
+    char head[4096]; /* status line and headers */
+    char *body;      /* NUL-terminated, malloc'd; free with it_resp_free */
+    size_t body_len;
+} it_resp;
+
+void it_resp_free(it_resp *r);
+
+/* The value of a response header (case-insensitive name), copied into
+ * out; returns 0 if found. */
+int it_resp_header(const it_resp *r, const char *name, char *out, size_t outlen);
+
+/* One request on a fresh connection with "Connection: close"; waits up to
+ * timeout_ms for the whole answer. Returns 0 if an answer was parsed. */
+int it_http(int port, const char *method, const char *path, const char *body, size_t body_len,
+            const char *extra_headers, int timeout_ms, it_resp *out);
+
+/* Sends raw bytes and reads until the server closes or timeout_ms passes.
+ * Returns 0 if the answer parsed as HTTP (out->status set). */
+int it_raw(int port, const void *req, size_t len, int timeout_ms, it_resp *out);
+
+/* Many requests in flight at once: it_multi_open connects and sends
+ * req[i] to port[i]; it_multi_wait reads until every connection closed or
+ * timeout_ms passes, and returns how many answered completely. */
+typedef struct it_conn {
+    int fd;
+    char *buf;
+    size_t len, cap;
+    int done;
+    it_resp resp;
+} it_conn;
+
+int it_multi_open(it_conn *c, size_t n, const int *port, const char *const *req);
+size_t it_multi_wait(it_conn *c, size_t n, int timeout_ms);
+void it_multi_free(it_conn *c, size_t n);
+
+#endif

@@ -1,0 +1,279 @@
+/* Integration: a real redis-server and two real holdline nodes on
+ * loopback, driven over HTTP from outside. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <cmocka.h>
+
+#include "itest.h"
+
+static it_redis redis;
+static it_node node_a, node_b;
+
+static int setup(void **state) {
+    (void)state;
+    if (it_redis_start(&redis) != 0) return -1;
+    if (it_node_start(&node_a, redis.port, NULL) != 0) return -1;
+    if (it_node_start(&node_b, redis.port, NULL) != 0) return -1;
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    int a = it_node_stop(&node_a), b = it_node_stop(&node_b);
+    it_redis_stop(&redis);
+    int bad = 0;
+    if (a != 0 || b != 0) {
+        fprintf(stderr, "node exit status: a=%d b=%d (want 0)\n", a, b);
+        bad = 1;
+    }
+    if (it_log_has_crash(node_a.log) || it_log_has_crash(node_b.log)) {
+        fprintf(stderr, "sanitizer or crash report in %s or %s\n", node_a.log, node_b.log);
+        bad = 1;
+    }
+    return bad ? -1 : 0;
+}
+
+/* Redis subscribers of holdline:<channel>, from PUBSUB NUMSUB. */
+static int numsub(const char *channel) {
+    char ch[256], out[512];
+    snprintf(ch, sizeof(ch), "holdline:%s", channel);
+    const char *argv[] = {"PUBSUB", "NUMSUB", ch};
+    if (it_redis_cmd(redis.port, out, sizeof(out), 3, argv) != 0) return -1;
+    const char *colon = strrchr(out, ':');
+    return colon ? atoi(colon + 1) : -1;
+}
+
+/* Waits until at least `want` workers subscribed to channel, then a
+ * little longer so that every waiter sent so far is registered. */
+static void wait_subscribed(const char *channel, int want) {
+    long long end = it_now_ms() + 5000;
+    while (numsub(channel) < want && it_now_ms() < end) usleep(10000);
+    assert_true(numsub(channel) >= want);
+    usleep(300000);
+}
+
+static char *poll_request(const char *channel, int timeout) {
+    char *req = malloc(256);
+    snprintf(req, 256, "GET /poll/%s?timeout=%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+             channel, timeout);
+    return req;
+}
+
+static void assert_message(const it_resp *r, const char *channel, const char *data) {
+    char want[512];
+    snprintf(want, sizeof(want), "\"messages\":[{\"channel\":\"%s\",\"id\":null,\"data\":\"%s\"}]",
+             channel, data);
+    assert_int_equal(r->status, 200);
+    assert_non_null(r->body);
+    if (strstr(r->body, want) == NULL) fail_msg("body %s lacks %s", r->body, want);
+}
+
+static void publish_http(int port, const char *channel, const char *data, int want_status) {
+    char path[256];
+    snprintf(path, sizeof(path), "/publish/%s", channel);
+    it_resp r;
+    assert_int_equal(it_http(port, "POST", path, data, strlen(data), NULL, 3000, &r), 0);
+    assert_int_equal(r.status, want_status);
+    it_resp_free(&r);
+}
+
+static void test_http_publish_on_node_a_reaches_a_waiter_on_node_b(void **state) {
+    (void)state;
+    it_conn c;
+    char *req = poll_request("a2b", 10);
+    const char *reqs[] = {req};
+    assert_int_equal(it_multi_open(&c, 1, &node_b.port, reqs), 0);
+    wait_subscribed("a2b", 1);
+    publish_http(node_a.port, "a2b", "hello from A", 201);
+    assert_int_equal(it_multi_wait(&c, 1, 3000), 1);
+    assert_message(&c.resp, "a2b", "hello from A");
+    it_multi_free(&c, 1);
+    free(req);
+}
+
+static void test_redis_cli_publish_reaches_waiters_on_both_nodes(void **state) {
+    (void)state;
+    it_conn c[2];
+    char *req = poll_request("plain", 10);
+    const char *reqs[] = {req, req};
+    int ports[] = {node_a.port, node_b.port};
+    assert_int_equal(it_multi_open(c, 2, ports, reqs), 0);
+    wait_subscribed("plain", 2);
+    char out[64];
+    const char *argv[] = {"PUBLISH", "holdline:plain", "hello \"from\" redis"};
+    assert_int_equal(it_redis_cmd(redis.port, out, sizeof(out), 3, argv), 0);
+    assert_int_equal(it_multi_wait(c, 2, 3000), 2);
+    for (int i = 0; i < 2; i++) assert_message(&c[i].resp, "plain", "hello \\\"from\\\" redis");
+    it_multi_free(c, 2);
+    free(req);
+}
+
+static void test_poll_with_timeout_2_answers_no_event_after_2_seconds(void **state) {
+    (void)state;
+    it_resp r;
+    long long t0 = it_now_ms();
+    assert_int_equal(it_http(node_a.port, "GET", "/poll/quiet?timeout=2", NULL, 0, NULL, 5000, &r),
+                     0);
+    long long took = it_now_ms() - t0;
+    fprintf(stderr, "timeout=2 answered after %lld ms\n", took);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"cursor\":\"\",\"messages\":[],\"missed\":false}");
+    char v[64];
+    assert_int_equal(it_resp_header(&r, "Cache-Control", v, sizeof(v)), 0);
+    assert_string_equal(v, "no-store");
+    assert_int_equal(it_resp_header(&r, "Content-Type", v, sizeof(v)), 0);
+    assert_string_equal(v, "application/json");
+    assert_in_range(took, 2000, 2300);
+    it_resp_free(&r);
+}
+
+static void test_a_thousand_waiters_over_two_nodes_all_receive_one_publish(void **state) {
+    (void)state;
+    enum { N = 1000 };
+    it_conn *c = calloc(N, sizeof(*c));
+    int *ports = calloc(N, sizeof(*ports));
+    const char **reqs = calloc(N, sizeof(*reqs));
+    char *req = poll_request("crowd", 20);
+    for (int i = 0; i < N; i++) {
+        ports[i] = i % 2 ? node_b.port : node_a.port;
+        reqs[i] = req;
+    }
+    assert_int_equal(it_multi_open(c, N, ports, reqs), 0);
+    wait_subscribed("crowd", 2);
+    usleep(700000);
+    long long t0 = it_now_ms();
+    publish_http(node_a.port, "crowd", "to everyone", 201);
+    size_t got = it_multi_wait(c, N, 10000);
+    long long took = it_now_ms() - t0;
+    size_t right = 0;
+    for (int i = 0; i < N; i++)
+        right += c[i].resp.status == 200 && c[i].resp.body &&
+                 strstr(c[i].resp.body, "\"data\":\"to everyone\"") != NULL;
+    fprintf(stderr, "%d waiters: %zu answered, %zu with the message, last after %lld ms\n", N, got,
+            right, took);
+    assert_int_equal(right, N);
+    it_multi_free(c, N);
+    free(c);
+    free(ports);
+    free(reqs);
+    free(req);
+}
+
+typedef struct bad_case {
+    const char *name;
+    const char *raw; /* the whole request */
+    int status;
+    const char *error; /* the "error" code in the JSON body */
+} bad_case;
+
+static void test_bad_requests_get_their_status_and_a_json_error(void **state) {
+    (void)state;
+    static char big[70000 + 256];
+    int n = snprintf(big, sizeof(big),
+                     "POST /publish/big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                     "Content-Length: 70000\r\n\r\n");
+    memset(big + n, 'x', 70000);
+    big[n + 70000] = '\0';
+    static char chunked[90000];
+    n = snprintf(chunked, sizeof(chunked),
+                 "POST /publish/big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 4; i++) { /* 4 x 20 KiB > 64 KiB */
+        n += snprintf(chunked + n, sizeof(chunked) - (size_t)n, "5000\r\n");
+        memset(chunked + n, 'y', 0x5000);
+        n += 0x5000;
+        n += snprintf(chunked + n, sizeof(chunked) - (size_t)n, "\r\n");
+    }
+    snprintf(chunked + n, sizeof(chunked) - (size_t)n, "0\r\n\r\n");
+
+    static char long_channel[512];
+    char name[202];
+    memset(name, 'x', 201);
+    name[201] = '\0';
+    snprintf(long_channel, sizeof(long_channel),
+             "GET /poll/%s?timeout=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", name);
+
+#define GET(path) "GET " path " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    const bad_case cases[] = {
+        {"unknown path", GET("/nope"), 404, "not_found"},
+        {"poll without channel", GET("/poll/"), 400, "bad_channel"},
+        {"poll bare", GET("/poll"), 400, "bad_channel"},
+        {"channel with !", GET("/poll/bad!name"), 400, "bad_channel"},
+        {"channel with encoded NUL", GET("/poll/a%00b"), 400, "bad_channel"},
+        {"channel with bad escape", GET("/poll/a%zzb"), 400, "bad_channel"},
+        {"channel with slash", GET("/poll/a/b"), 400, "bad_channel"},
+        {"channel of 201 bytes", long_channel, 400, "bad_channel"},
+        {"timeout not a number", GET("/poll/x?timeout=abc"), 400, "bad_timeout"},
+        {"timeout zero", GET("/poll/x?timeout=0"), 400, "bad_timeout"},
+        {"timeout negative", GET("/poll/x?timeout=-5"), 400, "bad_timeout"},
+        {"publish bad channel",
+         "POST /publish/no%20way HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: "
+         "1\r\n\r\nx",
+         400, "bad_channel"},
+        {"DELETE on poll", "DELETE /poll/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 405,
+         "method_not_allowed"},
+        {"GET on publish", GET("/publish/x"), 405, "method_not_allowed"},
+        {"POST on healthz",
+         "POST /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+         405, "method_not_allowed"},
+        {"body over max_message_bytes", big, 413, "too_large"},
+        {"chunked body over max_message_bytes", chunked, 413, "too_large"},
+    };
+#undef GET
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const bad_case *k = &cases[i];
+        int port = i % 2 ? node_b.port : node_a.port;
+        it_resp r;
+        if (it_raw(port, k->raw, strlen(k->raw), 3000, &r) != 0)
+            fail_msg("%s: no answer", k->name);
+        char want[128], ctype[64] = "";
+        snprintf(want, sizeof(want), "{\"error\":\"%s\",\"detail\":\"", k->error);
+        it_resp_header(&r, "Content-Type", ctype, sizeof(ctype));
+        if (r.status != k->status || r.body == NULL || strncmp(r.body, want, strlen(want)) != 0 ||
+            strcmp(ctype, "application/json") != 0)
+            fail_msg("%s: got %d %s (%s), want %d %s", k->name, r.status,
+                     r.body ? r.body : "(none)", ctype, k->status, want);
+        it_resp_free(&r);
+    }
+    /* Both nodes still serve a whole publish/poll round. */
+    for (int i = 0; i < 2; i++) {
+        it_node *n = i ? &node_b : &node_a;
+        it_resp r;
+        assert_int_equal(it_http(n->port, "GET", "/healthz", NULL, 0, NULL, 2000, &r), 0);
+        assert_int_equal(r.status, 200);
+        it_resp_free(&r);
+    }
+    test_http_publish_on_node_a_reaches_a_waiter_on_node_b(state);
+}
+
+static void test_the_demo_page_and_client_are_served(void **state) {
+    (void)state;
+    it_resp r;
+    assert_int_equal(it_http(node_a.port, "GET", "/", NULL, 0, NULL, 2000, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "Sent request"));
+    it_resp_free(&r);
+    assert_int_equal(it_http(node_b.port, "GET", "/holdline.js", NULL, 0, NULL, 2000, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(r.body_len > 100);
+    it_resp_free(&r);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_http_publish_on_node_a_reaches_a_waiter_on_node_b),
+        cmocka_unit_test(test_redis_cli_publish_reaches_waiters_on_both_nodes),
+        cmocka_unit_test(test_poll_with_timeout_2_answers_no_event_after_2_seconds),
+        cmocka_unit_test(test_a_thousand_waiters_over_two_nodes_all_receive_one_publish),
+        cmocka_unit_test(test_bad_requests_get_their_status_and_a_json_error),
+        cmocka_unit_test(test_the_demo_page_and_client_are_served),
+    };
+    return cmocka_run_group_tests_name("cluster (redis + 2 nodes)", tests, setup, teardown);
+}
