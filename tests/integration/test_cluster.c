@@ -16,8 +16,15 @@
 static it_redis redis;
 static it_node node_a, node_b;
 
+/* Short linger so the unsubscribe is observable; two workers per node so
+ * the subscription counts below have a known ceiling. */
+#define LINGER_MS 400
+#define WORKERS 2
+
 static int setup(void **state) {
     (void)state;
+    setenv("HOLDLINE_POLL_LINGER_MS", "400", 1);
+    setenv("HOLDLINE_HTTP_WORKERS", "2", 1);
     if (it_redis_start(&redis) != 0) return -1;
     if (it_node_start(&node_a, redis.port, NULL) != 0) return -1;
     if (it_node_start(&node_b, redis.port, NULL) != 0) return -1;
@@ -166,6 +173,39 @@ static void test_a_thousand_waiters_over_two_nodes_all_receive_one_publish(void 
     free(req);
 }
 
+static void test_one_subscription_per_channel_per_worker_and_unsubscribe_after_linger(
+    void **state) {
+    (void)state;
+    enum { N = 200 };
+    it_conn c[N];
+    int ports[N];
+    const char *reqs[N];
+    char *req = poll_request("one-sub", 10);
+    for (int i = 0; i < N; i++) {
+        ports[i] = node_a.port;
+        reqs[i] = req;
+    }
+    assert_int_equal(it_multi_open(c, N, ports, reqs), 0);
+    wait_subscribed("one-sub", 1);
+    int subs = numsub("one-sub");
+    fprintf(stderr, "%d waiters on one node: %d Redis subscriptions\n", N, subs);
+    assert_in_range(subs, 1, WORKERS);
+    publish_http(node_b.port, "one-sub", "x", 201);
+    assert_int_equal(it_multi_wait(c, N, 3000), N);
+    it_multi_free(c, N);
+
+    /* The subscription outlives its last waiter by the linger, so a
+     * re-poll finds it live... */
+    usleep(LINGER_MS * 1000 / 4);
+    assert_int_equal(numsub("one-sub"), subs);
+    /* ...and once nobody waits, it goes after the linger. */
+    long long t0 = it_now_ms();
+    while (numsub("one-sub") > 0 && it_now_ms() - t0 < 3000) usleep(20000);
+    fprintf(stderr, "unsubscribed %lld ms after the last waiter left\n", it_now_ms() - t0);
+    assert_int_equal(numsub("one-sub"), 0);
+    free(req);
+}
+
 typedef struct bad_case {
     const char *name;
     const char *raw; /* the whole request */
@@ -272,6 +312,7 @@ int main(void) {
         cmocka_unit_test(test_redis_cli_publish_reaches_waiters_on_both_nodes),
         cmocka_unit_test(test_poll_with_timeout_2_answers_no_event_after_2_seconds),
         cmocka_unit_test(test_a_thousand_waiters_over_two_nodes_all_receive_one_publish),
+        cmocka_unit_test(test_one_subscription_per_channel_per_worker_and_unsubscribe_after_linger),
         cmocka_unit_test(test_bad_requests_get_their_status_and_a_json_error),
         cmocka_unit_test(test_the_demo_page_and_client_are_served),
     };
