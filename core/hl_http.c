@@ -164,6 +164,10 @@ static void on_publish_deadline(evutil_socket_t fd, short what, void *arg) {
 
 static void arm_timer(hl_req *r, event_callback_fn fn, long ms) {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    /* Inside a callback libevent measures from the time cached when the
+     * loop turn began; a busy turn would then fire a poll's timeout a
+     * little before `timeout` seconds after its arrival. */
+    event_base_update_cache_time(r->w->base);
     evtimer_assign(&r->timer, r->w->base, fn, r);
     evtimer_add(&r->timer, &tv);
 }

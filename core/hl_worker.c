@@ -130,7 +130,14 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
     snprintf(w->ctl_channel, sizeof(w->ctl_channel), "%s#ctl:%s:%d", cfg->redis_prefix,
              cfg->node_name, id);
 
-    w->base = event_base_new();
+    /* Without PRECISE_TIMER libevent reads CLOCK_MONOTONIC_COARSE, whose
+     * ticks of a few ms let a poll's timeout fire before it is due. */
+    struct event_config *ec = event_config_new();
+    if (ec != NULL) {
+        event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+        w->base = event_base_new_with_config(ec);
+        event_config_free(ec);
+    }
     if (w->base == NULL) {
         hl_set_error(err, errlen, "cannot create an event base");
         goto err;

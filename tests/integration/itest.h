@@ -15,8 +15,9 @@ const char *it_holdline_bin(void);
 /* A TCP port on 127.0.0.1 that nothing listens on right now. */
 int it_free_port(void);
 
-/* Milliseconds on the monotonic clock. */
+/* Milliseconds and microseconds on the monotonic clock. */
 long long it_now_ms(void);
+long long it_now_us(void);
 
 /* Starts argv[0] with stdout and stderr appended to logpath. Returns the
  * pid, registered for cleanup. */
