@@ -53,13 +53,16 @@ ITEST_LIB := $(OUT)/tests/itest.o
 .PHONY: all test check demo deps install uninstall clean tests
 all: $(BIN)/holdline
 
+# -MMD makes headers prerequisites too; only sources and objects are linked.
+LINK_INPUTS = $(filter %.c %.o %.a,$^)
+
 $(BIN)/holdline: $(OUT)/cmd/holdline/main.o $(OUT)/libholdline.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_PKGS) $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(LINK_INPUTS) $(LDLIBS_PKGS) $(LDLIBS)
 
 $(OUT)/libholdline.a: $(CORE_OBJ)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(AR) rcs $@ $(LINK_INPUTS)
 
 $(OUT)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -76,7 +79,7 @@ $(OUT)/gen/hl_assets_data.o: build/gen/hl_assets_data.c
 # Unit tests: one cmocka binary per module, linked against the core library.
 $(OUT)/tests/test_%: tests/unit/test_%.c $(OUT)/libholdline.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka) $(ALL_LDFLAGS) -o $@ $^ \
+	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka) $(ALL_LDFLAGS) -o $@ $(LINK_INPUTS) \
 		$(shell $(PKG_CONFIG) --libs cmocka) $(LDLIBS_PKGS)
 
 # Integration tests: cmocka binaries that start redis-server and nodes.
@@ -86,7 +89,7 @@ $(ITEST_LIB): tests/integration/itest.c tests/integration/itest.h
 
 $(ITEST_BIN): $(OUT)/tests/test_%: tests/integration/test_%.c $(ITEST_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka) $(ALL_LDFLAGS) -o $@ $^ \
+	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka) $(ALL_LDFLAGS) -o $@ $(LINK_INPUTS) \
 		$(shell $(PKG_CONFIG) --libs cmocka)
 
 tests: $(BIN)/holdline $(UNIT_BIN) $(ITEST_BIN)

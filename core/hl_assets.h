@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 typedef struct hl_asset {
-    const char *path;          /* URL path, e.g. "/holdline.js" */
+    const char *path; /* URL path, e.g. "/holdline.js" */
     const char *content_type;
     const unsigned char *data; /* static, lives as long as the process */
     size_t len;

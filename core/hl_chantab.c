@@ -15,7 +15,9 @@ static uint64_t name_hash(const char *s, size_t n) {
     return h;
 }
 
-void hl_chantab_init(hl_chantab *t) { memset(t, 0, sizeof(*t)); }
+void hl_chantab_init(hl_chantab *t) {
+    memset(t, 0, sizeof(*t));
+}
 
 void hl_chantab_free(hl_chantab *t) {
     if (t == NULL) return;
@@ -75,7 +77,8 @@ hl_chan *hl_chantab_add(hl_chantab *t, const char *name, size_t len) {
 
 void hl_chantab_remove(hl_chantab *t, hl_chan *c) {
     hl_chan **pp = &t->buckets[c->hash & (t->nbuckets - 1)];
-    while (*pp && *pp != c) pp = &(*pp)->next;
+    while (*pp && *pp != c)
+        pp = &(*pp)->next;
     if (*pp == NULL) return;
     *pp = c->next;
     t->count--;

@@ -14,10 +14,10 @@ struct hl_req;
 struct event;
 
 typedef enum hl_sub_state {
-    HL_SUB_NONE = 0,    /* not subscribed, nothing in flight */
-    HL_SUB_PENDING,     /* SUBSCRIBE sent, not yet confirmed */
-    HL_SUB_LIVE,        /* Redis confirmed the subscription */
-    HL_SUB_LEAVING,     /* UNSUBSCRIBE sent, not yet confirmed */
+    HL_SUB_NONE = 0, /* not subscribed, nothing in flight */
+    HL_SUB_PENDING,  /* SUBSCRIBE sent, not yet confirmed */
+    HL_SUB_LIVE,     /* Redis confirmed the subscription */
+    HL_SUB_LEAVING,  /* UNSUBSCRIBE sent, not yet confirmed */
 } hl_sub_state;
 
 typedef struct hl_chan {

@@ -40,8 +40,8 @@ typedef const char *hl_check_fn(const char *value);
  * row here plus its field in hl_config and its paragraph in the example
  * config. */
 typedef struct hl_setting {
-    const char *group;   /* libconfig group, and the second word of the env name */
-    const char *name;    /* setting inside the group */
+    const char *group; /* libconfig group, and the second word of the env name */
+    const char *name;  /* setting inside the group */
     hl_setting_type type;
     size_t offset;       /* of the field in hl_config */
     size_t size;         /* buffer size of a string, or of one list entry */
@@ -61,27 +61,27 @@ static const char *check_format(const char *v);
 
 #define HL_SIZEOF(f) sizeof(((hl_config *)0)->f)
 
-#define HL_INT(g, n, f, lo, hi, d)                                                         \
-    {                                                                                      \
-        .group = g, .name = n, .type = HL_T_INT, .offset = offsetof(hl_config, f),         \
-        .size = HL_SIZEOF(f), .min = lo, .max = hi, .def_int = d                           \
+#define HL_INT(g, n, f, lo, hi, d)                                                                 \
+    {                                                                                              \
+        .group = g, .name = n, .type = HL_T_INT, .offset = offsetof(hl_config, f),                 \
+        .size = HL_SIZEOF(f), .min = lo, .max = hi, .def_int = d                                   \
     }
-#define HL_BOOL(g, n, f, d)                                                                \
-    {                                                                                      \
-        .group = g, .name = n, .type = HL_T_BOOL, .offset = offsetof(hl_config, f),        \
-        .size = HL_SIZEOF(f), .def_int = d                                                 \
+#define HL_BOOL(g, n, f, d)                                                                        \
+    {                                                                                              \
+        .group = g, .name = n, .type = HL_T_BOOL, .offset = offsetof(hl_config, f),                \
+        .size = HL_SIZEOF(f), .def_int = d                                                         \
     }
-#define HL_STR(g, n, f, d, chk)                                                            \
-    {                                                                                      \
-        .group = g, .name = n, .type = HL_T_STR, .offset = offsetof(hl_config, f),         \
-        .size = HL_SIZEOF(f), .def_str = d, .check = chk                                   \
+#define HL_STR(g, n, f, d, chk)                                                                    \
+    {                                                                                              \
+        .group = g, .name = n, .type = HL_T_STR, .offset = offsetof(hl_config, f),                 \
+        .size = HL_SIZEOF(f), .def_str = d, .check = chk                                           \
     }
-#define HL_STRLIST(g, n, f, cnt, chk)                                                      \
-    {                                                                                      \
-        .group = g, .name = n, .type = HL_T_STRLIST, .offset = offsetof(hl_config, f),     \
-        .size = HL_SIZEOF(f[0]), .def_str = "", .check = chk,                              \
-        .count_offset = offsetof(hl_config, cnt),                                          \
-        .max_items = (int)HL_ARRAY_LEN(((hl_config *)0)->f)                                \
+#define HL_STRLIST(g, n, f, cnt, chk)                                                              \
+    {                                                                                              \
+        .group = g, .name = n, .type = HL_T_STRLIST, .offset = offsetof(hl_config, f),             \
+        .size = HL_SIZEOF(f[0]), .def_str = "", .check = chk,                                      \
+        .count_offset = offsetof(hl_config, cnt),                                                  \
+        .max_items = (int)HL_ARRAY_LEN(((hl_config *)0)->f)                                        \
     }
 
 /* The ranges are the ones a running node can honour; the relations between
@@ -168,7 +168,9 @@ static const char *check_format(const char *v) {
 
 /* ---- Table access ---------------------------------------------------- */
 
-static void *field(hl_config *cfg, const hl_setting *s) { return (char *)cfg + s->offset; }
+static void *field(hl_config *cfg, const hl_setting *s) {
+    return (char *)cfg + s->offset;
+}
 
 static const void *cfield(const hl_config *cfg, const hl_setting *s) {
     return (const char *)cfg + s->offset;
@@ -212,8 +214,7 @@ static int check_value(const hl_config *cfg, const hl_setting *s, char *why, siz
         if (v < s->min || v > s->max) return range_error(s, why, whylen);
         return HL_OK;
     }
-    case HL_T_BOOL:
-        return HL_OK;
+    case HL_T_BOOL: return HL_OK;
     case HL_T_STR:
         /* Flags write fields directly, so a missing terminator is possible. */
         str = cfield(cfg, s);
@@ -259,8 +260,7 @@ static int store_bytes(char *dst, size_t size, const char *src, size_t len, char
     return HL_OK;
 }
 
-static int store_str(hl_config *cfg, const hl_setting *s, const char *v, char *why,
-                     size_t whylen) {
+static int store_str(hl_config *cfg, const hl_setting *s, const char *v, char *why, size_t whylen) {
     if (store_bytes(field(cfg, s), s->size, v, strlen(v), why, whylen) != HL_OK) return HL_ERR;
     return check_value(cfg, s, why, whylen);
 }
@@ -314,12 +314,8 @@ void hl_config_defaults(hl_config *cfg) {
     for (size_t i = 0; i < HL_ARRAY_LEN(settings); i++) {
         const hl_setting *s = &settings[i];
         switch (s->type) {
-        case HL_T_INT:
-            *(int *)field(cfg, s) = s->def_int;
-            break;
-        case HL_T_BOOL:
-            *(bool *)field(cfg, s) = s->def_int != 0;
-            break;
+        case HL_T_INT: *(int *)field(cfg, s) = s->def_int; break;
+        case HL_T_BOOL: *(bool *)field(cfg, s) = s->def_int != 0; break;
         case HL_T_STR:
             if (s->def_str != NULL) snprintf(field(cfg, s), s->size, "%s", s->def_str);
             break;
@@ -351,7 +347,8 @@ static int int_literal_overflows(const char *tok, size_t len) {
         p += 2;
     }
     digits = p;
-    while (p < end && (hex ? isxdigit((unsigned char)*p) : isdigit((unsigned char)*p))) p++;
+    while (p < end && (hex ? isxdigit((unsigned char)*p) : isdigit((unsigned char)*p)))
+        p++;
     if (p == digits || p != end) return 0; /* a float, an L suffix or junk */
     if (hex && neg) return 0;              /* libconfig rejects a signed hex */
 
@@ -409,7 +406,8 @@ static void prescan(const char *text, hl_scan *sc) {
             if (ln == HL_CONFIG_MAX_LINES + 1)
                 scan_problem(sc, ln, 0, "more than %d lines", HL_CONFIG_MAX_LINES);
         } else if (c == '#' || (c == '/' && p[1] == '/')) {
-            while (*p && *p != '\n') p++;
+            while (*p && *p != '\n')
+                p++;
         } else if (c == '/' && p[1] == '*') {
             p += 2;
             while (*p && !(p[0] == '*' && p[1] == '/')) {
@@ -435,7 +433,8 @@ static void prescan(const char *text, hl_scan *sc) {
             p++;
         } else if (isalpha((unsigned char)c) || c == '*' || c == '_') {
             /* A name or true/false; digits and '-' inside it are not numbers. */
-            while (isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '*') p++;
+            while (isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '*')
+                p++;
         } else if (isdigit((unsigned char)c) ||
                    ((c == '-' || c == '+' || c == '.') && isdigit((unsigned char)p[1]))) {
             const char *tok = p;
@@ -459,8 +458,8 @@ static void prescan(const char *text, hl_scan *sc) {
 
 /* Reads one setting st into cfg. On error, *line is where to point the
  * user (the entry's line for a bad list entry). */
-static int load_setting(hl_config *cfg, const hl_setting *s, const config_setting_t *st,
-                        int *line, char *why, size_t whylen) {
+static int load_setting(hl_config *cfg, const hl_setting *s, const config_setting_t *st, int *line,
+                        char *why, size_t whylen) {
     int type = config_setting_type(st);
 
     *line = config_setting_source_line(st);
@@ -638,7 +637,8 @@ int hl_config_load_file(hl_config *cfg, const char *path, char *err, size_t errl
 /* HOLDLINE_<GROUP>_<NAME>, upper-cased; for example HOLDLINE_HTTP_PORT. */
 static void env_name(const hl_setting *s, char *buf, size_t size) {
     snprintf(buf, size, "HOLDLINE_%s_%s", s->group, s->name);
-    for (char *p = buf; *p; p++) *p = (char)toupper((unsigned char)*p);
+    for (char *p = buf; *p; p++)
+        *p = (char)toupper((unsigned char)*p);
 }
 
 /* Only a plain decimal is accepted: no spaces, no trailing text, no hex. */
@@ -677,8 +677,10 @@ static int load_env_list(hl_config *cfg, const hl_setting *s, const char *v, cha
     for (;;) {
         const char *comma = strchr(p, ',');
         const char *end = comma ? comma : p + strlen(p);
-        while (p < end && (*p == ' ' || *p == '\t')) p++;
-        while (end > p && (end[-1] == ' ' || end[-1] == '\t')) end--;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
         if (end == p) return hl_set_error(why, whylen, "must not contain empty entries");
         if (store_entry(cfg, s, n, p, (size_t)(end - p), why, whylen) != HL_OK) return HL_ERR;
         *list_count(cfg, s) = ++n;
@@ -688,8 +690,7 @@ static int load_env_list(hl_config *cfg, const hl_setting *s, const char *v, cha
     return HL_OK;
 }
 
-static int load_env(hl_config *cfg, const hl_setting *s, const char *v, char *why,
-                    size_t whylen) {
+static int load_env(hl_config *cfg, const hl_setting *s, const char *v, char *why, size_t whylen) {
     long long n;
 
     switch (s->type) {
@@ -700,10 +701,8 @@ static int load_env(hl_config *cfg, const hl_setting *s, const char *v, char *wh
         if (parse_env_bool(v, (bool *)field(cfg, s)) != HL_OK)
             return hl_set_error(why, whylen, "must be true, false, yes, no, 1 or 0");
         return HL_OK;
-    case HL_T_STR:
-        return store_str(cfg, s, v, why, whylen);
-    case HL_T_STRLIST:
-        return load_env_list(cfg, s, v, why, whylen);
+    case HL_T_STR: return store_str(cfg, s, v, why, whylen);
+    case HL_T_STRLIST: return load_env_list(cfg, s, v, why, whylen);
     }
     return hl_set_error(why, whylen, "has an unknown type");
 }
@@ -743,8 +742,8 @@ int hl_config_set_redis_addr(hl_config *cfg, const char *addr, char *err, size_t
         if (host_end[1] == ':')
             port = host_end + 2;
         else if (host_end[1] != '\0')
-            return hl_set_error(err, errlen,
-                                "redis address '%.100s': expected ':port' after ']'", addr);
+            return hl_set_error(err, errlen, "redis address '%.100s': expected ':port' after ']'",
+                                addr);
         if (host_end == host)
             return hl_set_error(err, errlen, "redis address '%.100s': empty host", addr);
         if (memchr(host, ':', (size_t)(host_end - host)) == NULL)
@@ -774,8 +773,7 @@ int hl_config_set_redis_addr(hl_config *cfg, const char *addr, char *err, size_t
         return hl_set_error(err, errlen, "redis address '%.100s': host is too long", addr);
     for (const char *p = host; p < host_end; p++) {
         if (*p == '\0' || strchr(host_chars, *p) == NULL)
-            return hl_set_error(err, errlen, "redis address '%.100s': bad character in host",
-                                addr);
+            return hl_set_error(err, errlen, "redis address '%.100s': bad character in host", addr);
     }
 
     if (port != NULL) {
@@ -784,9 +782,8 @@ int hl_config_set_redis_addr(hl_config *cfg, const char *addr, char *err, size_t
             return hl_set_error(err, errlen, "redis address '%.100s': empty port", addr);
         for (const char *p = port; *p; p++) {
             if (!isdigit((unsigned char)*p) || port_num > 65535)
-                return hl_set_error(err, errlen,
-                                    "redis address '%.100s': port must be between 1 and 65535",
-                                    addr);
+                return hl_set_error(
+                    err, errlen, "redis address '%.100s': port must be between 1 and 65535", addr);
             port_num = port_num * 10 + (*p - '0');
         }
         if (port_num < 1 || port_num > 65535)

@@ -22,37 +22,37 @@
 
 typedef struct hl_config {
     /* node */
-    char node_name[64];            /* shown in logs; default: hostname-pid */
+    char node_name[64]; /* shown in logs; default: hostname-pid */
 
     /* http */
-    char http_bind[64];            /* IPv4 address to listen on; default 0.0.0.0 */
-    int http_port;                 /* default 8080 */
-    int http_workers;              /* worker threads; 0 = number of cores */
-    int http_max_connections;      /* per node, spread over workers; default 20000 */
-    int http_connection_memory;    /* bytes of MHD memory pool per connection; default 8192 */
-    int http_connection_timeout;   /* seconds an idle, not-held connection may stay; default 60 */
+    char http_bind[64];          /* IPv4 address to listen on; default 0.0.0.0 */
+    int http_port;               /* default 8080 */
+    int http_workers;            /* worker threads; 0 = number of cores */
+    int http_max_connections;    /* per node, spread over workers; default 20000 */
+    int http_connection_memory;  /* bytes of MHD memory pool per connection; default 8192 */
+    int http_connection_timeout; /* seconds an idle, not-held connection may stay; default 60 */
     char http_cors_origins[HL_CONFIG_MAX_CORS][256]; /* allowed Origin values, "*" = any */
     int http_cors_origins_count;
 
     /* redis */
-    char redis_host[256];          /* default 127.0.0.1 */
-    int redis_port;                /* default 6379 */
-    char redis_password[256];      /* empty = no AUTH */
-    int redis_db;                  /* SELECT db; default 0 */
-    char redis_prefix[64];         /* key and channel prefix; default "holdline:" */
-    int redis_connect_timeout_ms;  /* default 2000 */
-    int redis_reconnect_min_ms;    /* first reconnect delay; default 100 */
-    int redis_reconnect_max_ms;    /* reconnect delay cap; default 5000 */
+    char redis_host[256];         /* default 127.0.0.1 */
+    int redis_port;               /* default 6379 */
+    char redis_password[256];     /* empty = no AUTH */
+    int redis_db;                 /* SELECT db; default 0 */
+    char redis_prefix[64];        /* key and channel prefix; default "holdline:" */
+    int redis_connect_timeout_ms; /* default 2000 */
+    int redis_reconnect_min_ms;   /* first reconnect delay; default 100 */
+    int redis_reconnect_max_ms;   /* reconnect delay cap; default 5000 */
 
     /* poll */
-    int poll_default_timeout;      /* seconds; default 30 */
-    int poll_max_timeout;          /* seconds; default 120 */
-    int poll_max_channels;         /* channels in one poll; default 16 */
-    int poll_linger_ms;            /* keep a subscription this long after the last waiter; default 5000 */
+    int poll_default_timeout; /* seconds; default 30 */
+    int poll_max_timeout;     /* seconds; default 120 */
+    int poll_max_channels;    /* channels in one poll; default 16 */
+    int poll_linger_ms; /* keep a subscription this long after the last waiter; default 5000 */
 
     /* history */
-    int history_length;            /* approximate stream MAXLEN per channel; default 1000 */
-    int history_ttl;               /* seconds a channel's history lives after its last message; default 3600 */
+    int history_length; /* approximate stream MAXLEN per channel; default 1000 */
+    int history_ttl;    /* seconds a channel's history lives after its last message; default 3600 */
 
     /* publish */
     bool publish_enabled;          /* POST /publish accepted; default true */
@@ -60,8 +60,8 @@ typedef struct hl_config {
     int publish_max_message_bytes; /* default 65536 */
 
     /* log */
-    char log_level[16];            /* "debug", "info", "warn", "error"; default "info" */
-    char log_format[16];           /* "text" or "json"; default "text" */
+    char log_level[16];  /* "debug", "info", "warn", "error"; default "info" */
+    char log_format[16]; /* "text" or "json"; default "text" */
 } hl_config;
 
 /* Looks up an environment variable. getenv itself does not fit (it returns
@@ -78,8 +78,8 @@ void hl_config_defaults(hl_config *cfg);
 int hl_config_load_file(hl_config *cfg, const char *path, char *err, size_t errlen);
 
 /* The same for text in memory; name stands for the file name in errors. */
-int hl_config_load_string(hl_config *cfg, const char *text, const char *name,
-                          char *err, size_t errlen);
+int hl_config_load_string(hl_config *cfg, const char *text, const char *name, char *err,
+                          size_t errlen);
 
 /* Applies HOLDLINE_<GROUP>_<SETTING> variables (for example
  * HOLDLINE_REDIS_HOST, HOLDLINE_HTTP_PORT, HOLDLINE_HTTP_CORS_ORIGINS as a

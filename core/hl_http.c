@@ -156,8 +156,7 @@ static void on_publish_deadline(evutil_socket_t fd, short what, void *arg) {
     hl_req *r = arg;
     /* The hiredis callback still holds r (redis_pending); it will see the
      * state is no longer PUBLISHING and leave the answer alone. */
-    hl_warn("publish to '%s' not confirmed by Redis within %d ms", r->channel,
-            PUBLISH_DEADLINE_MS);
+    hl_warn("publish to '%s' not confirmed by Redis within %d ms", r->channel, PUBLISH_DEADLINE_MS);
     hl_http_answer_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "redis_timeout",
                          "Redis did not confirm the publish in time; it may not have been sent");
 }
@@ -219,8 +218,8 @@ static enum MHD_Result start_publish(hl_req *r, hl_span arg) {
     if (!hl_channel_valid(arg.p, arg.n))
         return reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_channel",
                            "channel names are 1 to 200 bytes of A-Z a-z 0-9 . _ ~ : -");
-    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)cfg->publish_max_message_bytes)
         return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
                            "the message is larger than publish.max_message_bytes");
@@ -318,9 +317,8 @@ static enum MHD_Result start(hl_req *r, const char *url, const char *method) {
 }
 
 enum MHD_Result hl_http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size,
-                                   void **con_cls) {
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls) {
     (void)version;
     hl_worker *w = cls;
     hl_req *r = *con_cls;

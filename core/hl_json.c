@@ -8,7 +8,9 @@
 
 static int fail_after = -1;
 
-void hl_json_fail_after(int n) { fail_after = n; }
+void hl_json_fail_after(int n) {
+    fail_after = n;
+}
 
 static void *buf_realloc(void *p, size_t n) {
     if (fail_after == 0) return NULL;
@@ -16,7 +18,9 @@ static void *buf_realloc(void *p, size_t n) {
     return realloc(p, n);
 }
 
-void hl_buf_init(hl_buf *b) { memset(b, 0, sizeof(*b)); }
+void hl_buf_init(hl_buf *b) {
+    memset(b, 0, sizeof(*b));
+}
 
 void hl_buf_free(hl_buf *b) {
     if (b == NULL) return;
@@ -42,7 +46,8 @@ static int buf_reserve(hl_buf *b, size_t n) {
     size_t need = b->len + n + 1;
     if (need <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 64;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     char *p = buf_realloc(b->data, cap);
     if (p == NULL) goto fail;
     b->data = p;
@@ -60,7 +65,9 @@ void hl_buf_append(hl_buf *b, const void *p, size_t n) {
     b->data[b->len] = '\0';
 }
 
-void hl_buf_puts(hl_buf *b, const char *s) { hl_buf_append(b, s, strlen(s)); }
+void hl_buf_puts(hl_buf *b, const char *s) {
+    hl_buf_append(b, s, strlen(s));
+}
 
 void hl_buf_printf(hl_buf *b, const char *fmt, ...) {
     va_list ap;

@@ -25,7 +25,9 @@ int hl_log_level_parse(const char *name) {
     return -1;
 }
 
-int hl_log_enabled(hl_log_level level) { return level >= log_min; }
+int hl_log_enabled(hl_log_level level) {
+    return level >= log_min;
+}
 
 void hl_log(hl_log_level level, const char *fmt, ...) {
     if (level < log_min) return;

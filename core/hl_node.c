@@ -10,9 +10,9 @@
 #include "hl_worker.h"
 
 struct hl_node {
-    hl_config cfg;        /* the node's own copy, read by every worker */
+    hl_config cfg; /* the node's own copy, read by every worker */
     int nworkers;
-    int started;          /* worker threads running */
+    int started; /* worker threads running */
     hl_worker **workers;
 };
 
@@ -60,14 +60,17 @@ int hl_node_start(hl_node *n, char *err, size_t errlen) {
 }
 
 void hl_node_stop(hl_node *n, int drain_ms) {
-    for (int i = 0; i < n->started; i++) hl_worker_request_stop(n->workers[i], drain_ms);
-    for (int i = 0; i < n->started; i++) hl_worker_join(n->workers[i]);
+    for (int i = 0; i < n->started; i++)
+        hl_worker_request_stop(n->workers[i], drain_ms);
+    for (int i = 0; i < n->started; i++)
+        hl_worker_join(n->workers[i]);
     n->started = 0;
 }
 
 void hl_node_free(hl_node *n) {
     if (n == NULL) return;
-    for (int i = 0; i < n->nworkers; i++) hl_worker_free(n->workers[i]);
+    for (int i = 0; i < n->nworkers; i++)
+        hl_worker_free(n->workers[i]);
     free(n->workers);
     free(n);
 }

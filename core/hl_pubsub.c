@@ -131,8 +131,8 @@ static void deliver(hl_worker *w, hl_chan *c, const char *data, size_t len) {
         r->chan = NULL;
         hl_shared **slot = &slots[r->origin + 1];
         if (*slot == NULL && !b.oom) {
-            struct MHD_Response *resp = hl_http_response(w, r->origin, "application/json", b.data,
-                                                         b.len);
+            struct MHD_Response *resp =
+                hl_http_response(w, r->origin, "application/json", b.data, b.len);
             *slot = resp ? hl_shared_new(resp, 1) : NULL;
             if (*slot == NULL && resp) MHD_destroy_response(resp);
         }
@@ -140,8 +140,10 @@ static void deliver(hl_worker *w, hl_chan *c, const char *data, size_t len) {
         hl_http_answer(r, *slot, 200);
         r = next;
     }
-    for (size_t i = 0; i < HL_ORIGIN_SLOTS; i++) hl_shared_release(slots[i]);
-    if (b.oom) hl_error("out of memory encoding a message for '%s': %zu waiters closed", c->name, n);
+    for (size_t i = 0; i < HL_ORIGIN_SLOTS; i++)
+        hl_shared_release(slots[i]);
+    if (b.oom)
+        hl_error("out of memory encoding a message for '%s': %zu waiters closed", c->name, n);
     hl_buf_free(&b);
     arm_linger(w, c);
     hl_debug("worker %d: message on '%s' to %zu waiters", w->id, c->name, n);
@@ -256,7 +258,8 @@ static void on_publish_reply(redisAsyncContext *ac, void *reply_, void *privdata
     hl_buf_init(&b);
     hl_buf_puts(&b, "{\"channel\":");
     hl_json_string(&b, r->channel, strlen(r->channel));
-    hl_buf_printf(&b, ",\"subscribers\":%lld}", reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0);
+    hl_buf_printf(&b, ",\"subscribers\":%lld}",
+                  reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0);
     struct MHD_Response *resp =
         b.oom ? NULL : hl_http_response(r->w, r->origin, "application/json", b.data, b.len);
     hl_buf_free(&b);
@@ -268,8 +271,7 @@ static void on_publish_reply(redisAsyncContext *ac, void *reply_, void *privdata
 int hl_pubsub_publish(hl_worker *w, hl_req *r) {
     const char *data = r->body.data ? r->body.data : "";
     int rc = redisAsyncCommand(w->cmd.ac, on_publish_reply, r, "PUBLISH %b%s %b",
-                               w->cfg->redis_prefix, w->prefix_len, r->channel, data,
-                               r->body.len);
+                               w->cfg->redis_prefix, w->prefix_len, r->channel, data, r->body.len);
     if (rc != REDIS_OK) return HL_ERR;
     r->redis_pending = 1;
     return HL_OK;
@@ -284,8 +286,14 @@ static void answer_waiters(hl_chan *c, void *ud) {
     }
 }
 
-void hl_pubsub_answer_all(hl_worker *w) { hl_chantab_foreach(&w->chans, answer_waiters, NULL); }
+void hl_pubsub_answer_all(hl_worker *w) {
+    hl_chantab_foreach(&w->chans, answer_waiters, NULL);
+}
 
-static void free_chan(hl_chan *c, void *ud) { chan_remove(ud, c); }
+static void free_chan(hl_chan *c, void *ud) {
+    chan_remove(ud, c);
+}
 
-void hl_pubsub_free(hl_worker *w) { hl_chantab_foreach(&w->chans, free_chan, w); }
+void hl_pubsub_free(hl_worker *w) {
+    hl_chantab_foreach(&w->chans, free_chan, w);
+}

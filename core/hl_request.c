@@ -61,8 +61,8 @@ const char *hl_route_allow(hl_route_kind kind) {
 }
 
 static int channel_char(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '~' || c == ':' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '~' || c == ':' || c == '-';
 }
 
 int hl_channel_valid(const char *s, size_t n) {
@@ -72,8 +72,8 @@ int hl_channel_valid(const char *s, size_t n) {
     return 1;
 }
 
-int hl_channels_parse(const char *s, size_t n, hl_span *out, size_t max, size_t *count,
-                      char *err, size_t errlen) {
+int hl_channels_parse(const char *s, size_t n, hl_span *out, size_t max, size_t *count, char *err,
+                      size_t errlen) {
     *count = 0;
     if (n == 0) return hl_set_error(err, errlen, "no channel given");
     size_t start = 0;
@@ -88,8 +88,7 @@ int hl_channels_parse(const char *s, size_t n, hl_span *out, size_t max, size_t 
             return hl_set_error(err, errlen, "at most %zu channels per request", max);
         for (size_t k = 0; k < *count; k++)
             if (out[k].n == part.n && memcmp(out[k].p, part.p, part.n) == 0)
-                return hl_set_error(err, errlen, "channel '%.*s' given twice", (int)part.n,
-                                    part.p);
+                return hl_set_error(err, errlen, "channel '%.*s' given twice", (int)part.n, part.p);
         out[(*count)++] = part;
         start = i + 1;
     }

@@ -12,13 +12,13 @@
 #define HL_CHANNEL_MAX_LEN 200
 
 typedef enum hl_route_kind {
-    HL_ROUTE_NONE = 0, /* unknown path: 404 */
-    HL_ROUTE_INDEX,    /* GET /            demo page */
-    HL_ROUTE_CLIENT_JS,/* GET /holdline.js browser client */
-    HL_ROUTE_POLL,     /* GET /poll/{channels} */
-    HL_ROUTE_PUBLISH,  /* POST /publish/{channel} */
-    HL_ROUTE_HEALTHZ,  /* GET /healthz */
-    HL_ROUTE_READYZ,   /* GET /readyz */
+    HL_ROUTE_NONE = 0,  /* unknown path: 404 */
+    HL_ROUTE_INDEX,     /* GET /            demo page */
+    HL_ROUTE_CLIENT_JS, /* GET /holdline.js browser client */
+    HL_ROUTE_POLL,      /* GET /poll/{channels} */
+    HL_ROUTE_PUBLISH,   /* POST /publish/{channel} */
+    HL_ROUTE_HEALTHZ,   /* GET /healthz */
+    HL_ROUTE_READYZ,    /* GET /readyz */
 } hl_route_kind;
 
 typedef struct hl_span {
@@ -50,8 +50,8 @@ int hl_channel_valid(const char *s, size_t n);
 /* Splits a comma-separated channel list into out[0..*count). Every part
  * must be a valid channel name and appear once; more than max parts is an
  * error. Returns HL_OK or HL_ERR with a message for the client in err. */
-int hl_channels_parse(const char *s, size_t n, hl_span *out, size_t max, size_t *count,
-                      char *err, size_t errlen);
+int hl_channels_parse(const char *s, size_t n, hl_span *out, size_t max, size_t *count, char *err,
+                      size_t errlen);
 
 /* Parses the timeout query value in whole seconds. NULL means def; values
  * above max are lowered to max. Returns HL_OK, or HL_ERR for anything but

@@ -15,7 +15,8 @@ static void link_connect(hl_rlink *l);
  * a Redis restart. */
 static int backoff_ms(const hl_rlink *l) {
     long d = l->cfg->redis_reconnect_min_ms;
-    for (int i = 1; i < l->failures && d < l->cfg->redis_reconnect_max_ms; i++) d *= 2;
+    for (int i = 1; i < l->failures && d < l->cfg->redis_reconnect_max_ms; i++)
+        d *= 2;
     if (d > l->cfg->redis_reconnect_max_ms) d = l->cfg->redis_reconnect_max_ms;
     long jitter = d / 4;
     if (jitter > 0) d += (random() % (2 * jitter + 1)) - jitter;
@@ -92,7 +93,8 @@ static void on_disconnect(const redisAsyncContext *cac, int status) {
     hl_rlink *l = cac->data;
     if (l == NULL) return;
     char why[128];
-    snprintf(why, sizeof(why), "%s", cac->errstr && cac->errstr[0] ? cac->errstr : "connection closed");
+    snprintf(why, sizeof(why), "%s",
+             cac->errstr && cac->errstr[0] ? cac->errstr : "connection closed");
     l->ac = NULL;
     l->connected = 0;
     if (l->stopping) return;
@@ -142,9 +144,13 @@ int hl_rlink_init(hl_rlink *l, const char *name, const hl_config *cfg, struct ev
     return l->timer ? HL_OK : HL_ERR;
 }
 
-void hl_rlink_start(hl_rlink *l) { link_connect(l); }
+void hl_rlink_start(hl_rlink *l) {
+    link_connect(l);
+}
 
-int hl_rlink_is_up(const hl_rlink *l) { return l->ac != NULL && l->connected; }
+int hl_rlink_is_up(const hl_rlink *l) {
+    return l->ac != NULL && l->connected;
+}
 
 void hl_rlink_stop(hl_rlink *l) {
     l->stopping = 1;

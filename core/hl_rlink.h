@@ -24,18 +24,18 @@ typedef struct hl_rlink hl_rlink;
 typedef void hl_rlink_cb(hl_rlink *l, void *ud);
 
 struct hl_rlink {
-    const char *name;          /* "sub" or "cmd", for logs */
-    const hl_config *cfg;      /* not owned; outlives the link */
-    struct event_base *base;   /* not owned */
-    redisAsyncContext *ac;     /* NULL while down; owned by hiredis once connected */
-    int connected;             /* 1 between onConnect(OK) and onDisconnect */
-    int stopping;              /* 1 after hl_rlink_stop: never reconnect */
-    int failures;              /* consecutive failed attempts, for backoff and logs */
-    struct event *timer;       /* connect timeout, then reconnect delay */
-    hl_rlink_cb *on_up;        /* connected (commands may be sent) */
-    hl_rlink_cb *on_down;      /* lost; reconnect is already scheduled */
-    void *ud;                  /* passed to the callbacks */
-    unsigned long reconnects;  /* successful connects after the first */
+    const char *name;         /* "sub" or "cmd", for logs */
+    const hl_config *cfg;     /* not owned; outlives the link */
+    struct event_base *base;  /* not owned */
+    redisAsyncContext *ac;    /* NULL while down; owned by hiredis once connected */
+    int connected;            /* 1 between onConnect(OK) and onDisconnect */
+    int stopping;             /* 1 after hl_rlink_stop: never reconnect */
+    int failures;             /* consecutive failed attempts, for backoff and logs */
+    struct event *timer;      /* connect timeout, then reconnect delay */
+    hl_rlink_cb *on_up;       /* connected (commands may be sent) */
+    hl_rlink_cb *on_down;     /* lost; reconnect is already scheduled */
+    void *ud;                 /* passed to the callbacks */
+    unsigned long reconnects; /* successful connects after the first */
 };
 
 /* Prepares l; nothing connects until hl_rlink_start. Returns HL_OK or

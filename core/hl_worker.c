@@ -49,7 +49,8 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
     hl_warn("worker %d: http: %s", w->id, msg);
 }
 
@@ -111,7 +112,9 @@ void hl_worker_update_ready(hl_worker *w) {
     __atomic_store_n(&w->ready, ready, __ATOMIC_RELAXED);
 }
 
-int hl_worker_ready(const hl_worker *w) { return __atomic_load_n(&w->ready, __ATOMIC_RELAXED); }
+int hl_worker_ready(const hl_worker *w) {
+    return __atomic_load_n(&w->ready, __ATOMIC_RELAXED);
+}
 
 hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, char *err,
                          size_t errlen) {
@@ -157,13 +160,12 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
     w->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, (uint16_t)cfg->http_port,
         NULL, NULL, hl_http_on_request, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, w,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_CONNECTION_LIMIT, limit,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->http_connection_memory,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_connection_timeout,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_NOTIFY_COMPLETED,
-        hl_http_on_completed, w, MHD_OPTION_UNESCAPE_CALLBACK, hl_http_unescape, NULL,
-        MHD_OPTION_END);
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned)1, MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)cfg->http_connection_memory, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->http_connection_timeout, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
+        MHD_OPTION_NOTIFY_COMPLETED, hl_http_on_completed, w, MHD_OPTION_UNESCAPE_CALLBACK,
+        hl_http_unescape, NULL, MHD_OPTION_END);
     if (w->mhd == NULL) {
         hl_set_error(err, errlen, "cannot listen on %s:%d: %s", cfg->http_bind, cfg->http_port,
                      errno ? strerror(errno) : "libmicrohttpd refused to start");
@@ -184,8 +186,8 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
     }
     if (hl_rlink_init(&w->sub, "subscriber", cfg, w->base, hl_pubsub_sub_up, hl_pubsub_sub_down,
                       w) != HL_OK ||
-        hl_rlink_init(&w->cmd, "command", cfg, w->base, hl_pubsub_cmd_up, hl_pubsub_cmd_down,
-                      w) != HL_OK) {
+        hl_rlink_init(&w->cmd, "command", cfg, w->base, hl_pubsub_cmd_up, hl_pubsub_cmd_down, w) !=
+            HL_OK) {
         hl_set_error(err, errlen, "out of memory");
         goto err;
     }
@@ -233,4 +235,6 @@ void hl_worker_request_stop(hl_worker *w, int drain_ms) {
     event_active(w->stop_ev, EV_TIMEOUT, 0);
 }
 
-void hl_worker_join(hl_worker *w) { pthread_join(w->thread, NULL); }
+void hl_worker_join(hl_worker *w) {
+    pthread_join(w->thread, NULL);
+}

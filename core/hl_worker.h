@@ -54,40 +54,40 @@ typedef struct hl_req {
     struct MHD_Connection *conn;
     hl_req_state state;
     hl_route_kind kind;
-    int origin;                 /* HL_ORIGIN_* or an origin index */
-    struct hl_req *prev, *next; /* the channel's waiter list, while WAITING */
-    hl_chan *chan;              /* while WAITING */
-    struct event timer;         /* poll timeout or publish deadline */
-    hl_shared *answer;          /* set with ANSWERED; one reference is ours */
-    unsigned status;            /* HTTP status of answer */
-    hl_buf body;                /* publish: the message so far */
-    int too_large;              /* publish: body went over the limit */
-    int redis_pending;          /* a hiredis callback still holds this req */
-    int orphaned;               /* connection gone: that callback frees the req */
+    int origin;                           /* HL_ORIGIN_* or an origin index */
+    struct hl_req *prev, *next;           /* the channel's waiter list, while WAITING */
+    hl_chan *chan;                        /* while WAITING */
+    struct event timer;                   /* poll timeout or publish deadline */
+    hl_shared *answer;                    /* set with ANSWERED; one reference is ours */
+    unsigned status;                      /* HTTP status of answer */
+    hl_buf body;                          /* publish: the message so far */
+    int too_large;                        /* publish: body went over the limit */
+    int redis_pending;                    /* a hiredis callback still holds this req */
+    int orphaned;                         /* connection gone: that callback frees the req */
     char channel[HL_CHANNEL_MAX_LEN + 1]; /* publish: the target channel */
 } hl_req;
 
 typedef struct hl_worker {
     int id;
-    struct hl_node *node;       /* owner; for /readyz */
-    const hl_config *cfg;       /* the node's copy; read-only */
+    struct hl_node *node; /* owner; for /readyz */
+    const hl_config *cfg; /* the node's copy; read-only */
     struct event_base *base;
     struct MHD_Daemon *mhd;
-    struct event *mhd_io;       /* MHD's epoll fd is readable */
-    struct event *mhd_timer;    /* MHD_get_timeout() */
-    struct event *stop_ev;      /* activated by hl_node_stop from another thread */
-    struct event *drain_timer;  /* the drain deadline */
-    hl_rlink sub;               /* subscriber link */
-    hl_rlink cmd;               /* command link */
+    struct event *mhd_io;      /* MHD's epoll fd is readable */
+    struct event *mhd_timer;   /* MHD_get_timeout() */
+    struct event *stop_ev;     /* activated by hl_node_stop from another thread */
+    struct event *drain_timer; /* the drain deadline */
+    hl_rlink sub;              /* subscriber link */
+    hl_rlink cmd;              /* command link */
     hl_chantab chans;
-    char ctl_channel[160];      /* this worker's permanent private subscription */
-    int ctl_live;               /* Redis confirmed ctl_channel */
-    int stopping;               /* stop requested: answer and drain */
-    int finished;               /* the loop is leaving */
-    int drain_ms;               /* set by hl_worker_request_stop */
-    size_t reqs;                /* live hl_req objects */
-    size_t prefix_len;          /* strlen(cfg->redis_prefix) */
-    int ready;                  /* links up and subscriptions live (atomic) */
+    char ctl_channel[160]; /* this worker's permanent private subscription */
+    int ctl_live;          /* Redis confirmed ctl_channel */
+    int stopping;          /* stop requested: answer and drain */
+    int finished;          /* the loop is leaving */
+    int drain_ms;          /* set by hl_worker_request_stop */
+    size_t reqs;           /* live hl_req objects */
+    size_t prefix_len;     /* strlen(cfg->redis_prefix) */
+    int ready;             /* links up and subscriptions live (atomic) */
     pthread_t thread;
 } hl_worker;
 
@@ -101,14 +101,13 @@ void hl_worker_join(hl_worker *w);
 void hl_worker_maybe_finish(hl_worker *w); /* called when a request ends */
 /* Makes the loop run MHD on its next turn (after resuming connections). */
 void hl_worker_kick(hl_worker *w);
-int hl_worker_ready(const hl_worker *w);   /* any thread */
+int hl_worker_ready(const hl_worker *w); /* any thread */
 void hl_worker_update_ready(hl_worker *w);
 
 /* hl_http.c */
 enum MHD_Result hl_http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size,
-                                   void **con_cls);
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls);
 void hl_http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                           enum MHD_RequestTerminationCode toe);
 size_t hl_http_unescape(void *cls, struct MHD_Connection *conn, char *s);

@@ -18,25 +18,29 @@
 #define DRAIN_MS 5000
 
 static void usage(FILE *out) {
-    fprintf(out,
-            "usage: holdline [-c FILE] [-p PORT] [--redis HOST:PORT] [-t] [-v]\n"
-            "  -c, --config FILE     libconfig file (see config/holdline.cfg)\n"
-            "  -p, --port PORT       listen port, overrides http.port\n"
-            "      --redis HOST:PORT Redis address, overrides redis.host/redis.port\n"
-            "  -t, --test-config     check the configuration and exit\n"
-            "  -v, --version         print the version and exit\n"
-            "Settings can also come from HOLDLINE_<GROUP>_<SETTING> environment\n"
-            "variables (e.g. HOLDLINE_REDIS_HOST); flags win over the environment,\n"
-            "which wins over the file.\n");
+    fprintf(out, "usage: holdline [-c FILE] [-p PORT] [--redis HOST:PORT] [-t] [-v]\n"
+                 "  -c, --config FILE     libconfig file (see config/holdline.cfg)\n"
+                 "  -p, --port PORT       listen port, overrides http.port\n"
+                 "      --redis HOST:PORT Redis address, overrides redis.host/redis.port\n"
+                 "  -t, --test-config     check the configuration and exit\n"
+                 "  -v, --version         print the version and exit\n"
+                 "Settings can also come from HOLDLINE_<GROUP>_<SETTING> environment\n"
+                 "variables (e.g. HOLDLINE_REDIS_HOST); flags win over the environment,\n"
+                 "which wins over the file.\n");
 }
 
-static const char *env_get(const char *name) { return getenv(name); }
+static const char *env_get(const char *name) {
+    return getenv(name);
+}
 
 int main(int argc, char **argv) {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"port", required_argument, NULL, 'p'},
-        {"redis", required_argument, NULL, 'r'},  {"test-config", no_argument, NULL, 't'},
-        {"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {"config", required_argument, NULL, 'c'},
+        {"port", required_argument, NULL, 'p'},
+        {"redis", required_argument, NULL, 'r'},
+        {"test-config", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *port = NULL, *redis = NULL;
@@ -120,7 +124,8 @@ int main(int argc, char **argv) {
         int sig;
         if (sigwait(&set, &sig) != 0) continue;
         if (sig == SIGHUP) {
-            hl_info("SIGHUP: logs go to stderr and nothing is reloaded; restart to change settings");
+            hl_info(
+                "SIGHUP: logs go to stderr and nothing is reloaded; restart to change settings");
             continue;
         }
         hl_info("%s: answering waiters and stopping (drain up to %d ms)",

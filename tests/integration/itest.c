@@ -62,6 +62,30 @@ static void forget_pid(pid_t pid) {
         if (pids[i] == pid) pids[i] = 0;
 }
 
+/* Every file a run writes (Redis dirs, node logs) goes below one
+ * directory, removed by it_finish when all tests passed. */
+const char *it_run_dir(void) {
+    static char dir[64];
+    if (dir[0] == '\0') {
+        snprintf(dir, sizeof(dir), "/tmp/holdline-it-XXXXXX");
+        if (mkdtemp(dir) == NULL) snprintf(dir, sizeof(dir), "/tmp");
+    }
+    return dir;
+}
+
+int it_finish(int failed) {
+    kill_all();
+    const char *dir = it_run_dir();
+    if (failed) {
+        fprintf(stderr, "logs kept in %s\n", dir);
+    } else if (strcmp(dir, "/tmp") != 0) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    }
+    return failed;
+}
+
 const char *it_holdline_bin(void) {
     const char *b = getenv("HOLDLINE_BIN");
     return b && *b ? b : "bin/holdline";
@@ -100,7 +124,8 @@ int it_free_port(void) {
         }
         close(fd);
         int port = ntohs(sa.sin_port), dup = 0;
-        for (int i = 0; i < nused; i++) dup |= used[i] == port;
+        for (int i = 0; i < nused; i++)
+            dup |= used[i] == port;
         if (dup) continue;
         if (nused < 256) used[nused++] = port;
         return port;
@@ -150,7 +175,8 @@ int it_stop(pid_t pid, int sig, int timeout_ms) {
 static int tcp_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) return -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         close(fd);
@@ -198,7 +224,8 @@ int it_redis_cmd(int port, char *out, size_t outlen, int argc, const char *const
             wait = 100;
         }
         if (rc == 0) {
-            while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) buf[--len] = '\0';
+            while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+                buf[--len] = '\0';
             snprintf(out, outlen, "%s", buf);
         }
     }
@@ -209,14 +236,14 @@ int it_redis_cmd(int port, char *out, size_t outlen, int argc, const char *const
 int it_redis_start(it_redis *r) {
     if (r->port == 0) r->port = it_free_port();
     if (r->dir[0] == '\0') {
-        snprintf(r->dir, sizeof(r->dir), "/tmp/holdline-it-XXXXXX");
+        snprintf(r->dir, sizeof(r->dir), "%s/redis-XXXXXX", it_run_dir());
         if (mkdtemp(r->dir) == NULL) return -1;
     }
     char port[16], log[128];
     snprintf(port, sizeof(port), "%d", r->port);
     snprintf(log, sizeof(log), "%s/redis.log", r->dir);
-    const char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no", "--dir", r->dir, NULL};
+    const char *argv[] = {"redis-server", "--port", port,    "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no",     "--dir", r->dir,   NULL};
     r->pid = it_spawn(argv, log);
     if (r->pid < 0) return -1;
     for (int i = 0; i < 300; i++) {
@@ -246,7 +273,8 @@ int it_resp_header(const it_resp *r, const char *name, char *out, size_t outlen)
         p += 2;
         if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
             const char *v = p + n + 1;
-            while (*v == ' ') v++;
+            while (*v == ' ')
+                v++;
             const char *e = strstr(v, "\r\n");
             size_t len = e ? (size_t)(e - v) : strlen(v);
             snprintf(out, outlen, "%.*s", (int)len, v);
@@ -337,9 +365,8 @@ int it_http(int port, const char *method, const char *path, const char *body, si
             const char *extra_headers, int timeout_ms, it_resp *out) {
     size_t cap = 1024 + strlen(path) + (extra_headers ? strlen(extra_headers) : 0) + body_len;
     char *req = malloc(cap);
-    int n = snprintf(req, cap,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s", method, path,
-                     extra_headers ? extra_headers : "");
+    int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s",
+                     method, path, extra_headers ? extra_headers : "");
     if (body) n += snprintf(req + n, cap - (size_t)n, "Content-Length: %zu\r\n", body_len);
     n += snprintf(req + n, cap - (size_t)n, "\r\n");
     if (body) {
@@ -364,7 +391,8 @@ size_t it_multi_wait(it_conn *c, size_t n, int timeout_ms) {
     struct pollfd *p = calloc(n, sizeof(*p));
     long long end = it_now_ms() + timeout_ms;
     size_t done = 0;
-    for (size_t i = 0; i < n; i++) done += c[i].done;
+    for (size_t i = 0; i < n; i++)
+        done += c[i].done;
     while (done < n) {
         long long left = end - it_now_ms();
         if (left <= 0) break;
@@ -394,7 +422,8 @@ size_t it_multi_wait(it_conn *c, size_t n, int timeout_ms) {
     }
     free(p);
     size_t ok = 0;
-    for (size_t i = 0; i < n; i++) ok += c[i].done && c[i].resp.status != 0;
+    for (size_t i = 0; i < n; i++)
+        ok += c[i].done && c[i].resp.status != 0;
     return ok;
 }
 
@@ -408,7 +437,7 @@ void it_multi_free(it_conn *c, size_t n) {
 
 int it_node_start(it_node *n, int redis_port, const char *const extra[]) {
     n->port = it_free_port();
-    snprintf(n->log, sizeof(n->log), "/tmp/holdline-it-node-%d.log", n->port);
+    snprintf(n->log, sizeof(n->log), "%s/node-%d.log", it_run_dir(), n->port);
     unlink(n->log);
     char port[16], redis[32];
     snprintf(port, sizeof(port), "%d", n->port);
@@ -422,7 +451,8 @@ int it_node_start(it_node *n, int redis_port, const char *const extra[]) {
     argv[k++] = port;
     argv[k++] = "--redis";
     argv[k++] = redis;
-    for (int i = 0; extra && extra[i] && k < 31; i++) argv[k++] = extra[i];
+    for (int i = 0; extra && extra[i] && k < 31; i++)
+        argv[k++] = extra[i];
     argv[k] = NULL;
     n->pid = it_spawn(argv, n->log);
     if (n->pid < 0) return -1;

@@ -9,6 +9,13 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* The directory this run writes its files to (created on first use). */
+const char *it_run_dir(void);
+
+/* Stops whatever is still running and removes the run directory unless
+ * failed is non-zero (then its path is printed). Returns failed. */
+int it_finish(int failed);
+
 /* The holdline binary under test: $HOLDLINE_BIN or bin/holdline. */
 const char *it_holdline_bin(void);
 
@@ -30,7 +37,7 @@ int it_stop(pid_t pid, int sig, int timeout_ms);
 typedef struct it_redis {
     int port;
     pid_t pid;
-    char dir[64];
+    char dir[96];
 } it_redis;
 
 /* Starts redis-server on a free port (or r->port if set) without
@@ -46,7 +53,7 @@ int it_redis_cmd(int port, char *out, size_t outlen, int argc, const char *const
 typedef struct it_node {
     int port;
     pid_t pid;
-    char log[96];
+    char log[128];
 } it_node;
 
 /* Starts a node on a free port against redis_port, with extra arguments

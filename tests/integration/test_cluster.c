@@ -61,7 +61,8 @@ static int numsub(const char *channel) {
  * little longer so that every waiter sent so far is registered. */
 static void wait_subscribed(const char *channel, int want) {
     long long end = it_now_ms() + 5000;
-    while (numsub(channel) < want && it_now_ms() < end) usleep(10000);
+    while (numsub(channel) < want && it_now_ms() < end)
+        usleep(10000);
     assert_true(numsub(channel) >= want);
     usleep(300000);
 }
@@ -117,7 +118,8 @@ static void test_redis_cli_publish_reaches_waiters_on_both_nodes(void **state) {
     const char *argv[] = {"PUBLISH", "holdline:plain", "hello \"from\" redis"};
     assert_int_equal(it_redis_cmd(redis.port, out, sizeof(out), 3, argv), 0);
     assert_int_equal(it_multi_wait(c, 2, 3000), 2);
-    for (int i = 0; i < 2; i++) assert_message(&c[i].resp, "plain", "hello \\\"from\\\" redis");
+    for (int i = 0; i < 2; i++)
+        assert_message(&c[i].resp, "plain", "hello \\\"from\\\" redis");
     it_multi_free(c, 2);
     free(req);
 }
@@ -173,8 +175,8 @@ static void test_a_thousand_waiters_over_two_nodes_all_receive_one_publish(void 
     free(req);
 }
 
-static void test_one_subscription_per_channel_per_worker_and_unsubscribe_after_linger(
-    void **state) {
+static void
+test_one_subscription_per_channel_per_worker_and_unsubscribe_after_linger(void **state) {
     (void)state;
     enum { N = 200 };
     it_conn c[N];
@@ -200,7 +202,8 @@ static void test_one_subscription_per_channel_per_worker_and_unsubscribe_after_l
     assert_int_equal(numsub("one-sub"), subs);
     /* ...and once nobody waits, it goes after the linger. */
     long long t0 = it_now_ms();
-    while (numsub("one-sub") > 0 && it_now_ms() - t0 < 3000) usleep(20000);
+    while (numsub("one-sub") > 0 && it_now_ms() - t0 < 3000)
+        usleep(20000);
     fprintf(stderr, "unsubscribed %lld ms after the last waiter left\n", it_now_ms() - t0);
     assert_int_equal(numsub("one-sub"), 0);
     free(req);
@@ -261,8 +264,8 @@ static void test_bad_requests_get_their_status_and_a_json_error(void **state) {
          "method_not_allowed"},
         {"GET on publish", GET("/publish/x"), 405, "method_not_allowed"},
         {"POST on healthz",
-         "POST /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-         405, "method_not_allowed"},
+         "POST /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 405,
+         "method_not_allowed"},
         {"body over max_message_bytes", big, 413, "too_large"},
         {"chunked body over max_message_bytes", chunked, 413, "too_large"},
     };
@@ -271,8 +274,7 @@ static void test_bad_requests_get_their_status_and_a_json_error(void **state) {
         const bad_case *k = &cases[i];
         int port = i % 2 ? node_b.port : node_a.port;
         it_resp r;
-        if (it_raw(port, k->raw, strlen(k->raw), 3000, &r) != 0)
-            fail_msg("%s: no answer", k->name);
+        if (it_raw(port, k->raw, strlen(k->raw), 3000, &r) != 0) fail_msg("%s: no answer", k->name);
         char want[128], ctype[64] = "";
         snprintf(want, sizeof(want), "{\"error\":\"%s\",\"detail\":\"", k->error);
         it_resp_header(&r, "Content-Type", ctype, sizeof(ctype));
@@ -316,5 +318,6 @@ int main(void) {
         cmocka_unit_test(test_bad_requests_get_their_status_and_a_json_error),
         cmocka_unit_test(test_the_demo_page_and_client_are_served),
     };
-    return cmocka_run_group_tests_name("cluster (redis + 2 nodes)", tests, setup, teardown);
+    return it_finish(
+        cmocka_run_group_tests_name("cluster (redis + 2 nodes)", tests, setup, teardown));
 }

@@ -17,13 +17,15 @@
 /* Runs the node binary with args and returns its exit code; its stderr
  * goes to out. */
 static int run_node(const char *const args[], char *out, size_t outlen) {
-    char log[] = "/tmp/holdline-it-run-XXXXXX";
+    char log[128];
+    snprintf(log, sizeof(log), "%s/run-XXXXXX", it_run_dir());
     int fd = mkstemp(log);
     close(fd);
     const char *argv[16];
     int k = 0;
     argv[k++] = it_holdline_bin();
-    for (int i = 0; args[i] && k < 15; i++) argv[k++] = args[i];
+    for (int i = 0; args[i] && k < 15; i++)
+        argv[k++] = args[i];
     argv[k] = NULL;
     pid_t pid = it_spawn(argv, log);
     int st = it_stop(pid, 0, 5000); /* signal 0: just wait for it */
@@ -166,7 +168,8 @@ static void test_sigterm_answers_a_thousand_waiters_and_exits_0(void **state) {
 
 static void test_docker_compose_accepts_the_cluster_file(void **state) {
     (void)state;
-    if (system("command -v docker-compose >/dev/null 2>&1") != 0) fail_msg("docker-compose missing");
+    if (system("command -v docker-compose >/dev/null 2>&1") != 0)
+        fail_msg("docker-compose missing");
     int rc = system("docker-compose -f docker-compose.yml config -q");
     assert_int_equal(rc, 0);
 }
@@ -178,5 +181,5 @@ int main(void) {
         cmocka_unit_test(test_sigterm_answers_a_thousand_waiters_and_exits_0),
         cmocka_unit_test(test_docker_compose_accepts_the_cluster_file),
     };
-    return cmocka_run_group_tests_name("node lifecycle", tests, NULL, NULL);
+    return it_finish(cmocka_run_group_tests_name("node lifecycle", tests, NULL, NULL));
 }

@@ -62,7 +62,8 @@ static void dirty(hl_chan *c) {
 static size_t count_by_walking(const hl_chantab *t) {
     size_t n = 0;
     for (size_t i = 0; i < t->nbuckets; i++)
-        for (const hl_chan *c = t->buckets[i]; c; c = c->next) n++;
+        for (const hl_chan *c = t->buckets[i]; c; c = c->next)
+            n++;
     return n;
 }
 
@@ -146,11 +147,10 @@ static const struct {
     const char *name;
     size_t len;
 } near_names[] = {
-    {"", 0},         {"a", 1},        {"aa", 2},       {"aaa", 3},     {"ab", 2},
-    {"ac", 2},       {"ba", 2},       {"a\0", 2},      {"a\0\0", 3},   {"\0", 1},
-    {"x\0y", 3},     {"x\0z", 3},     {"news", 4},     {"news2", 5},   {"new", 3},
-    {"newt", 4},     {"News", 4},     {"news\xFF", 5}, {"news\x80", 5}, {"news\x7f", 5},
-    {"\xFF", 1},     {"\xFE", 1},     {"news ", 5},
+    {"", 0},         {"a", 1},        {"aa", 2},    {"aaa", 3},  {"ab", 2},    {"ac", 2},
+    {"ba", 2},       {"a\0", 2},      {"a\0\0", 3}, {"\0", 1},   {"x\0y", 3},  {"x\0z", 3},
+    {"news", 4},     {"news2", 5},    {"new", 3},   {"newt", 4}, {"News", 4},  {"news\xFF", 5},
+    {"news\x80", 5}, {"news\x7f", 5}, {"\xFF", 1},  {"\xFE", 1}, {"news ", 5},
 };
 
 static void test_chantab_names_differing_in_length_or_last_byte(void **state) {
@@ -300,9 +300,9 @@ static void test_chantab_grows_past_many_resizes(void **state) {
 
 typedef struct visit_log {
     hl_chantab *t;
-    int *visits;    /* per entry index, kept in nwaiters */
-    size_t seen;    /* calls so far */
-    size_t removed; /* entries the callback removed */
+    int *visits;     /* per entry index, kept in nwaiters */
+    size_t seen;     /* calls so far */
+    size_t removed;  /* entries the callback removed */
     int remove_mode; /* 0: none, 1: every other call, 2: all */
 } visit_log;
 
@@ -344,7 +344,8 @@ static void test_chantab_foreach_visits_each_entry_once(void **state) {
     fill(&t, N);
     hl_chantab_foreach(&t, visit, &log);
     assert_int_equal(log.seen, N);
-    for (int i = 0; i < N; i++) assert_int_equal(visits[i], 1);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(visits[i], 1);
     assert_int_equal(t.count, N);
     hl_chantab_free(&t);
 }
@@ -397,7 +398,8 @@ static void test_chantab_foreach_can_empty_the_table(void **state) {
     assert_int_equal(log.removed, N);
     assert_int_equal(t.count, 0);
     assert_int_equal(count_by_walking(&t), 0);
-    for (int i = 0; i < N; i++) assert_int_equal(visits[i], 1001);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(visits[i], 1001);
 
     /* The emptied table still works. */
     hl_chan *c = add_copy(&t, "again", 5);

@@ -352,8 +352,7 @@ static const struct {
     {"redis = { password = \"99999999999\"; port = 7; };", offsetof(hl_config, redis_port), 7},
     {"publish = { enabled = FALSE; };", offsetof(hl_config, publish_enabled), 0},
     {"publish = { enabled = true; };", offsetof(hl_config, publish_enabled), 1},
-    {"http = { cors_origins = [\"a\", \"b\"]; };", offsetof(hl_config, http_cors_origins_count),
-     2},
+    {"http = { cors_origins = [\"a\", \"b\"]; };", offsetof(hl_config, http_cors_origins_count), 2},
     {"http = { cors_origins = (\"a\", \"b\", \"c\"); };",
      offsetof(hl_config, http_cors_origins_count), 3},
     {"http = { cors_origins = []; };", offsetof(hl_config, http_cors_origins_count), 0},
@@ -504,8 +503,7 @@ static const struct {
     {"http = { cors_origins = [\"a\", 1]; };", 1, "mismatched element type in array"},
     /* Including would read other files, and escape the integer check. */
     {"\n\n@include \"/etc/passwd\"\n", 3, "@include is not supported"},
-    {"http = { port = 99999999999; };\n@include \"/etc/passwd\"\n", 2,
-     "@include is not supported"},
+    {"http = { port = 99999999999; };\n@include \"/etc/passwd\"\n", 2, "@include is not supported"},
     /* Of a syntax error and an out-of-range integer, the earlier is reported. */
     {"http = { port = = 1; };\nhttp = { port = 99999999999; };", 1, "syntax error"},
     {"http = { port = 99999999999; };\nhttp = { port = = 1; };", 1, "is out of range"},
@@ -586,8 +584,8 @@ static void test_config_load_string_limits_cors_entries(void **state) {
     }
     strcat(text, "]; };");
     hl_config_defaults(&cfg);
-    assert_located_error(hl_config_load_string(&cfg, text, "t.cfg", err, sizeof(err)), err,
-                         "t.cfg", 1, "'http.cors_origins' must have at most 16 entries");
+    assert_located_error(hl_config_load_string(&cfg, text, "t.cfg", err, sizeof(err)), err, "t.cfg",
+                         1, "'http.cors_origins' must have at most 16 entries");
 }
 
 static void test_config_load_string_survives_odd_input(void **state) {
@@ -619,12 +617,12 @@ static void test_config_load_string_survives_odd_input(void **state) {
 
     /* libconfig keeps lines in 16 bits; later lines would be misreported. */
     text = repeat("", '\n', 70000, "http = { prot = 1; };");
-    assert_located_error(hl_config_load_string(&cfg, text, "t.cfg", err, sizeof(err)), err,
-                         "t.cfg", 65536, "more than 65535 lines");
+    assert_located_error(hl_config_load_string(&cfg, text, "t.cfg", err, sizeof(err)), err, "t.cfg",
+                         65536, "more than 65535 lines");
     free(text);
     text = repeat("", '\n', 60000, "http = { prot = 1; };");
-    assert_located_error(hl_config_load_string(&cfg, text, "t.cfg", err, sizeof(err)), err,
-                         "t.cfg", 60001, "unknown setting 'http.prot'");
+    assert_located_error(hl_config_load_string(&cfg, text, "t.cfg", err, sizeof(err)), err, "t.cfg",
+                         60001, "unknown setting 'http.prot'");
     free(text);
 
     /* An unterminated comment or string runs to the end without harm. */
@@ -675,7 +673,8 @@ static void test_config_env_names_follow_group_and_setting(void **state) {
     asked_len = 0;
     assert_int_equal(hl_config_apply_env(&cfg, recording_getenv, err, sizeof(err)), HL_OK);
     assert_int_equal(asked_len, HL_ARRAY_LEN(expected));
-    for (size_t i = 0; i < HL_ARRAY_LEN(expected); i++) assert_string_equal(asked[i], expected[i]);
+    for (size_t i = 0; i < HL_ARRAY_LEN(expected); i++)
+        assert_string_equal(asked[i], expected[i]);
     /* Nothing set, nothing changed. */
     assert_memory_equal(&cfg, &def, sizeof(cfg));
 }
@@ -737,7 +736,7 @@ static void test_config_env_booleans_have_several_spellings(void **state) {
         const char *value;
         bool expect;
     } cases[] = {
-        {"true", true}, {"TRUE", true},   {"yes", true}, {"Yes", true},  {"1", true},
+        {"true", true},   {"TRUE", true},   {"yes", true}, {"Yes", true}, {"1", true},
         {"false", false}, {"False", false}, {"no", false}, {"NO", false}, {"0", false},
     };
     (void)state;
@@ -1087,7 +1086,8 @@ static void test_config_validate_accepts_the_edges(void **state) {
     cfg.history_length = INT_MAX;
     cfg.publish_max_message_bytes = 16777216;
     cfg.http_cors_origins_count = HL_CONFIG_MAX_CORS;
-    for (int i = 0; i < HL_CONFIG_MAX_CORS; i++) strcpy(cfg.http_cors_origins[i], "*");
+    for (int i = 0; i < HL_CONFIG_MAX_CORS; i++)
+        strcpy(cfg.http_cors_origins[i], "*");
     memset(cfg.redis_prefix, 'p', sizeof(cfg.redis_prefix) - 1);
     strcpy(cfg.log_level, "error");
     strcpy(cfg.log_format, "json");

@@ -341,7 +341,7 @@ static void test_json_string_stops_at_n(void **state) {
 /* ---- UTF-8 ---------------------------------------------------------------- */
 
 static const json_case utf8_valid_cases[] = {
-    {BYTES("\xC3\xA9"), "\"\xC3\xA9\""},                 /* U+00E9 */
+    {BYTES("\xC3\xA9"), "\"\xC3\xA9\""}, /* U+00E9 */
     {BYTES("caf\xC3\xA9"), "\"caf\xC3\xA9\""},
     {BYTES("\xC2\x80"), "\"\xC2\x80\""},                 /* U+0080, smallest 2-byte */
     {BYTES("\xDF\xBF"), "\"\xDF\xBF\""},                 /* U+07FF, largest 2-byte */
@@ -361,7 +361,10 @@ static const json_case utf8_valid_cases[] = {
     /* Line and paragraph separators end a line in old JavaScript. */
     {BYTES("\xE2\x80\xA8"), "\"\\u2028\""},
     {BYTES("\xE2\x80\xA9"), "\"\\u2029\""},
-    {BYTES("a\xE2\x80\xA8" "b\xE2\x80\xA9" "c"), "\"a\\u2028b\\u2029c\""},
+    {BYTES("a\xE2\x80\xA8"
+           "b\xE2\x80\xA9"
+           "c"),
+     "\"a\\u2028b\\u2029c\""},
 };
 
 static void test_json_string_passes_valid_utf8_through(void **state) {
@@ -390,9 +393,15 @@ static const json_case utf8_invalid_cases[] = {
     {BYTES("\xF0\x9F"), "\"" FFFD FFFD "\""},
     {BYTES("\xF0\x9F\x98"), "\"" FFFD FFFD FFFD "\""},
     /* Cut short by a byte that is not a continuation. */
-    {BYTES("\xC3" "A"), "\"" FFFD "A\""},
-    {BYTES("\xE2\x82" "A"), "\"" FFFD FFFD "A\""},
-    {BYTES("\xF0\x9F\x98" "A"), "\"" FFFD FFFD FFFD "A\""},
+    {BYTES("\xC3"
+           "A"),
+     "\"" FFFD "A\""},
+    {BYTES("\xE2\x82"
+           "A"),
+     "\"" FFFD FFFD "A\""},
+    {BYTES("\xF0\x9F\x98"
+           "A"),
+     "\"" FFFD FFFD FFFD "A\""},
     {BYTES("\xC3\""), "\"" FFFD "\\\"\""},
     {BYTES("\xE2\n"), "\"" FFFD "\\n\""},
     {BYTES("\xC3\0"), "\"" FFFD "\\u0000\""},
@@ -449,7 +458,8 @@ static void test_json_string_of_random_bytes_is_valid_json(void **state) {
     char *in = malloc(n);
     assert_non_null(in);
     rng_state = 0x0123456789ABCDEFULL;
-    for (size_t i = 0; i < n; i++) in[i] = (char)(rng_next() >> 56);
+    for (size_t i = 0; i < n; i++)
+        in[i] = (char)(rng_next() >> 56);
     size_t len;
     char *out = encode_checked(in, n, &len, "1 MiB of random bytes");
     /* Every input byte gives at most six output bytes, plus the quotes. */
@@ -462,8 +472,8 @@ static void test_json_string_of_random_near_utf8_is_valid_json(void **state) {
     /* Uniform random bytes seldom form long sequences; drawing from the
      * bytes where UTF-8's edge cases live reaches far more of them. */
     static const unsigned char alphabet[] = {
-        0x00, 0x1F, 'a', '"', '\\', 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xA8, 0xA9, 0xBF,
-        0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE2, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF,
+        0x00, 0x1F, 'a',  '"',  '\\', 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xA8, 0xA9,
+        0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE2, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF,
     };
     (void)state;
     rng_state = 0xFEEDFACECAFEBEEFULL;
@@ -745,7 +755,8 @@ static void test_json_every_failing_allocation_is_clean(void **state) {
      * gives the full answer or a sticky oom, and never leaks. */
     char detail[5000];
     (void)state;
-    for (size_t i = 0; i < sizeof(detail) - 1; i++) detail[i] = "ab\"\n\xC3\xA9\x01"[i % 7];
+    for (size_t i = 0; i < sizeof(detail) - 1; i++)
+        detail[i] = "ab\"\n\xC3\xA9\x01"[i % 7];
     detail[sizeof(detail) - 1] = '\0';
 
     hl_buf ref;
@@ -782,11 +793,9 @@ int main(void) {
         cmocka_unit_test_teardown(test_json_string_stops_at_n, reset_alloc),
         cmocka_unit_test_teardown(test_json_string_passes_valid_utf8_through, reset_alloc),
         cmocka_unit_test_teardown(test_json_string_replaces_each_bad_byte, reset_alloc),
-        cmocka_unit_test_teardown(test_json_string_replaces_every_non_ascii_lone_byte,
-                                  reset_alloc),
+        cmocka_unit_test_teardown(test_json_string_replaces_every_non_ascii_lone_byte, reset_alloc),
         cmocka_unit_test_teardown(test_json_string_of_random_bytes_is_valid_json, reset_alloc),
-        cmocka_unit_test_teardown(test_json_string_of_random_near_utf8_is_valid_json,
-                                  reset_alloc),
+        cmocka_unit_test_teardown(test_json_string_of_random_near_utf8_is_valid_json, reset_alloc),
         cmocka_unit_test_teardown(test_json_error_builds_an_object, reset_alloc),
         cmocka_unit_test_teardown(test_json_error_appends_after_existing_text, reset_alloc),
         cmocka_unit_test_teardown(test_json_buf_starts_empty_and_frees_safely, reset_alloc),

@@ -28,7 +28,9 @@ static char *exact_copy(const char *s, size_t n) {
 }
 
 /* The same for a C string, NUL included. */
-static char *exact_strdup(const char *s) { return exact_copy(s, strlen(s) + 1); }
+static char *exact_strdup(const char *s) {
+    return exact_copy(s, strlen(s) + 1);
+}
 
 static void assert_contains(const char *haystack, const char *needle) {
     if (strstr(haystack, needle) == NULL)
@@ -183,7 +185,7 @@ static const struct {
 /* Methods no route takes: OPTIONS is answered before the method check,
  * and the rest are near misses of real methods. */
 static const char *const hostile_methods[] = {
-    "OPTIONS", "PUT", "DELETE", "PATCH", "TRACE", "CONNECT", "get", "Get", "post", "head",
+    "OPTIONS", "PUT", "DELETE", "PATCH", "TRACE", "CONNECT", "get", "Get",   "post",   "head",
     "",        "G",   "GE",     "GETX",  "GET ",  " GET",    "POS", "POSTT", "HEAD\r",
 };
 
@@ -211,7 +213,7 @@ static const struct {
     hl_route_kind kind;
     const char *allow;
 } allow_cases[] = {
-    {HL_ROUTE_NONE, "GET, HEAD, OPTIONS"},    {HL_ROUTE_INDEX, "GET, HEAD, OPTIONS"},
+    {HL_ROUTE_NONE, "GET, HEAD, OPTIONS"},      {HL_ROUTE_INDEX, "GET, HEAD, OPTIONS"},
     {HL_ROUTE_CLIENT_JS, "GET, HEAD, OPTIONS"}, {HL_ROUTE_POLL, "GET, OPTIONS"},
     {HL_ROUTE_PUBLISH, "POST, OPTIONS"},        {HL_ROUTE_HEALTHZ, "GET, HEAD, OPTIONS"},
     {HL_ROUTE_READYZ, "GET, HEAD, OPTIONS"},
@@ -239,8 +241,8 @@ static void test_request_route_allow_agrees_with_method_ok(void **state) {
             snprintf(listed, sizeof(listed), " %s,", methods[i]);
             in_allow = in_allow || strstr(allow, listed) != NULL;
             if (in_allow != hl_route_method_ok(all_kinds[k], methods[i]))
-                fail_msg("kind %d: Allow \"%s\" and method_ok disagree on %s", all_kinds[k],
-                         allow, methods[i]);
+                fail_msg("kind %d: Allow \"%s\" and method_ok disagree on %s", all_kinds[k], allow,
+                         methods[i]);
         }
     }
 }
@@ -259,13 +261,29 @@ static int channel_valid_copy(const char *s, size_t n) {
 
 static void test_request_channel_valid_accepts_every_allowed_class(void **state) {
     static const char *const good[] = {
-        "a", "Z", "0", "9", ".", "_", "~", ":", "-", "news", "News-2024", "user:42",
-        "a.b_c~d:e-f", "...", "--", "~~", "::", "0123456789", "ABCXYZabcxyz",
+        "a",
+        "Z",
+        "0",
+        "9",
+        ".",
+        "_",
+        "~",
+        ":",
+        "-",
+        "news",
+        "News-2024",
+        "user:42",
+        "a.b_c~d:e-f",
+        "...",
+        "--",
+        "~~",
+        "::",
+        "0123456789",
+        "ABCXYZabcxyz",
     };
     (void)state;
     for (size_t i = 0; i < HL_ARRAY_LEN(good); i++)
-        if (!channel_valid_copy(good[i], strlen(good[i])))
-            fail_msg("\"%s\" rejected", good[i]);
+        if (!channel_valid_copy(good[i], strlen(good[i]))) fail_msg("\"%s\" rejected", good[i]);
     /* Every allowed byte on its own, and all of them together. */
     for (size_t i = 0; i < sizeof(channel_chars) - 1; i++)
         assert_true(channel_valid_copy(&channel_chars[i], 1));
@@ -290,14 +308,17 @@ static void test_request_channel_valid_rejects_hostile_names(void **state) {
         const char *s;
         size_t n;
     } bad[] = {
-        {"a b", 3},      {"a/b", 3},          {"#a", 2},          {"a%20b", 5},
-        {"a,b", 3},      {"a\x7f", 2},         {"a\0b", 3},        {"\0", 1},
-        {"a\nb", 3},     {"a\r", 2},           {"\t", 1},          {"a?b", 3},
-        {"a&b", 3},      {"a=b", 3},           {"a+b", 3},         {"a*", 2},
-        {"\"a\"", 3},    {"'a'", 3},           {"<a>", 3},         {"a\\b", 3},
-        {"a;b", 3},      {"a|b", 3},           {"a@b", 3},         {"$a", 2},
-        {"caf\xC3\xA9", 5}, {"\xE2\x80\xA8", 3}, {"\xF0\x9F\x98\x80", 4}, {"\x80", 1},
-        {"\xFF", 1},     {"a\xC0\xAF", 3},     {"../x", 4},        {"a/../b", 6},
+        {"a b", 3},         {"a/b", 3},          {"#a", 2},
+        {"a%20b", 5},       {"a,b", 3},          {"a\x7f", 2},
+        {"a\0b", 3},        {"\0", 1},           {"a\nb", 3},
+        {"a\r", 2},         {"\t", 1},           {"a?b", 3},
+        {"a&b", 3},         {"a=b", 3},          {"a+b", 3},
+        {"a*", 2},          {"\"a\"", 3},        {"'a'", 3},
+        {"<a>", 3},         {"a\\b", 3},         {"a;b", 3},
+        {"a|b", 3},         {"a@b", 3},          {"$a", 2},
+        {"caf\xC3\xA9", 5}, {"\xE2\x80\xA8", 3}, {"\xF0\x9F\x98\x80", 4},
+        {"\x80", 1},        {"\xFF", 1},         {"a\xC0\xAF", 3},
+        {"../x", 4},        {"a/../b", 6},
     };
     (void)state;
     for (size_t i = 0; i < HL_ARRAY_LEN(bad); i++)
@@ -378,7 +399,8 @@ static void test_request_channels_parse_table(void **state) {
                      parse_cases[i].rc, err);
         if (rc == HL_OK) {
             size_t want = 0;
-            while (want < MAXPARTS && parse_cases[i].parts[want]) want++;
+            while (want < MAXPARTS && parse_cases[i].parts[want])
+                want++;
             if (count != want) fail_msg("case %zu: %zu parts, want %zu", i, count, want);
             for (size_t k = 0; k < count; k++) {
                 assert_int_equal(out[k].n, strlen(parse_cases[i].parts[k]));
@@ -400,7 +422,8 @@ static void test_request_channels_parse_stops_at_max(void **state) {
     char *list = malloc(total * 8);
     assert_non_null(list);
     size_t n = 0;
-    for (size_t i = 0; i < total; i++) n += (size_t)sprintf(list + n, "%sc%zu", i ? "," : "", i);
+    for (size_t i = 0; i < total; i++)
+        n += (size_t)sprintf(list + n, "%sc%zu", i ? "," : "", i);
     char *s = exact_copy(list, n);
     hl_span *out = malloc(max * sizeof(*out));
     assert_non_null(out);
@@ -524,8 +547,8 @@ static void test_request_timeout_parse_table(void **state) {
         char *s = timeout_cases[i].s ? exact_strdup(timeout_cases[i].s) : NULL;
         int out = -7;
         char err[128] = "";
-        int rc = hl_timeout_parse(s, timeout_cases[i].def, timeout_cases[i].max, &out, err,
-                                  sizeof(err));
+        int rc =
+            hl_timeout_parse(s, timeout_cases[i].def, timeout_cases[i].max, &out, err, sizeof(err));
         if (rc != timeout_cases[i].rc)
             fail_msg("case %zu \"%s\": rc %d, want %d", i, s ? s : "(null)", rc,
                      timeout_cases[i].rc);
@@ -590,20 +613,35 @@ static const struct {
     {"%C3%A9", "\xC3\xA9", 2},
     /* A NUL may never appear: it would cut "a%00b" to "a". */
     {"%00", "\x7f", 1},
-    {"a%00b", "a\x7f" "b", 3},
+    {"a%00b",
+     "a\x7f"
+     "b",
+     3},
     {"%00%00", "\x7f\x7f", 2},
     /* Malformed escapes: only the '%' is replaced, the rest is kept. */
     {"%", "\x7f", 1},
     {"a%", "a\x7f", 2},
-    {"%4", "\x7f" "4", 2},
-    {"a%4", "a\x7f" "4", 3},
+    {"%4",
+     "\x7f"
+     "4",
+     2},
+    {"a%4",
+     "a\x7f"
+     "4",
+     3},
     {"%zz", "\x7fzz", 3},
     {"%g1", "\x7fg1", 3},
-    {"%1g", "\x7f" "1g", 3},
+    {"%1g",
+     "\x7f"
+     "1g",
+     3},
     {"%-1", "\x7f-1", 3},
     {"% 41", "\x7f 41", 4},
     {"%%", "\x7f\x7f", 2},
-    {"%%41", "\x7f" "A", 2},
+    {"%%41",
+     "\x7f"
+     "A",
+     2},
     {"%%%", "\x7f\x7f\x7f", 3},
     {"%x%41", "\x7fxA", 3},
     /* One pass only: an escaped '%' is not decoded again. */
@@ -664,7 +702,8 @@ static void test_request_percent_decode_of_random_input(void **state) {
         assert_int_equal(strlen(s), n);
         /* Each '%' consumes itself and at most two more bytes. */
         size_t pct = 0;
-        for (size_t i = 0; i < len; i++) pct += buf[i] == '%';
+        for (size_t i = 0; i < len; i++)
+            pct += buf[i] == '%';
         assert_true(n + 2 * pct >= len);
         free(s);
     }
