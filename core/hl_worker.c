@@ -23,6 +23,7 @@
 
 static void run_mhd(hl_worker *w) {
     if (w->mhd == NULL) return;
+    w->kicked = 0;
     MHD_run(w->mhd);
     MHD_UNSIGNED_LONG_LONG ms;
     if (MHD_get_timeout(w->mhd, &ms) == MHD_YES) {
@@ -34,6 +35,10 @@ static void run_mhd(hl_worker *w) {
 }
 
 void hl_worker_kick(hl_worker *w) {
+    /* A fan-out resumes thousands of connections in one go; one MHD run
+     * serves them all, so only the first resume arms the timer. */
+    if (w->kicked) return;
+    w->kicked = 1;
     struct timeval now = {0, 0};
     evtimer_add(w->mhd_timer, &now);
 }

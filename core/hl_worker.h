@@ -85,6 +85,7 @@ typedef struct hl_worker {
     int stopping;          /* stop requested: answer and drain */
     int finished;          /* the loop is leaving */
     int drain_ms;          /* set by hl_worker_request_stop */
+    int kicked;            /* an MHD run is already due (hl_worker_kick) */
     size_t reqs;           /* live hl_req objects */
     size_t prefix_len;     /* strlen(cfg->redis_prefix) */
     int ready;             /* links up and subscriptions live (atomic) */
