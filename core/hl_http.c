@@ -80,16 +80,6 @@ static enum MHD_Result reply_json(hl_req *r, unsigned status, const char *json) 
     return reply(r, status, hl_http_response(r->w, r->origin, JSON_TYPE, json, strlen(json)));
 }
 
-static enum MHD_Result reply_error(hl_req *r, unsigned status, const char *code,
-                                   const char *detail) {
-    hl_buf b;
-    hl_buf_init(&b);
-    hl_json_error(&b, code, detail);
-    enum MHD_Result ret = b.oom ? MHD_NO : reply_json(r, status, b.data);
-    hl_buf_free(&b);
-    return ret;
-}
-
 static struct MHD_Response *error_response(const hl_worker *w, int origin, const char *code,
                                            const char *detail) {
     hl_buf b;
@@ -99,6 +89,11 @@ static struct MHD_Response *error_response(const hl_worker *w, int origin, const
         b.oom ? NULL : hl_http_response(w, origin, JSON_TYPE, b.data, b.len);
     hl_buf_free(&b);
     return resp;
+}
+
+static enum MHD_Result reply_error(hl_req *r, unsigned status, const char *code,
+                                   const char *detail) {
+    return reply(r, status, error_response(r->w, r->origin, code, detail));
 }
 
 void hl_http_answer(hl_req *r, hl_shared *answer, unsigned status) {
@@ -113,21 +108,21 @@ void hl_http_answer(hl_req *r, hl_shared *answer, unsigned status) {
 /* Out of memory while answering a suspended request: resuming it without
  * an answer makes the access handler return MHD_NO, which closes the
  * connection rather than leaving the client hanging. */
-static void answer_or_close(hl_req *r, struct MHD_Response *resp, unsigned status) {
+void hl_http_answer_response(hl_req *r, struct MHD_Response *resp, unsigned status) {
     hl_shared *s = resp ? hl_shared_new(resp, 1) : NULL;
     if (s == NULL && resp != NULL) MHD_destroy_response(resp);
     hl_http_answer(r, s, status);
 }
 
 void hl_http_answer_error(hl_req *r, unsigned status, const char *code, const char *detail) {
-    answer_or_close(r, error_response(r->w, r->origin, code, detail), status);
+    hl_http_answer_response(r, error_response(r->w, r->origin, code, detail), status);
 }
 
 void hl_http_answer_empty(hl_req *r) {
-    answer_or_close(r,
-                    make_response(r->w, r->origin, JSON_TYPE, empty_poll_body,
-                                  sizeof(empty_poll_body) - 1, MHD_RESPMEM_PERSISTENT),
-                    MHD_HTTP_OK);
+    hl_http_answer_response(r,
+                            make_response(r->w, r->origin, JSON_TYPE, empty_poll_body,
+                                          sizeof(empty_poll_body) - 1, MHD_RESPMEM_PERSISTENT),
+                            MHD_HTTP_OK);
 }
 
 static int origin_of(const hl_worker *w, struct MHD_Connection *conn) {

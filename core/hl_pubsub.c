@@ -263,9 +263,7 @@ static void on_publish_reply(redisAsyncContext *ac, void *reply_, void *privdata
     struct MHD_Response *resp =
         b.oom ? NULL : hl_http_response(r->w, r->origin, "application/json", b.data, b.len);
     hl_buf_free(&b);
-    hl_shared *s = resp ? hl_shared_new(resp, 1) : NULL;
-    if (s == NULL && resp) MHD_destroy_response(resp);
-    hl_http_answer(r, s, 201);
+    hl_http_answer_response(r, resp, 201);
 }
 
 int hl_pubsub_publish(hl_worker *w, hl_req *r) {

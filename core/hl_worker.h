@@ -121,6 +121,9 @@ void hl_shared_release(hl_shared *s);
 /* Resumes a suspended request with answer (the req takes one reference
  * of it) and status. */
 void hl_http_answer(hl_req *r, hl_shared *answer, unsigned status);
+/* Resumes a suspended request with its own response (taken over; NULL,
+ * for out of memory, closes the connection instead). */
+void hl_http_answer_response(hl_req *r, struct MHD_Response *resp, unsigned status);
 /* Answers a suspended request with a JSON error made on the spot. */
 void hl_http_answer_error(hl_req *r, unsigned status, const char *code, const char *detail);
 /* The "no event" answer of a poll. */
