@@ -10,7 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct hl_req;
+#include "hl_cursor.h"
+#include "hl_msgcache.h"
+
+struct hl_link;
 struct event;
 
 typedef enum hl_sub_state {
@@ -20,17 +23,36 @@ typedef enum hl_sub_state {
     HL_SUB_LEAVING,  /* UNSUBSCRIBE sent, not yet confirmed */
 } hl_sub_state;
 
+/* Whether the worker knows the channel's history well enough to answer
+ * from memory: after a subscription is confirmed the stream is read once
+ * (READING), and from then on every durable message arrives on the
+ * subscription and is added to the cache (DONE) until the subscription is
+ * lost. */
+typedef enum hl_sync_state {
+    HL_SYNC_NONE = 0, /* not known: polls on the channel wait for DONE */
+    HL_SYNC_READING,  /* the read after subscribing is in flight */
+    HL_SYNC_DONE,     /* last, cache and cache_from are exact */
+} hl_sync_state;
+
 typedef struct hl_chan {
-    struct hl_chan *next;   /* bucket chain, the table's */
-    uint64_t hash;          /* of name, the table's */
-    struct hl_req *waiters; /* first waiter (doubly linked through the reqs) */
-    size_t nwaiters;        /* length of that list */
-    hl_sub_state sub;       /* subscription state on the worker's Redis link */
-    int linger_armed;       /* 1 while the linger timer runs */
-    struct event *linger;   /* unsubscribes after the last waiter left; the worker's */
-    void *owner;            /* the worker, for the linger callback */
-    size_t len;             /* of name */
-    char name[];            /* NUL-terminated channel name, without prefix */
+    struct hl_chan *next;    /* bucket chain, the table's */
+    uint64_t hash;           /* of name, the table's */
+    struct hl_link *waiters; /* polls on this channel, in any phase (linked through hl_link) */
+    size_t nwaiters;         /* length of that list */
+    hl_sub_state sub;        /* subscription state on the worker's Redis link */
+    hl_sync_state sync;      /* see above */
+    unsigned sync_gen;       /* bumped at each sync start; older read replies are stale */
+    int linger_armed;        /* 1 while the linger timer runs */
+    struct event *linger;    /* unsubscribes after the last waiter left; the worker's */
+    void *owner;             /* the worker, for the linger callback */
+    hl_sid last;             /* DONE: the newest id (or the empty stream's head) */
+    hl_sid cache_from;       /* DONE: every message after this id is in cache */
+    int whole;               /* DONE: cache holds all of the stream (for cursor "0") */
+    hl_msgcache cache;       /* recent messages */
+    hl_msg *early;           /* READING: messages that arrived meanwhile, oldest first */
+    hl_msg **early_tail;     /* where the next early message is linked */
+    size_t len;              /* of name */
+    char name[];             /* NUL-terminated channel name, without prefix */
 } hl_chan;
 
 typedef struct hl_chantab {

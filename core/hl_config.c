@@ -112,9 +112,11 @@ static const hl_setting settings[] = {
     HL_INT("poll", "max_timeout", poll_max_timeout, 1, 3600, 120),
     HL_INT("poll", "max_channels", poll_max_channels, 1, 256, 16),
     HL_INT("poll", "linger_ms", poll_linger_ms, 0, 600000, 5000),
+    HL_INT("poll", "max_messages", poll_max_messages, 1, 10000, 100),
 
     HL_INT("history", "length", history_length, 1, INT_MAX, 1000),
     HL_INT("history", "ttl", history_ttl, 1, INT_MAX, 3600),
+    HL_INT("history", "cache", history_cache, 0, 100000, 64),
 
     HL_BOOL("publish", "enabled", publish_enabled, 1),
     HL_STR("publish", "key", publish_key, "", NULL),

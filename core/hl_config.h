@@ -49,10 +49,12 @@ typedef struct hl_config {
     int poll_max_timeout;     /* seconds; default 120 */
     int poll_max_channels;    /* channels in one poll; default 16 */
     int poll_linger_ms; /* keep a subscription this long after the last waiter; default 5000 */
+    int poll_max_messages; /* messages in one answer at most; default 100 */
 
     /* history */
     int history_length; /* approximate stream MAXLEN per channel; default 1000 */
     int history_ttl;    /* seconds a channel's history lives after its last message; default 3600 */
+    int history_cache;  /* recent messages per channel each worker keeps in memory; default 64 */
 
     /* publish */
     bool publish_enabled;          /* POST /publish accepted; default true */

@@ -17,8 +17,6 @@
 
 #define JSON_TYPE "application/json"
 
-static const char empty_poll_body[] = "{\"cursor\":\"\",\"messages\":[],\"missed\":false}";
-
 /* A publish that Redis has not answered after this long gets a 503: the
  * message may or may not have gone out, and the client must know it was
  * not confirmed. */
@@ -50,6 +48,13 @@ static struct MHD_Response *make_response(const hl_worker *w, int origin, const 
 struct MHD_Response *hl_http_response(const hl_worker *w, int origin, const char *ctype,
                                       const void *data, size_t len) {
     return make_response(w, origin, ctype, data, len, MHD_RESPMEM_MUST_COPY);
+}
+
+struct MHD_Response *hl_http_poll_response(const hl_worker *w, int origin, const hl_buf *body,
+                                           const char *cursor) {
+    struct MHD_Response *resp = hl_http_response(w, origin, JSON_TYPE, body->data, body->len);
+    if (resp != NULL) MHD_add_response_header(resp, "Holdline-Cursor", cursor);
+    return resp;
 }
 
 hl_shared *hl_shared_new(struct MHD_Response *resp, unsigned refs) {
@@ -118,11 +123,17 @@ void hl_http_answer_error(hl_req *r, unsigned status, const char *code, const ch
     hl_http_answer_response(r, error_response(r->w, r->origin, code, detail), status);
 }
 
-void hl_http_answer_empty(hl_req *r) {
-    hl_http_answer_response(r,
-                            make_response(r->w, r->origin, JSON_TYPE, empty_poll_body,
-                                          sizeof(empty_poll_body) - 1, MHD_RESPMEM_PERSISTENT),
-                            MHD_HTTP_OK);
+void hl_http_req_free(hl_req *r) {
+    hl_buf_free(&r->body);
+    if (r->links != &r->link1) free(r->links);
+    free(r);
+}
+
+int hl_http_req_release(hl_req *r) {
+    r->redis_pending--;
+    if (!r->orphaned) return 0;
+    if (r->redis_pending == 0) hl_http_req_free(r);
+    return 1;
 }
 
 static int origin_of(const hl_worker *w, struct MHD_Connection *conn) {
@@ -140,9 +151,7 @@ static int origin_of(const hl_worker *w, struct MHD_Connection *conn) {
 static void on_poll_timeout(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
-    hl_req *r = arg;
-    hl_pubsub_unwait(r);
-    hl_http_answer_empty(r);
+    hl_poll_timeout(arg);
 }
 
 static void on_publish_deadline(evutil_socket_t fd, short what, void *arg) {
@@ -151,9 +160,12 @@ static void on_publish_deadline(evutil_socket_t fd, short what, void *arg) {
     hl_req *r = arg;
     /* The hiredis callback still holds r (redis_pending); it will see the
      * state is no longer PUBLISHING and leave the answer alone. */
-    hl_warn("publish to '%s' not confirmed by Redis within %d ms", r->channel, PUBLISH_DEADLINE_MS);
+    hl_warn("a request on '%s' got no answer from Redis within %d ms", r->channel,
+            PUBLISH_DEADLINE_MS);
     hl_http_answer_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "redis_timeout",
-                         "Redis did not confirm the publish in time; it may not have been sent");
+                         r->kind == HL_ROUTE_PUBLISH
+                             ? "Redis did not confirm the publish in time; it may not have been sent"
+                             : "Redis did not answer in time");
 }
 
 static void arm_timer(hl_req *r, event_callback_fn fn, long ms) {
@@ -166,34 +178,77 @@ static void arm_timer(hl_req *r, event_callback_fn fn, long ms) {
     evtimer_add(&r->timer, &tv);
 }
 
+/* The "no event" answer of a node that is stopping: the client's own
+ * cursor back, so it loses nothing by moving to another node. */
+static enum MHD_Result reply_stopping(hl_req *r, uint64_t epoch, const hl_cur_part *parts,
+                                      size_t n) {
+    hl_buf cur, body;
+    hl_buf_init(&cur);
+    hl_buf_init(&body);
+    hl_cursor_format(&cur, epoch, parts, n);
+    hl_buf_puts(&body, "{\"cursor\":\"");
+    if (cur.len) hl_buf_append(&body, cur.data, cur.len);
+    hl_buf_puts(&body, "\",\"messages\":[],\"missed\":false}");
+    struct MHD_Response *resp = cur.oom || body.oom ? NULL
+                                                    : hl_http_poll_response(r->w, r->origin, &body,
+                                                                            cur.len ? cur.data : "");
+    hl_buf_free(&cur);
+    hl_buf_free(&body);
+    return reply(r, MHD_HTTP_OK, resp);
+}
+
 static enum MHD_Result start_poll(hl_req *r, hl_span arg) {
     hl_worker *w = r->w;
     const hl_config *cfg = w->cfg;
     char err[128];
     hl_span chans[256];
+    hl_cur_part parts[256];
     size_t max = (size_t)cfg->poll_max_channels;
     if (max > HL_ARRAY_LEN(chans)) max = HL_ARRAY_LEN(chans);
     size_t n;
     if (hl_channels_parse(arg.p, arg.n, chans, max, &n, err, sizeof(err)) != HL_OK)
         return reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_channel", err);
-    if (n > 1)
-        return reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_channel",
-                           "polling several channels at once is not supported yet");
     int timeout;
     const char *ts = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "timeout");
     if (hl_timeout_parse(ts, cfg->poll_default_timeout, cfg->poll_max_timeout, &timeout, err,
                          sizeof(err)) != HL_OK)
         return reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_timeout", err);
+    /* EventSource-style clients resume with Last-Event-ID; an explicit
+     * cursor parameter wins. */
+    const char *cs = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "cursor");
+    if (cs == NULL) cs = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+    uint64_t epoch;
+    if (hl_cursor_parse(cs ? cs : "", cs ? strlen(cs) : 0, n, &epoch, parts, err, sizeof(err)) !=
+        HL_OK)
+        return reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_cursor", err);
 
-    if (w->stopping)
-        return reply(r, MHD_HTTP_OK,
-                     make_response(w, r->origin, JSON_TYPE, empty_poll_body,
-                                   sizeof(empty_poll_body) - 1, MHD_RESPMEM_PERSISTENT));
-    if (hl_pubsub_wait(w, r, chans[0].p, chans[0].n) != HL_OK)
-        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
-                           "the node cannot hold another waiter");
-    arm_timer(r, on_poll_timeout, (long)timeout * 1000);
+    if (w->stopping) return reply_stopping(r, epoch, parts, n);
     r->state = HL_REQ_WAITING;
+    int suspend;
+    struct MHD_Response *resp = hl_poll_start(r, chans, n, epoch, parts, &suspend);
+    if (!suspend) {
+        if (resp == NULL)
+            return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
+                               "the node cannot hold another waiter");
+        return reply(r, MHD_HTTP_OK, resp);
+    }
+    arm_timer(r, on_poll_timeout, (long)timeout * 1000);
+    MHD_suspend_connection(r->conn);
+    return MHD_YES;
+}
+
+/* GET /channels/{ch}: what Redis holds of the channel's history. */
+static enum MHD_Result start_channel_info(hl_req *r, hl_span arg) {
+    if (!hl_channel_valid(arg.p, arg.n))
+        return reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_channel",
+                           "channel names are 1 to 200 bytes of A-Z a-z 0-9 . _ ~ : -");
+    memcpy(r->channel, arg.p, arg.n);
+    r->channel[arg.n] = '\0';
+    if (hl_pubsub_channel_info(r->w, r) != HL_OK)
+        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "redis_unavailable",
+                           "Redis is not reachable");
+    arm_timer(r, on_publish_deadline, PUBLISH_DEADLINE_MS);
+    r->state = HL_REQ_PUBLISHING;
     MHD_suspend_connection(r->conn);
     return MHD_YES;
 }
@@ -251,9 +306,6 @@ static enum MHD_Result receive_body(hl_req *r, const char *data, size_t *size) {
     if (w->stopping)
         return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting_down",
                            "this node is shutting down; publish through another");
-    if (!hl_rlink_is_up(&w->cmd))
-        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "redis_unavailable",
-                           "Redis is not reachable; the message was not published");
     if (hl_pubsub_publish(w, r) != HL_OK)
         return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "redis_unavailable",
                            "Redis is not reachable; the message was not published");
@@ -306,6 +358,7 @@ static enum MHD_Result start(hl_req *r, const char *url, const char *method) {
     case HL_ROUTE_READYZ: return reply_ready(r);
     case HL_ROUTE_POLL: return start_poll(r, route.arg);
     case HL_ROUTE_PUBLISH: return start_publish(r, route.arg);
+    case HL_ROUTE_CHANNEL: return start_channel_info(r, route.arg);
     case HL_ROUTE_NONE: break;
     }
     return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
@@ -353,18 +406,18 @@ void hl_http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     hl_req *r = *con_cls;
     if (r == NULL) return;
     *con_cls = NULL;
-    if (r->state == HL_REQ_WAITING) hl_pubsub_unwait(r);
+    hl_poll_detach(r);
     if (event_initialized(&r->timer)) evtimer_del(&r->timer);
     hl_shared_release(r->answer);
     r->answer = NULL;
     hl_buf_free(&r->body);
     w->reqs--;
-    /* A PUBLISH still in flight holds r as its privdata; its callback
-     * frees r when it comes. */
+    /* A Redis command still in flight holds r as its privdata; the last
+     * such callback frees r when it comes. */
     if (r->redis_pending)
         r->orphaned = 1;
     else
-        free(r);
+        hl_http_req_free(r);
     hl_worker_maybe_finish(w);
 }
 

@@ -1,6 +1,7 @@
-/* hl_pubsub.c -- a worker's channels: who waits on what, the Redis
- * subscriptions that feed them, fan-out of a message to all waiters of a
- * channel, and publishing.
+/* hl_pubsub.c -- a worker's channels and everything it asks Redis about
+ * them: subscriptions, the read of a channel's stream that makes its
+ * cache exact (sync), history reads for polls, publishing, and the
+ * library and epoch set up on the command link.
  *
  * Subscriptions are per worker and per channel, however many waiters: the
  * first waiter subscribes, and the last one leaving arms a linger timer
@@ -8,7 +9,13 @@
  * re-poll costs no SUBSCRIBE/UNSUBSCRIBE pair. Besides, each worker holds
  * one permanent subscription to a private control channel: hiredis 0.14
  * can assert when the last subscription goes away with replies in flight,
- * and the control channel means that never happens. */
+ * and the control channel means that never happens.
+ *
+ * Sync follows DESIGN.md's "subscribe first, then read": once Redis
+ * confirms a subscription, the stream's newest entries are read; messages
+ * that arrive on the subscription while that read is in flight are kept
+ * aside and merged by id, so the cache has no hole and no duplicate. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -17,7 +24,15 @@
 #include "hl_log.h"
 #include "hl_worker.h"
 
+/* A channel's cache never holds more than this, whatever history.cache
+ * says; a burst of large messages just makes it hold fewer. */
+#define CACHE_MAX_BYTES (256 * 1024)
+
 static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata);
+static void load_library(hl_worker *w);
+static void start_sync(hl_worker *w, hl_chan *c);
+
+/* ---- Channels -------------------------------------------------------- */
 
 static void chan_subscribe(hl_worker *w, hl_chan *c) {
     if (!hl_rlink_is_up(&w->sub)) {
@@ -32,9 +47,30 @@ static void chan_subscribe(hl_worker *w, hl_chan *c) {
     c->sub = HL_SUB_PENDING;
 }
 
+/* Forgets what the worker knew of the channel's history. */
+static void chan_forget(hl_chan *c) {
+    hl_msgcache_free(&c->cache);
+    while (c->early) {
+        hl_msg *m = c->early;
+        c->early = m->next;
+        free(m);
+    }
+    c->early_tail = &c->early;
+}
+
 static void chan_remove(hl_worker *w, hl_chan *c) {
+    chan_forget(c);
     if (c->linger) event_free(c->linger);
     hl_chantab_remove(&w->chans, c);
+}
+
+/* The channel's history is no longer known (subscription lost, epoch
+ * changed): its polls park until the next sync. */
+static void chan_unsync(hl_worker *w, hl_chan *c) {
+    if (c->sync != HL_SYNC_NONE) c->sync_gen++;
+    c->sync = HL_SYNC_NONE;
+    chan_forget(c);
+    hl_poll_unsync(w, c);
 }
 
 static void on_linger(evutil_socket_t fd, short what, void *arg) {
@@ -51,6 +87,8 @@ static void on_linger(evutil_socket_t fd, short what, void *arg) {
             redisAsyncCommand(w->sub.ac, NULL, NULL, "UNSUBSCRIBE %b%b", w->cfg->redis_prefix,
                               w->prefix_len, c->name, c->len);
             c->sub = HL_SUB_LEAVING;
+            /* From here on messages may be missed: the cache is void. */
+            chan_unsync(w, c);
             return;
         }
         chan_remove(w, c);
@@ -67,87 +105,269 @@ static void arm_linger(hl_worker *w, hl_chan *c) {
     c->linger_armed = 1;
 }
 
-int hl_pubsub_wait(hl_worker *w, hl_req *r, const char *name, size_t len) {
+static hl_chan *chan_get(hl_worker *w, const char *name, size_t len) {
     hl_chan *c = hl_chantab_find(&w->chans, name, len);
-    if (c == NULL) {
-        c = hl_chantab_add(&w->chans, name, len);
-        if (c == NULL) return HL_ERR;
-        c->owner = w;
-        c->linger = evtimer_new(w->base, on_linger, c);
-        if (c->linger == NULL) {
-            hl_chantab_remove(&w->chans, c);
-            return HL_ERR;
-        }
+    if (c != NULL) return c;
+    c = hl_chantab_add(&w->chans, name, len);
+    if (c == NULL) return NULL;
+    c->owner = w;
+    c->early_tail = &c->early;
+    hl_msgcache_init(&c->cache, (size_t)w->cfg->history_cache, CACHE_MAX_BYTES);
+    c->linger = evtimer_new(w->base, on_linger, c);
+    if (c->linger == NULL) {
+        hl_chantab_remove(&w->chans, c);
+        return NULL;
     }
+    return c;
+}
+
+int hl_pubsub_attach(hl_worker *w, hl_link *lk, const char *name, size_t len) {
+    hl_chan *c = chan_get(w, name, len);
+    if (c == NULL) return HL_ERR;
     if (c->linger_armed) {
         evtimer_del(c->linger);
         c->linger_armed = 0;
     }
-    r->prev = NULL;
-    r->next = c->waiters;
-    if (c->waiters) c->waiters->prev = r;
-    c->waiters = r;
-    r->chan = c;
+    lk->prev = NULL;
+    lk->next = c->waiters;
+    if (c->waiters) c->waiters->prev = lk;
+    c->waiters = lk;
+    lk->c = c;
     c->nwaiters++;
     /* From LEAVING too: Redis runs commands in order, so a SUBSCRIBE sent
      * behind the UNSUBSCRIBE leaves the channel subscribed, with the
      * shortest possible gap. */
-    if (c->sub == HL_SUB_NONE || c->sub == HL_SUB_LEAVING) chan_subscribe(w, c);
+    if (c->sub == HL_SUB_NONE || c->sub == HL_SUB_LEAVING)
+        chan_subscribe(w, c);
+    else
+        start_sync(w, c); /* a no-op unless subscribed and not synced */
     return HL_OK;
 }
 
-void hl_pubsub_unwait(hl_req *r) {
-    hl_chan *c = r->chan;
+void hl_pubsub_detach(hl_link *lk) {
+    hl_chan *c = lk->c;
     if (c == NULL) return;
-    if (r->prev)
-        r->prev->next = r->next;
+    if (lk->prev)
+        lk->prev->next = lk->next;
     else
-        c->waiters = r->next;
-    if (r->next) r->next->prev = r->prev;
-    r->prev = r->next = NULL;
-    r->chan = NULL;
-    if (--c->nwaiters == 0) arm_linger(r->w, c);
+        c->waiters = lk->next;
+    if (lk->next) lk->next->prev = lk->prev;
+    lk->prev = lk->next = NULL;
+    lk->c = NULL;
+    if (--c->nwaiters == 0) arm_linger(c->owner, c);
 }
 
-/* Answers every waiter of c with one shared response per CORS origin: the
- * body is encoded once per message, not once per waiter. */
-static void deliver(hl_worker *w, hl_chan *c, const char *data, size_t len) {
-    hl_buf b;
-    hl_buf_init(&b);
-    hl_buf_puts(&b, "{\"cursor\":\"\",\"messages\":[{\"channel\":");
-    hl_json_string(&b, c->name, c->len);
-    hl_buf_puts(&b, ",\"id\":null,\"data\":");
-    hl_json_string(&b, data, len);
-    hl_buf_puts(&b, "}],\"missed\":false}");
+/* ---- Reading holdline_read replies ----------------------------------- */
 
-    hl_shared *slots[HL_ORIGIN_SLOTS] = {0};
-    hl_req *r = c->waiters;
-    size_t n = c->nwaiters;
-    c->waiters = NULL;
-    c->nwaiters = 0;
-    while (r) {
-        hl_req *next = r->next;
-        r->prev = r->next = NULL;
-        r->chan = NULL;
-        hl_shared **slot = &slots[r->origin + 1];
-        if (*slot == NULL && !b.oom) {
-            struct MHD_Response *resp =
-                hl_http_response(w, r->origin, "application/json", b.data, b.len);
-            *slot = resp ? hl_shared_new(resp, 1) : NULL;
-            if (*slot == NULL && resp) MHD_destroy_response(resp);
-        }
-        if (*slot) (*slot)->refs++;
-        hl_http_answer(r, *slot, 200);
-        r = next;
+static uint64_t epoch_of(const char *s, size_t n) {
+    uint64_t e;
+    if (hl_epoch_parse(s, n, &e) == HL_OK && e != 0) return e;
+    /* Not ours (someone set the key by hand): any stable nonzero value
+     * derived from it will do. */
+    e = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        e ^= (unsigned char)s[i];
+        e *= 1099511628211ULL;
     }
-    for (size_t i = 0; i < HL_ORIGIN_SLOTS; i++)
-        hl_shared_release(slots[i]);
-    if (b.oom)
-        hl_error("out of memory encoding a message for '%s': %zu waiters closed", c->name, n);
-    hl_buf_free(&b);
-    arm_linger(w, c);
-    hl_debug("worker %d: message on '%s' to %zu waiters", w->id, c->name, n);
+    return e ? e : 1;
 }
+
+static int sid_of(const redisReply *r, hl_sid *out) {
+    return r->type == REDIS_REPLY_STRING ? hl_sid_parse(r->str, r->len, out) : HL_ERR;
+}
+
+/* Reads holdline_read's reply. *entries points into the reply (NULL for
+ * a stream that does not exist). Returns HL_OK or HL_ERR. */
+static int parse_read(const redisReply *rep, hl_stream_state *st, uint64_t *epoch,
+                      const redisReply **entries) {
+    memset(st, 0, sizeof(*st));
+    *entries = NULL;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY ||
+        (rep->elements != 2 && rep->elements != 7))
+        return HL_ERR;
+    const redisReply *const *e = (const redisReply *const *)rep->element;
+    if (e[0]->type != REDIS_REPLY_STRING || e[1]->type != REDIS_REPLY_INTEGER) return HL_ERR;
+    *epoch = epoch_of(e[0]->str, e[0]->len);
+    st->now_ms = e[1]->integer;
+    if (rep->elements == 2) return HL_OK;
+    st->exists = 1;
+    if (e[2]->type != REDIS_REPLY_INTEGER || sid_of(e[3], &st->first) != HL_OK ||
+        sid_of(e[4], &st->last) != HL_OK || sid_of(e[5], &st->maxdel) != HL_OK ||
+        e[6]->type != REDIS_REPLY_ARRAY)
+        return HL_ERR;
+    st->length = e[2]->integer;
+    *entries = e[6];
+    return HL_OK;
+}
+
+/* One stream entry, [id, [field, value, ...]], as a message of channel
+ * name. NULL if malformed or out of memory. */
+static hl_msg *entry_msg(const redisReply *e, const char *name, size_t len) {
+    hl_sid id;
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || sid_of(e->element[0], &id) != HL_OK ||
+        e->element[1]->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    const redisReply *f = e->element[1];
+    const char *data = "";
+    size_t dlen = 0;
+    for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        if (f->element[i]->type == REDIS_REPLY_STRING && f->element[i]->len == 1 &&
+            f->element[i]->str[0] == 'd' && f->element[i + 1]->type == REDIS_REPLY_STRING) {
+            data = f->element[i + 1]->str;
+            dlen = f->element[i + 1]->len;
+            break;
+        }
+    }
+    return hl_msg_new(id, name, len, data, dlen);
+}
+
+/* Redis lost the library (FUNCTION FLUSH, or a restart without it):
+ * load it again. Returns 1 if reply was that error. */
+static int library_missing(hl_worker *w, const redisReply *reply) {
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR ||
+        strstr(reply->str, "Function not found") == NULL)
+        return 0;
+    hl_warn("worker %d: the Redis Function library is gone; loading it again", w->id);
+    if (hl_rlink_is_up(&w->cmd)) load_library(w);
+    return 1;
+}
+
+/* ---- Epoch ----------------------------------------------------------- */
+
+static void unsync_chan(hl_chan *c, void *ud) {
+    chan_unsync(ud, c);
+}
+
+static void sync_chan(hl_chan *c, void *ud) {
+    start_sync(ud, c);
+}
+
+/* Redis reported epoch e. A change means the data set was replaced
+ * (restart without persistence, FLUSHALL): nothing cached is true any
+ * more, and every channel is read again. */
+static void adopt_epoch(hl_worker *w, uint64_t e) {
+    if (w->epoch == e) return;
+    if (w->epoch != 0)
+        hl_warn("worker %d: Redis's data set changed (epoch %llx, was %llx): history before it is "
+                "gone; clients from before are told they missed messages",
+                w->id, (unsigned long long)e, (unsigned long long)w->epoch);
+    w->epoch = e;
+    hl_chantab_foreach(&w->chans, unsync_chan, w);
+    hl_chantab_foreach(&w->chans, sync_chan, w);
+}
+
+/* ---- Sync ------------------------------------------------------------ */
+
+/* What a sync read's callback needs to find its channel again: the
+ * channel may be gone by the time Redis answers. */
+typedef struct sync_ctx {
+    hl_worker *w;
+    unsigned gen;
+    size_t len;
+    char name[];
+} sync_ctx;
+
+/* Adds a message that came in on the subscription to a synced channel.
+ * m is taken over. Returns m's id's predecessor in *prev. Returns HL_OK,
+ * or HL_ERR if m is not newer than what is known (dropped). */
+static int chan_add(hl_chan *c, hl_msg *m, hl_sid *prev) {
+    if (hl_sid_cmp(m->id, c->last) <= 0) {
+        free(m);
+        return HL_ERR;
+    }
+    *prev = c->last;
+    c->last = m->id;
+    hl_sid dropped;
+    int rc = hl_msgcache_push(&c->cache, m, &dropped);
+    if (rc != 0) c->whole = 0;
+    if (rc > 0) c->cache_from = dropped;
+    if (rc < 0) {
+        /* Out of memory: the cache starts over from this message. */
+        hl_msgcache_free(&c->cache);
+        c->cache_from = c->last;
+    }
+    return HL_OK;
+}
+
+static void on_sync_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    sync_ctx *x = privdata;
+    hl_worker *w = x->w;
+    const redisReply *reply = reply_;
+    hl_chan *c = hl_chantab_find(&w->chans, x->name, x->len);
+    int current = c && c->sync_gen == x->gen && c->sync == HL_SYNC_READING;
+    free(x);
+    if (!current) return;
+
+    hl_stream_state st;
+    uint64_t epoch;
+    const redisReply *entries;
+    if (parse_read(reply, &st, &epoch, &entries) != HL_OK) {
+        if (reply != NULL && !library_missing(w, reply))
+            hl_warn("worker %d: cannot read the history of '%s': %s", w->id, c->name,
+                    reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        /* Synced again when the command link or the library comes back. */
+        chan_unsync(w, c);
+        return;
+    }
+    if (epoch != w->epoch) {
+        adopt_epoch(w, epoch); /* starts this channel's sync over */
+        return;
+    }
+    hl_msgcache_free(&c->cache);
+    c->last = hl_history_head(&st);
+    c->cache_from = c->last;
+    c->whole = 1;
+    size_t n = entries ? entries->elements : 0;
+    if (st.exists && (size_t)st.length != n) c->whole = 0;
+    /* XREVRANGE: newest first. */
+    for (size_t i = n; i-- > 0;) {
+        hl_msg *m = entry_msg(entries->element[i], c->name, c->len);
+        if (m == NULL) {
+            c->whole = 0;
+            continue;
+        }
+        if (c->cache.count == 0) c->cache_from = m->id;
+        hl_sid dropped;
+        int rc = hl_msgcache_push(&c->cache, m, &dropped);
+        if (rc != 0) c->whole = 0;
+        if (rc > 0) c->cache_from = dropped;
+    }
+    /* Messages published after the read have come in meanwhile; the rest
+     * were in what the read returned. */
+    while (c->early) {
+        hl_msg *m = c->early;
+        c->early = m->next;
+        m->next = NULL;
+        hl_sid prev;
+        chan_add(c, m, &prev);
+    }
+    c->early_tail = &c->early;
+    c->sync = HL_SYNC_DONE;
+    hl_poll_synced(w, c);
+}
+
+static void start_sync(hl_worker *w, hl_chan *c) {
+    if (c->sub != HL_SUB_LIVE || c->sync != HL_SYNC_NONE || !w->cmd_ready) return;
+    sync_ctx *x = malloc(sizeof(*x) + c->len + 1);
+    if (x == NULL) {
+        hl_error("worker %d: out of memory syncing '%s'", w->id, c->name);
+        return;
+    }
+    x->w = w;
+    x->gen = ++c->sync_gen;
+    x->len = c->len;
+    memcpy(x->name, c->name, c->len + 1);
+    if (redisAsyncCommand(w->cmd.ac, on_sync_reply, x, "FCALL holdline_read 2 {%b%b}:log %s + %d %s",
+                          w->cfg->redis_prefix, w->prefix_len, c->name, c->len, w->epoch_key,
+                          w->cfg->history_cache, w->epoch_mine) != REDIS_OK) {
+        free(x);
+        return;
+    }
+    c->sync = HL_SYNC_READING;
+}
+
+/* ---- Subscriber link ------------------------------------------------- */
 
 /* Returns the channel name inside a Redis channel name, or NULL if it does
  * not carry our prefix. */
@@ -157,6 +377,56 @@ static const char *strip_prefix(hl_worker *w, const redisReply *ch, size_t *len)
         return NULL;
     *len = ch->len - w->prefix_len;
     return ch->str + w->prefix_len;
+}
+
+static void on_message(hl_worker *w, hl_chan *c, const char *p, size_t n) {
+    hl_sid id;
+    const char *data;
+    size_t dlen;
+    hl_frame_kind kind = hl_frame_parse(p, n, &id, &data, &dlen);
+    if (kind == HL_FRAME_ID) {
+        if (c->sync == HL_SYNC_NONE) return; /* read with the stream at the next sync */
+        hl_msg *m = hl_msg_new(id, c->name, c->len, data, dlen);
+        if (m == NULL) {
+            hl_error("worker %d: out of memory for a message on '%s'; reading it again", w->id,
+                     c->name);
+            chan_unsync(w, c);
+            start_sync(w, c);
+            return;
+        }
+        if (c->sync == HL_SYNC_READING) {
+            *c->early_tail = m;
+            c->early_tail = &m->next;
+            return;
+        }
+        /* Keep the JSON past the cache, which may drop m at once. */
+        size_t cap = c->cache.cap;
+        hl_msg *keep = cap == 0 ? m : NULL;
+        if (keep) m = hl_msg_new(id, c->name, c->len, data, dlen);
+        hl_sid prev;
+        int added = m ? chan_add(c, m, &prev) : HL_ERR;
+        if (added == HL_OK) {
+            hl_msg *j = keep ? keep : hl_msgcache_at(&c->cache, c->cache.count - 1);
+            hl_poll_message(w, c, id, prev, j->json, j->len);
+        }
+        free(keep);
+        return;
+    }
+    if (kind == HL_FRAME_BAD)
+        hl_debug("worker %d: a payload on '%s' starts like a frame but is not one; delivered as is",
+                 w->id, c->name);
+    hl_buf b;
+    hl_buf_init(&b);
+    hl_buf_puts(&b, "{\"channel\":");
+    hl_json_string(&b, c->name, c->len);
+    hl_buf_puts(&b, ",\"id\":null,\"data\":");
+    hl_json_string(&b, data, dlen);
+    hl_buf_puts(&b, "}");
+    if (!b.oom)
+        hl_poll_plain(w, c, b.data, b.len);
+    else
+        hl_error("worker %d: out of memory for a message on '%s'", w->id, c->name);
+    hl_buf_free(&b);
 }
 
 static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
@@ -183,10 +453,13 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
     if (c == NULL) return;
     if (strcasecmp(kind, "message") == 0) {
         const redisReply *data = reply->element[2];
-        if (data->type == REDIS_REPLY_STRING && c->nwaiters > 0)
-            deliver(w, c, data->str, data->len);
+        if (data->type == REDIS_REPLY_STRING && c->sub == HL_SUB_LIVE)
+            on_message(w, c, data->str, data->len);
     } else if (strcasecmp(kind, "subscribe") == 0) {
-        if (c->sub == HL_SUB_PENDING) c->sub = HL_SUB_LIVE;
+        if (c->sub == HL_SUB_PENDING) {
+            c->sub = HL_SUB_LIVE;
+            start_sync(w, c);
+        }
     } else if (strcasecmp(kind, "unsubscribe") == 0) {
         /* Only the reply to our latest command matters: in any other state
          * a SUBSCRIBE was sent after this UNSUBSCRIBE. */
@@ -210,56 +483,198 @@ void hl_pubsub_sub_up(hl_rlink *l, void *ud) {
 }
 
 static void mark_unsubscribed(hl_chan *c, void *ud) {
-    (void)ud;
     c->sub = HL_SUB_NONE;
+    chan_unsync(ud, c);
 }
 
 void hl_pubsub_sub_down(hl_rlink *l, void *ud) {
     (void)l;
     hl_worker *w = ud;
     w->ctl_live = 0;
-    hl_chantab_foreach(&w->chans, mark_unsubscribed, NULL);
+    hl_chantab_foreach(&w->chans, mark_unsubscribed, w);
     hl_worker_update_ready(w);
+}
+
+/* ---- Command link ---------------------------------------------------- */
+
+static void on_library_loaded(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_worker *w = privdata;
+    redisReply *reply = reply_;
+    if (reply == NULL) return;
+    if (reply->type == REDIS_REPLY_ERROR)
+        hl_error("worker %d: Redis refused holdline's Function library (Redis 7 or later is "
+                 "needed): %s",
+                 w->id, reply->str);
+}
+
+static void on_epoch(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_worker *w = privdata;
+    redisReply *reply = reply_;
+    if (reply == NULL) return;
+    if (reply->type == REDIS_REPLY_NIL) {
+        adopt_epoch(w, epoch_of(w->epoch_mine, strlen(w->epoch_mine)));
+    } else if (reply->type == REDIS_REPLY_STRING) {
+        adopt_epoch(w, epoch_of(reply->str, reply->len));
+    } else {
+        hl_error("worker %d: cannot read the epoch key %s: %s", w->id, w->epoch_key,
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        return;
+    }
+    w->cmd_ready = 1;
+    hl_chantab_foreach(&w->chans, sync_chan, w);
+    hl_worker_update_ready(w);
+}
+
+/* Loads the library, then learns the epoch; commands on one connection
+ * run in order, so nothing sent after this finds the library missing. */
+static void load_library(hl_worker *w) {
+    hl_buf b;
+    hl_buf_init(&b);
+    hl_history_library(&b, w->cfg->history_length, (long long)w->cfg->history_ttl * 1000);
+    if (b.oom) {
+        hl_error("worker %d: out of memory building the Function library", w->id);
+        hl_buf_free(&b);
+        return;
+    }
+    w->cmd_ready = 0;
+    redisAsyncCommand(w->cmd.ac, on_library_loaded, w, "FUNCTION LOAD REPLACE %b", b.data, b.len);
+    redisAsyncCommand(w->cmd.ac, on_epoch, w, "SET %s %s NX GET", w->epoch_key, w->epoch_mine);
+    hl_buf_free(&b);
 }
 
 void hl_pubsub_cmd_up(hl_rlink *l, void *ud) {
     (void)l;
-    hl_worker_update_ready(ud);
+    load_library(ud);
 }
 
 void hl_pubsub_cmd_down(hl_rlink *l, void *ud) {
     (void)l;
-    hl_worker_update_ready(ud);
+    hl_worker *w = ud;
+    w->cmd_ready = 0;
+    hl_worker_update_ready(w);
 }
+
+/* ---- History reads for polls ------------------------------------------ */
+
+static void on_link_read(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_link *lk = privdata;
+    hl_req *r = lk->r;
+    hl_worker *w = r->w;
+    const redisReply *reply = reply_;
+    if (hl_http_req_release(r)) return;
+    hl_stream_state st;
+    uint64_t epoch = 0;
+    const redisReply *entries;
+    int ok = parse_read(reply, &st, &epoch, &entries) == HL_OK;
+    hl_msg *msgs = NULL, **tail = &msgs;
+    if (!ok) {
+        if (reply != NULL && !library_missing(w, reply))
+            hl_warn("worker %d: a history read failed: %s", w->id,
+                    reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    } else if (lk->c != NULL && r->phase == HL_POLL_READING) {
+        for (size_t i = 0; entries && i < entries->elements; i++) {
+            hl_msg *m = entry_msg(entries->element[i], lk->c->name, lk->c->len);
+            if (m == NULL) continue;
+            *tail = m;
+            tail = &m->next;
+        }
+    }
+    if (ok) adopt_epoch(w, epoch);
+    hl_poll_on_read(lk, &st, epoch, msgs, ok);
+}
+
+int hl_pubsub_read(hl_worker *w, hl_link *lk, int count) {
+    if (!w->cmd_ready || lk->c == NULL) return HL_ERR;
+    char after[HL_SID_MAXLEN + 1] = "0";
+    if (lk->cur.kind == HL_CUR_AT) hl_sid_format(lk->cur.id, after);
+    if (redisAsyncCommand(w->cmd.ac, on_link_read, lk,
+                          "FCALL holdline_read 2 {%b%b}:log %s %s %d %s", w->cfg->redis_prefix,
+                          w->prefix_len, lk->c->name, lk->c->len, w->epoch_key, after, count,
+                          w->epoch_mine) != REDIS_OK)
+        return HL_ERR;
+    lk->r->redis_pending++;
+    return HL_OK;
+}
+
+/* ---- Channel info ---------------------------------------------------- */
+
+static void on_info_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_req *r = privdata;
+    const redisReply *reply = reply_;
+    if (hl_http_req_release(r)) return;
+    if (r->state != HL_REQ_PUBLISHING) return; /* the deadline answered already */
+    hl_stream_state st;
+    uint64_t epoch;
+    const redisReply *entries;
+    if (parse_read(reply, &st, &epoch, &entries) != HL_OK) {
+        if (reply == NULL) {
+            hl_http_answer_error(r, 503, "redis_unavailable", "the Redis connection was lost");
+            return;
+        }
+        library_missing(r->w, reply);
+        hl_http_answer_error(r, 503, "redis_error",
+                             reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        return;
+    }
+    adopt_epoch(r->w, epoch);
+    hl_buf b;
+    hl_buf_init(&b);
+    hl_buf_puts(&b, "{\"channel\":");
+    hl_json_string(&b, r->channel, strlen(r->channel));
+    if (st.exists) {
+        char id[HL_SID_MAXLEN + 1];
+        hl_sid_format(st.last, id);
+        hl_buf_printf(&b, ",\"last_id\":\"%s\",\"length\":%lld}", id, st.length);
+    } else {
+        hl_buf_puts(&b, ",\"last_id\":null,\"length\":0}");
+    }
+    struct MHD_Response *resp =
+        b.oom ? NULL : hl_http_response(r->w, r->origin, "application/json", b.data, b.len);
+    hl_buf_free(&b);
+    hl_http_answer_response(r, resp, 200);
+}
+
+int hl_pubsub_channel_info(hl_worker *w, hl_req *r) {
+    if (!w->cmd_ready) return HL_ERR;
+    if (redisAsyncCommand(w->cmd.ac, on_info_reply, r, "FCALL holdline_read 2 {%b%s}:log %s + 0 %s",
+                          w->cfg->redis_prefix, w->prefix_len, r->channel, w->epoch_key,
+                          w->epoch_mine) != REDIS_OK)
+        return HL_ERR;
+    r->redis_pending++;
+    return HL_OK;
+}
+
+/* ---- Publish --------------------------------------------------------- */
 
 static void on_publish_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
     (void)ac;
     hl_req *r = privdata;
     redisReply *reply = reply_;
-    r->redis_pending = 0;
-    if (r->orphaned) {
-        /* The client went away; the request was kept only for us. */
-        hl_buf_free(&r->body);
-        free(r);
-        return;
-    }
+    if (hl_http_req_release(r)) return;
     if (r->state != HL_REQ_PUBLISHING) return; /* the deadline answered already */
     if (reply == NULL) {
         hl_http_answer_error(r, 503, "redis_unavailable",
                              "the Redis connection was lost; the message may not have been sent");
         return;
     }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        hl_warn("PUBLISH to '%s' failed: %.*s", r->channel, (int)reply->len, reply->str);
-        hl_http_answer_error(r, 503, "redis_error", reply->str);
+    if (reply->type != REDIS_REPLY_STRING) {
+        const char *why = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
+        if (!library_missing(r->w, reply))
+            hl_warn("publish to '%s' failed: %s", r->channel, why);
+        hl_http_answer_error(r, 503, "redis_error", why);
         return;
     }
     hl_buf b;
     hl_buf_init(&b);
     hl_buf_puts(&b, "{\"channel\":");
     hl_json_string(&b, r->channel, strlen(r->channel));
-    hl_buf_printf(&b, ",\"subscribers\":%lld}",
-                  reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0);
+    hl_buf_puts(&b, ",\"id\":");
+    hl_json_string(&b, reply->str, reply->len);
+    hl_buf_puts(&b, "}");
     struct MHD_Response *resp =
         b.oom ? NULL : hl_http_response(r->w, r->origin, "application/json", b.data, b.len);
     hl_buf_free(&b);
@@ -267,25 +682,14 @@ static void on_publish_reply(redisAsyncContext *ac, void *reply_, void *privdata
 }
 
 int hl_pubsub_publish(hl_worker *w, hl_req *r) {
+    if (!w->cmd_ready) return HL_ERR;
     const char *data = r->body.data ? r->body.data : "";
-    int rc = redisAsyncCommand(w->cmd.ac, on_publish_reply, r, "PUBLISH %b%s %b",
-                               w->cfg->redis_prefix, w->prefix_len, r->channel, data, r->body.len);
-    if (rc != REDIS_OK) return HL_ERR;
-    r->redis_pending = 1;
+    if (redisAsyncCommand(w->cmd.ac, on_publish_reply, r, "FCALL holdline_publish 1 {%b%s}:log %b",
+                          w->cfg->redis_prefix, w->prefix_len, r->channel, data,
+                          r->body.len) != REDIS_OK)
+        return HL_ERR;
+    r->redis_pending++;
     return HL_OK;
-}
-
-static void answer_waiters(hl_chan *c, void *ud) {
-    (void)ud;
-    while (c->waiters) {
-        hl_req *r = c->waiters;
-        hl_pubsub_unwait(r);
-        hl_http_answer_empty(r);
-    }
-}
-
-void hl_pubsub_answer_all(hl_worker *w) {
-    hl_chantab_foreach(&w->chans, answer_waiters, NULL);
 }
 
 static void free_chan(hl_chan *c, void *ud) {

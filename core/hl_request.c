@@ -19,6 +19,7 @@ static const route_entry routes[] = {
     {"/holdline.js", HL_ROUTE_CLIENT_JS, 0},
     {"/poll", HL_ROUTE_POLL, 1},
     {"/publish", HL_ROUTE_PUBLISH, 1},
+    {"/channels", HL_ROUTE_CHANNEL, 1},
     {"/healthz", HL_ROUTE_HEALTHZ, 0},
     {"/readyz", HL_ROUTE_READYZ, 0},
 };
@@ -46,7 +47,8 @@ int hl_route_method_ok(hl_route_kind kind, const char *method) {
     int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     switch (kind) {
     case HL_ROUTE_PUBLISH: return strcmp(method, "POST") == 0;
-    case HL_ROUTE_POLL: return strcmp(method, "GET") == 0;
+    case HL_ROUTE_POLL:
+    case HL_ROUTE_CHANNEL: return strcmp(method, "GET") == 0;
     case HL_ROUTE_NONE: return 1;
     default: return get;
     }
@@ -55,7 +57,8 @@ int hl_route_method_ok(hl_route_kind kind, const char *method) {
 const char *hl_route_allow(hl_route_kind kind) {
     switch (kind) {
     case HL_ROUTE_PUBLISH: return "POST, OPTIONS";
-    case HL_ROUTE_POLL: return "GET, OPTIONS";
+    case HL_ROUTE_POLL:
+    case HL_ROUTE_CHANNEL: return "GET, OPTIONS";
     default: return "GET, HEAD, OPTIONS";
     }
 }

@@ -17,6 +17,7 @@ typedef enum hl_route_kind {
     HL_ROUTE_CLIENT_JS, /* GET /holdline.js browser client */
     HL_ROUTE_POLL,      /* GET /poll/{channels} */
     HL_ROUTE_PUBLISH,   /* POST /publish/{channel} */
+    HL_ROUTE_CHANNEL,   /* GET /channels/{channel} */
     HL_ROUTE_HEALTHZ,   /* GET /healthz */
     HL_ROUTE_READYZ,    /* GET /readyz */
 } hl_route_kind;
@@ -28,7 +29,7 @@ typedef struct hl_span {
 
 typedef struct hl_route {
     hl_route_kind kind;
-    hl_span arg; /* the part after "/poll/" or "/publish/"; empty otherwise */
+    hl_span arg; /* the part after "/poll/", "/publish/" or "/channels/"; empty otherwise */
 } hl_route;
 
 /* Fills out with the route that path names (path is already

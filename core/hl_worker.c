@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hl_common.h"
@@ -71,7 +73,7 @@ static void finish(hl_worker *w) {
     hl_rlink_stop(&w->sub);
     /* Waiters that came in since the stop began were answered at once, so
      * nothing is suspended any more, which MHD_stop_daemon requires. */
-    hl_pubsub_answer_all(w);
+    hl_poll_answer_all(w);
     event_del(w->mhd_io);
     evtimer_del(w->mhd_timer);
     struct MHD_Daemon *d = w->mhd;
@@ -104,7 +106,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
     __atomic_store_n(&w->ready, 0, __ATOMIC_RELAXED);
     MHD_socket lfd = MHD_quiesce_daemon(w->mhd);
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
-    hl_pubsub_answer_all(w);
+    hl_poll_answer_all(w);
     int ms = w->drain_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(w->drain_timer, &tv);
@@ -113,12 +115,24 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
 }
 
 void hl_worker_update_ready(hl_worker *w) {
-    int ready = !w->stopping && hl_rlink_is_up(&w->sub) && hl_rlink_is_up(&w->cmd) && w->ctl_live;
+    int ready = !w->stopping && hl_rlink_is_up(&w->sub) && hl_rlink_is_up(&w->cmd) &&
+                w->ctl_live && w->cmd_ready;
     __atomic_store_n(&w->ready, ready, __ATOMIC_RELAXED);
 }
 
 int hl_worker_ready(const hl_worker *w) {
     return __atomic_load_n(&w->ready, __ATOMIC_RELAXED);
+}
+
+/* A random nonzero epoch to propose when Redis has none. */
+static uint64_t new_epoch(void) {
+    uint64_t e = 0;
+    if (getrandom(&e, sizeof(e), 0) != (ssize_t)sizeof(e)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        e = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
+    }
+    return e ? e : 1;
 }
 
 hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, char *err,
@@ -137,6 +151,8 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
      * publish on this channel. */
     snprintf(w->ctl_channel, sizeof(w->ctl_channel), "%s#ctl:%s:%d", cfg->redis_prefix,
              cfg->node_name, id);
+    snprintf(w->epoch_key, sizeof(w->epoch_key), "%sepoch", cfg->redis_prefix);
+    snprintf(w->epoch_mine, sizeof(w->epoch_mine), "%llx", (unsigned long long)new_epoch());
 
     /* Without PRECISE_TIMER libevent reads CLOCK_MONOTONIC_COARSE, whose
      * ticks of a few ms let a poll's timeout fire before it is due. */

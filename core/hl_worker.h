@@ -17,6 +17,8 @@
 
 #include "hl_chantab.h"
 #include "hl_config.h"
+#include "hl_cursor.h"
+#include "hl_history.h"
 #include "hl_json.h"
 #include "hl_request.h"
 #include "hl_rlink.h"
@@ -36,11 +38,19 @@ typedef struct hl_shared {
 typedef enum hl_req_state {
     HL_REQ_NEW = 0,    /* first call of the access handler */
     HL_REQ_BODY,       /* publish: receiving the body */
-    HL_REQ_WAITING,    /* poll: suspended, linked into its channel */
-    HL_REQ_PUBLISHING, /* publish: suspended, PUBLISH in flight */
+    HL_REQ_WAITING,    /* poll or channel info: suspended */
+    HL_REQ_PUBLISHING, /* publish: suspended, the FCALL in flight */
     HL_REQ_ANSWERED,   /* resumed with `answer`, not yet queued */
     HL_REQ_DONE,       /* a response was queued */
 } hl_req_state;
+
+/* Where a suspended poll stands (hl_poll.c). */
+typedef enum hl_poll_phase {
+    HL_POLL_PARKED = 0, /* some channel is not synced yet: evaluated once it is */
+    HL_POLL_READING,    /* reads of Redis history are in flight */
+    HL_POLL_WAITING,    /* up to date on every channel: a message answers it */
+    HL_POLL_OVER,       /* answered (or gone); late read replies are dropped */
+} hl_poll_phase;
 
 /* The CORS origin of a request: HL_ORIGIN_NONE (no header or not
  * allowed), HL_ORIGIN_ANY (config allows "*"), or an index into
@@ -49,22 +59,43 @@ typedef enum hl_req_state {
 #define HL_ORIGIN_ANY HL_CONFIG_MAX_CORS
 #define HL_ORIGIN_SLOTS (HL_CONFIG_MAX_CORS + 2)
 
+/* One channel of a poll: the request's place in the channel's list and
+ * the client's position on that channel. */
+typedef struct hl_link {
+    struct hl_req *r;
+    hl_chan *c;                 /* NULL once detached */
+    struct hl_link *prev, *next; /* c's list */
+    hl_cur_part cur;            /* where the client stands on c */
+    int verified;               /* cur was checked against Redis: it may be ahead of c's cache */
+    int reading;                /* a history read for this link is in flight */
+    hl_msg *got;                /* what that read returned, oldest first; the link's */
+} hl_link;
+
 typedef struct hl_req {
     struct hl_worker *w;
     struct MHD_Connection *conn;
     hl_req_state state;
     hl_route_kind kind;
-    int origin;                           /* HL_ORIGIN_* or an origin index */
-    struct hl_req *prev, *next;           /* the channel's waiter list, while WAITING */
-    hl_chan *chan;                        /* while WAITING */
-    struct event timer;                   /* poll timeout or publish deadline */
-    hl_shared *answer;                    /* set with ANSWERED; one reference is ours */
-    unsigned status;                      /* HTTP status of answer */
-    hl_buf body;                          /* publish: the message so far */
-    int too_large;                        /* publish: body went over the limit */
-    int redis_pending;                    /* a hiredis callback still holds this req */
-    int orphaned;                         /* connection gone: that callback frees the req */
-    char channel[HL_CHANNEL_MAX_LEN + 1]; /* publish: the target channel */
+    int origin;              /* HL_ORIGIN_* or an origin index */
+    struct event timer;      /* poll timeout or publish deadline */
+    hl_shared *answer;       /* set with ANSWERED; one reference is ours */
+    unsigned status;         /* HTTP status of answer */
+    unsigned redis_pending;  /* hiredis callbacks that still hold this req */
+    int orphaned;            /* connection gone: the last of those callbacks frees the req */
+    /* poll */
+    hl_poll_phase phase;
+    hl_link *links;          /* nlinks of them: &link1, or an array of the req's */
+    size_t nlinks;
+    hl_link link1;
+    uint64_t epoch;          /* the epoch the links' AT cursors belong to (0: none yet) */
+    uint64_t read_epoch;     /* the epoch Redis reported to this poll's reads */
+    unsigned reads;          /* history reads in flight */
+    int missed;              /* a read found messages gone since the client's cursor */
+    int read_failed;         /* a read failed: wait rather than read again */
+    /* publish */
+    hl_buf body;             /* the message so far */
+    int too_large;           /* the body went over the limit */
+    char channel[HL_CHANNEL_MAX_LEN + 1]; /* publish and channel info: the channel */
 } hl_req;
 
 typedef struct hl_worker {
@@ -82,6 +113,10 @@ typedef struct hl_worker {
     hl_chantab chans;
     char ctl_channel[160]; /* this worker's permanent private subscription */
     int ctl_live;          /* Redis confirmed ctl_channel */
+    int cmd_ready;         /* the command link loaded the library and learned the epoch */
+    uint64_t epoch;        /* the Redis data set's epoch as last seen (0: not yet) */
+    char epoch_key[96];    /* <prefix>epoch */
+    char epoch_mine[17];   /* the epoch this worker proposes if Redis has none (hex) */
     int stopping;          /* stop requested: answer and drain */
     int finished;          /* the loop is leaving */
     int drain_ms;          /* set by hl_worker_request_stop */
@@ -116,6 +151,9 @@ size_t hl_http_unescape(void *cls, struct MHD_Connection *conn, char *s);
  * data is copied. Returns NULL when out of memory. */
 struct MHD_Response *hl_http_response(const hl_worker *w, int origin, const char *ctype,
                                       const void *data, size_t len);
+/* The same for a poll answer: JSON, plus the Holdline-Cursor header. */
+struct MHD_Response *hl_http_poll_response(const hl_worker *w, int origin, const hl_buf *body,
+                                           const char *cursor);
 hl_shared *hl_shared_new(struct MHD_Response *resp, unsigned refs);
 void hl_shared_release(hl_shared *s);
 /* Resumes a suspended request with answer (the req takes one reference
@@ -126,25 +164,61 @@ void hl_http_answer(hl_req *r, hl_shared *answer, unsigned status);
 void hl_http_answer_response(hl_req *r, struct MHD_Response *resp, unsigned status);
 /* Answers a suspended request with a JSON error made on the spot. */
 void hl_http_answer_error(hl_req *r, unsigned status, const char *code, const char *detail);
-/* The "no event" answer of a poll. */
-void hl_http_answer_empty(hl_req *r);
+/* Frees a request nobody holds any more. */
+void hl_http_req_free(hl_req *r);
+/* Called by a hiredis callback that held r: drops that hold and returns 1
+ * if r was orphaned (and is now freed or still held by others): the
+ * callback must then leave r alone. */
+int hl_http_req_release(hl_req *r);
 
-/* hl_pubsub.c */
+/* hl_poll.c: polls against the worker's channels */
+/* Starts a poll on chans[0..n) from parts (the client's cursor, of
+ * epoch). Returns a response to queue at once, or NULL with *suspend set
+ * to 1 (the poll waits; suspend the connection) or 0 (out of memory). */
+struct MHD_Response *hl_poll_start(hl_req *r, const hl_span *chans, size_t n, uint64_t epoch,
+                                   const hl_cur_part *parts, int *suspend);
+/* The poll's timeout: answers with no messages and its current cursor. */
+void hl_poll_timeout(hl_req *r);
+/* The connection went away (or the node stops): leave every channel. */
+void hl_poll_detach(hl_req *r);
+/* Answers every held poll with no messages (stop). */
+void hl_poll_answer_all(hl_worker *w);
+/* A channel became DONE: evaluates its parked polls. */
+void hl_poll_synced(hl_worker *w, hl_chan *c);
+/* A durable message (id, its answer JSON) was added to c, whose last id
+ * was prev before: answers the polls it completes. */
+void hl_poll_message(hl_worker *w, hl_chan *c, hl_sid id, hl_sid prev, const char *json,
+                     size_t jlen);
+/* A plain (id-less) message: every poll waiting on c gets it as-is. */
+void hl_poll_plain(hl_worker *w, hl_chan *c, const char *json, size_t jlen);
+/* c lost its sync (subscription lost or epoch changed): its waiting polls
+ * park until it is synced again. */
+void hl_poll_unsync(hl_worker *w, hl_chan *c);
+
+/* hl_pubsub.c: channels, subscriptions, history and publishing */
 void hl_pubsub_sub_up(hl_rlink *l, void *ud);
 void hl_pubsub_sub_down(hl_rlink *l, void *ud);
 void hl_pubsub_cmd_up(hl_rlink *l, void *ud);
 void hl_pubsub_cmd_down(hl_rlink *l, void *ud);
-/* Registers a poll as a waiter on the channel and subscribes if needed.
- * Returns HL_OK or HL_ERR (out of memory). */
-int hl_pubsub_wait(hl_worker *w, hl_req *r, const char *name, size_t len);
-/* Unlinks a waiter from its channel (arming the linger on the last one). */
-void hl_pubsub_unwait(hl_req *r);
-/* Sends r->body to r->channel; r is answered when Redis replies. Returns
- * HL_OK, or HL_ERR if the command could not be queued (link going down). */
+/* Finds or creates channel name and links lk into it, subscribing if
+ * needed. Returns HL_OK or HL_ERR (out of memory). */
+int hl_pubsub_attach(hl_worker *w, hl_link *lk, const char *name, size_t len);
+/* Unlinks lk from its channel (arming the linger on the last one). */
+void hl_pubsub_detach(hl_link *lk);
+/* Sends a history read for lk (cursor lk->cur); the reply goes to
+ * hl_poll_on_read. Returns HL_OK, or HL_ERR if the link is down. */
+int hl_pubsub_read(hl_worker *w, hl_link *lk, int count);
+/* The reply to such a read: ok 0 if it failed; else Redis's state of
+ * the stream, the epoch, and the entries after the cursor (oldest first,
+ * taken over; NULL if none). */
+void hl_poll_on_read(hl_link *lk, const hl_stream_state *st, uint64_t epoch, hl_msg *msgs, int ok);
+/* Sends r->body to r->channel through holdline_publish; r is answered
+ * when Redis replies. Returns HL_OK, or HL_ERR if the link is down. */
 int hl_pubsub_publish(hl_worker *w, hl_req *r);
-/* Answers every waiter with "no event" (stop). */
-void hl_pubsub_answer_all(hl_worker *w);
-/* Frees channels and their linger timers (after the waiters are gone). */
+/* GET /channels/{ch}: asks Redis about r->channel; r is answered when it
+ * replies. Returns HL_OK, or HL_ERR if the link is down. */
+int hl_pubsub_channel_info(hl_worker *w, hl_req *r);
+/* Frees channels and their linger timers (after the polls are gone). */
 void hl_pubsub_free(hl_worker *w);
 
 #endif

@@ -58,6 +58,8 @@ static void compare_fields(const hl_config *a, const hl_config *b, int equal) {
     CMP_INT(poll_max_timeout);
     CMP_INT(poll_max_channels);
     CMP_INT(poll_linger_ms);
+    CMP_INT(poll_max_messages);
+    CMP_INT(history_cache);
     CMP_INT(history_length);
     CMP_INT(history_ttl);
     CMP_INT(publish_enabled);
@@ -160,6 +162,8 @@ static void test_config_defaults_match_the_header(void **state) {
     assert_int_equal(cfg.poll_linger_ms, 5000);
     assert_int_equal(cfg.history_length, 1000);
     assert_int_equal(cfg.history_ttl, 3600);
+    assert_int_equal(cfg.poll_max_messages, 100);
+    assert_int_equal(cfg.history_cache, 64);
     assert_true(cfg.publish_enabled);
     assert_string_equal(cfg.publish_key, "");
     assert_int_equal(cfg.publish_max_message_bytes, 65536);
@@ -218,8 +222,10 @@ static const env_var not_defaults[] = {
     {"HOLDLINE_POLL_MAX_TIMEOUT", "2"},
     {"HOLDLINE_POLL_MAX_CHANNELS", "1"},
     {"HOLDLINE_POLL_LINGER_MS", "0"},
+    {"HOLDLINE_POLL_MAX_MESSAGES", "7"},
     {"HOLDLINE_HISTORY_LENGTH", "1"},
     {"HOLDLINE_HISTORY_TTL", "1"},
+    {"HOLDLINE_HISTORY_CACHE", "0"},
     {"HOLDLINE_PUBLISH_ENABLED", "false"},
     {"HOLDLINE_PUBLISH_KEY", "k"},
     {"HOLDLINE_PUBLISH_MAX_MESSAGE_BYTES", "1"},
@@ -656,8 +662,10 @@ static void test_config_env_names_follow_group_and_setting(void **state) {
         "HOLDLINE_POLL_MAX_TIMEOUT",
         "HOLDLINE_POLL_MAX_CHANNELS",
         "HOLDLINE_POLL_LINGER_MS",
+        "HOLDLINE_POLL_MAX_MESSAGES",
         "HOLDLINE_HISTORY_LENGTH",
         "HOLDLINE_HISTORY_TTL",
+        "HOLDLINE_HISTORY_CACHE",
         "HOLDLINE_PUBLISH_ENABLED",
         "HOLDLINE_PUBLISH_KEY",
         "HOLDLINE_PUBLISH_MAX_MESSAGE_BYTES",

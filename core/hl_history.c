@@ -1,0 +1,93 @@
+#include "hl_history.h"
+
+#include <string.h>
+
+#include "hl_common.h"
+
+hl_frame_kind hl_frame_parse(const char *p, size_t n, hl_sid *id, const char **data,
+                             size_t *dlen) {
+    *data = p;
+    *dlen = n;
+    if (n == 0 || (unsigned char)p[0] != HL_FRAME_MARK) return HL_FRAME_PLAIN;
+    size_t look = n - 1 < HL_SID_MAXLEN + 1 ? n - 1 : HL_SID_MAXLEN + 1;
+    const char *nl = memchr(p + 1, '\n', look);
+    if (nl == NULL || hl_sid_parse(p + 1, (size_t)(nl - p - 1), id) != HL_OK) return HL_FRAME_BAD;
+    *data = nl + 1;
+    *dlen = n - (size_t)(nl + 1 - p);
+    return HL_FRAME_ID;
+}
+
+/* The library keeps no state between calls; everything it needs is in
+ * its arguments or written in here. Lua's "\030" is the byte 0x1E. */
+static const char library_head[] = "#!lua name=holdline\n";
+
+static const char library_body[] =
+    "local function publish(keys, args)\n"
+    "  if #keys ~= 1 or #args ~= 1 then\n"
+    "    return redis.error_reply('ERR holdline_publish takes one key, {<prefix><channel>}:log, "
+    "and one argument, the data')\n"
+    "  end\n"
+    "  local channel = string.match(keys[1], '^{(.+)}:log$')\n"
+    "  if not channel then\n"
+    "    return redis.error_reply('ERR holdline_publish: the key must be {<prefix><channel>}:log')\n"
+    "  end\n"
+    "  local id = redis.call('XADD', keys[1], 'MAXLEN', '~', MAXLEN, '*', 'd', args[1])\n"
+    "  redis.call('PEXPIRE', keys[1], TTL_MS)\n"
+    "  redis.call('PUBLISH', channel, '\\030' .. id .. '\\n' .. args[1])\n"
+    "  return id\n"
+    "end\n"
+    "\n"
+    "local function read(keys, args)\n"
+    "  local epoch = redis.call('SET', keys[2], args[3], 'NX', 'GET')\n"
+    "  if not epoch then epoch = args[3] end\n"
+    "  local t = redis.call('TIME')\n"
+    "  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "  if redis.call('EXISTS', keys[1]) == 0 then return {epoch, now} end\n"
+    "  local info = redis.call('XINFO', 'STREAM', keys[1])\n"
+    "  local f = {}\n"
+    "  for i = 1, #info, 2 do f[info[i]] = info[i + 1] end\n"
+    "  local entries = {}\n"
+    "  if tonumber(args[2]) <= 0 then\n"
+    "    -- COUNT 0 would answer nil, not an empty list.\n"
+    "  elseif args[1] == '+' then\n"
+    "    entries = redis.call('XREVRANGE', keys[1], '+', '-', 'COUNT', args[2])\n"
+    "  else\n"
+    "    entries = redis.call('XRANGE', keys[1], '(' .. args[1], '+', 'COUNT', args[2])\n"
+    "  end\n"
+    "  return {epoch, now, f['length'], f['recorded-first-entry-id'], f['last-generated-id'],\n"
+    "          f['max-deleted-entry-id'], entries}\n"
+    "end\n"
+    "\n"
+    "redis.register_function('holdline_publish', publish)\n"
+    "redis.register_function('holdline_read', read)\n";
+
+void hl_history_library(hl_buf *b, long long length, long long ttl_ms) {
+    hl_buf_puts(b, library_head);
+    hl_buf_printf(b, "local MAXLEN = %lld\nlocal TTL_MS = %lld\n\n", length, ttl_ms);
+    hl_buf_puts(b, library_body);
+}
+
+hl_sid hl_history_head(const hl_stream_state *s) {
+    if (s->exists) return s->last;
+    hl_sid h = {s->now_ms > 0 ? (uint64_t)s->now_ms - 1 : 0, UINT64_MAX};
+    return h;
+}
+
+int hl_history_missed(const hl_stream_state *s, hl_sid at, long long ttl_ms) {
+    long long at_ms = at.ms > (uint64_t)INT64_MAX ? INT64_MAX : (long long)at.ms;
+    if (!s->exists) {
+        /* Nothing after `at` can have expired unless `at` is a TTL old:
+         * the stream lives a TTL after its last entry. */
+        if (at_ms > s->now_ms) return 1;
+        return s->now_ms - at_ms >= ttl_ms;
+    }
+    int c = hl_sid_cmp(at, s->last);
+    if (c > 0) return 1;
+    if (c == 0) return 0;
+    if (hl_sid_cmp(s->maxdel, at) > 0) return 1;
+    /* The first entry held is after `at` and nothing was trimmed: either
+     * nothing came in between, or an older stream expired and this one
+     * was created later, which takes more than a TTL. */
+    if (hl_sid_cmp(s->first, at) > 0 && (long long)s->first.ms - at_ms >= ttl_ms) return 1;
+    return 0;
+}
