@@ -55,7 +55,7 @@ static const char library_body[] =
     "    entries = redis.call('XRANGE', keys[1], '(' .. args[1], '+', 'COUNT', args[2])\n"
     "  end\n"
     "  return {epoch, now, f['length'], f['recorded-first-entry-id'], f['last-generated-id'],\n"
-    "          f['max-deleted-entry-id'], entries}\n"
+    "          f['max-deleted-entry-id'], f['entries-added'], entries}\n"
     "end\n"
     "\n"
     "redis.register_function('holdline_publish', publish)\n"
@@ -84,10 +84,13 @@ int hl_history_missed(const hl_stream_state *s, hl_sid at, long long ttl_ms) {
     int c = hl_sid_cmp(at, s->last);
     if (c > 0) return 1;
     if (c == 0) return 0;
-    if (hl_sid_cmp(s->maxdel, at) > 0) return 1;
-    /* The first entry held is after `at` and nothing was trimmed: either
-     * nothing came in between, or an older stream expired and this one
-     * was created later, which takes more than a TTL. */
-    if (hl_sid_cmp(s->first, at) > 0 && (long long)s->first.ms - at_ms >= ttl_ms) return 1;
-    return 0;
+    if (hl_sid_cmp(s->maxdel, at) > 0) return 1; /* XDEL after `at` */
+    if (hl_sid_cmp(s->first, at) <= 0) return 0; /* everything after `at` is held */
+    /* The oldest entry held is after `at`. MAXLEN trims from the front
+     * (and Redis 7.0 does not count trims in max-deleted-entry-id), so
+     * if anything was ever removed it may have been after `at`. */
+    if (s->added > s->length) return 1;
+    /* Nothing removed from this stream, but an older one may have expired
+     * before it was created, which takes more than a TTL after `at`. */
+    return (long long)s->first.ms - at_ms >= ttl_ms;
 }

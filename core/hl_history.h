@@ -41,7 +41,8 @@ hl_frame_kind hl_frame_parse(const char *p, size_t n, hl_sid *id, const char **d
  *   FCALL holdline_read 2 <stream key> <epoch key> <after> <count> <epoch>
  *       Sets the epoch key to <epoch> unless it exists, and returns
  *       {epoch, now_ms} for a stream that does not exist, else
- *       {epoch, now_ms, length, first id, last id, max deleted id, entries}
+ *       {epoch, now_ms, length, first id, last id, max deleted id,
+ *        entries added, entries}
  *       where entries are up to <count> entries after <after> ("0" for
  *       all), or the last <count> entries, newest first, if <after> is "+". */
 void hl_history_library(hl_buf *b, long long length, long long ttl_ms);
@@ -53,7 +54,8 @@ typedef struct hl_stream_state {
     long long length; /* entries held */
     hl_sid first;     /* first entry held (0-0 when empty) */
     hl_sid last;      /* last id ever added */
-    hl_sid maxdel;    /* highest id trimmed or deleted (0-0: none) */
+    hl_sid maxdel;    /* highest id removed by XDEL (0-0: none; trims do not count) */
+    long long added;  /* entries ever added to this stream */
 } hl_stream_state;
 
 /* The position just before anything Redis will add from now on: the last
@@ -66,10 +68,12 @@ hl_sid hl_history_head(const hl_stream_state *s);
  * missed messages, 0 if every message after `at` is provably still held.
  *
  * Missed when: `at` is after everything Redis ever added (a cursor from
- * elsewhere or from the future); an entry after `at` was trimmed
- * (max deleted id > at); or the history may have expired since `at`:
- * the stream is gone and `at` is older than the TTL, or the stream was
- * created anew more than a TTL after `at`. */
+ * elsewhere or from the future); an entry after `at` was deleted (max
+ * deleted id > at); the oldest entry held is after `at` and entries were
+ * trimmed (entries added > length: conservative, since the trimmed ones
+ * may all have been at or before `at`); or the history may have expired
+ * since `at`: the stream is gone and `at` is older than the TTL, or the
+ * stream was created anew more than a TTL after `at`. */
 int hl_history_missed(const hl_stream_state *s, hl_sid at, long long ttl_ms);
 
 #endif

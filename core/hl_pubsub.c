@@ -183,7 +183,7 @@ static int parse_read(const redisReply *rep, hl_stream_state *st, uint64_t *epoc
     memset(st, 0, sizeof(*st));
     *entries = NULL;
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY ||
-        (rep->elements != 2 && rep->elements != 7))
+        (rep->elements != 2 && rep->elements != 8))
         return HL_ERR;
     const redisReply *const *e = (const redisReply *const *)rep->element;
     if (e[0]->type != REDIS_REPLY_STRING || e[1]->type != REDIS_REPLY_INTEGER) return HL_ERR;
@@ -193,10 +193,11 @@ static int parse_read(const redisReply *rep, hl_stream_state *st, uint64_t *epoc
     st->exists = 1;
     if (e[2]->type != REDIS_REPLY_INTEGER || sid_of(e[3], &st->first) != HL_OK ||
         sid_of(e[4], &st->last) != HL_OK || sid_of(e[5], &st->maxdel) != HL_OK ||
-        e[6]->type != REDIS_REPLY_ARRAY)
+        e[6]->type != REDIS_REPLY_INTEGER || e[7]->type != REDIS_REPLY_ARRAY)
         return HL_ERR;
     st->length = e[2]->integer;
-    *entries = e[6];
+    st->added = e[6]->integer;
+    *entries = e[7];
     return HL_OK;
 }
 

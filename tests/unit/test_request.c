@@ -58,6 +58,9 @@ static const struct {
     {"/poll//", HL_ROUTE_POLL, "/"},
     {"/poll/\x7f", HL_ROUTE_POLL, "\x7f"},
     {"/publish/x", HL_ROUTE_PUBLISH, "x"},
+    {"/channels/news", HL_ROUTE_CHANNEL, "news"},
+    {"/channels", HL_ROUTE_CHANNEL, ""},
+    {"/channelsx", HL_ROUTE_NONE, ""},
     {"/publish", HL_ROUTE_PUBLISH, ""},
     {"/publish/", HL_ROUTE_PUBLISH, ""},
     {"/healthz", HL_ROUTE_HEALTHZ, ""},
@@ -148,7 +151,7 @@ static void test_request_route_match_very_long_paths(void **state) {
 
 static const hl_route_kind all_kinds[] = {
     HL_ROUTE_NONE,    HL_ROUTE_INDEX,   HL_ROUTE_CLIENT_JS, HL_ROUTE_POLL,
-    HL_ROUTE_PUBLISH, HL_ROUTE_HEALTHZ, HL_ROUTE_READYZ,
+    HL_ROUTE_PUBLISH, HL_ROUTE_HEALTHZ, HL_ROUTE_READYZ,    HL_ROUTE_CHANNEL,
 };
 
 static const struct {
@@ -176,6 +179,9 @@ static const struct {
     {HL_ROUTE_PUBLISH, "GET", 0},
     {HL_ROUTE_PUBLISH, "HEAD", 0},
     {HL_ROUTE_PUBLISH, "PUT", 0},
+    {HL_ROUTE_CHANNEL, "GET", 1},
+    {HL_ROUTE_CHANNEL, "HEAD", 0},
+    {HL_ROUTE_CHANNEL, "POST", 0},
     /* An unknown path is a 404 whatever the method, never a 405. */
     {HL_ROUTE_NONE, "GET", 1},
     {HL_ROUTE_NONE, "BREW", 1},
@@ -216,7 +222,7 @@ static const struct {
     {HL_ROUTE_NONE, "GET, HEAD, OPTIONS"},      {HL_ROUTE_INDEX, "GET, HEAD, OPTIONS"},
     {HL_ROUTE_CLIENT_JS, "GET, HEAD, OPTIONS"}, {HL_ROUTE_POLL, "GET, OPTIONS"},
     {HL_ROUTE_PUBLISH, "POST, OPTIONS"},        {HL_ROUTE_HEALTHZ, "GET, HEAD, OPTIONS"},
-    {HL_ROUTE_READYZ, "GET, HEAD, OPTIONS"},
+    {HL_ROUTE_READYZ, "GET, HEAD, OPTIONS"},     {HL_ROUTE_CHANNEL, "GET, OPTIONS"},
 };
 
 static void test_request_route_allow_table(void **state) {
