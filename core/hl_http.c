@@ -119,6 +119,11 @@ void hl_http_answer_response(hl_req *r, struct MHD_Response *resp, unsigned stat
     hl_http_answer(r, s, status);
 }
 
+void hl_http_answer_json(hl_req *r, const hl_buf *b, unsigned status) {
+    hl_http_answer_response(
+        r, b->oom ? NULL : hl_http_response(r->w, r->origin, JSON_TYPE, b->data, b->len), status);
+}
+
 void hl_http_answer_error(hl_req *r, unsigned status, const char *code, const char *detail) {
     hl_http_answer_response(r, error_response(r->w, r->origin, code, detail), status);
 }

@@ -633,10 +633,8 @@ static void on_info_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
     } else {
         hl_buf_puts(&b, ",\"last_id\":null,\"length\":0}");
     }
-    struct MHD_Response *resp =
-        b.oom ? NULL : hl_http_response(r->w, r->origin, "application/json", b.data, b.len);
+    hl_http_answer_json(r, &b, 200);
     hl_buf_free(&b);
-    hl_http_answer_response(r, resp, 200);
 }
 
 int hl_pubsub_channel_info(hl_worker *w, hl_req *r) {
@@ -676,10 +674,8 @@ static void on_publish_reply(redisAsyncContext *ac, void *reply_, void *privdata
     hl_buf_puts(&b, ",\"id\":");
     hl_json_string(&b, reply->str, reply->len);
     hl_buf_puts(&b, "}");
-    struct MHD_Response *resp =
-        b.oom ? NULL : hl_http_response(r->w, r->origin, "application/json", b.data, b.len);
+    hl_http_answer_json(r, &b, 201);
     hl_buf_free(&b);
-    hl_http_answer_response(r, resp, 201);
 }
 
 int hl_pubsub_publish(hl_worker *w, hl_req *r) {

@@ -162,6 +162,8 @@ void hl_http_answer(hl_req *r, hl_shared *answer, unsigned status);
 /* Resumes a suspended request with its own response (taken over; NULL,
  * for out of memory, closes the connection instead). */
 void hl_http_answer_response(hl_req *r, struct MHD_Response *resp, unsigned status);
+/* Answers a suspended request with the JSON in b (copied). */
+void hl_http_answer_json(hl_req *r, const hl_buf *b, unsigned status);
 /* Answers a suspended request with a JSON error made on the spot. */
 void hl_http_answer_error(hl_req *r, unsigned status, const char *code, const char *detail);
 /* Frees a request nobody holds any more. */
