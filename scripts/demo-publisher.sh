@@ -8,7 +8,7 @@
 # "After <N> millis - event fired!", where N is the time it slept.
 #
 # It publishes over HTTP (POST /publish/CHANNEL on a node or load balancer)
-# or straight into Redis (PUBLISH <prefix><channel>), and runs until it has
+# or straight into Redis (FCALL holdline_publish, as any service would), and runs until it has
 # sent --count events or gets SIGTERM/SIGINT.
 
 set -euo pipefail
@@ -25,7 +25,8 @@ random pauses of N ms, N uniform in [0, 2*INTERVAL).
 Where to publish (choose one; the default is --url http://127.0.0.1:8080):
   --url URL          POST to URL/publish/CHANNEL with curl (a node or the
                      load balancer, e.g. http://127.0.0.1:8080)
-  --redis HOST:PORT  PUBLISH to Redis with redis-cli (port defaults to 6379)
+  --redis HOST:PORT  publish through Redis with redis-cli: FCALL holdline_publish
+                     (durable, with an id; port defaults to 6379)
 
 Options:
   --channel NAME     channel to publish to (default: demo)
@@ -173,9 +174,9 @@ publish_http() {
 
 publish_redis() {
     local msg=$1 out
-    if out=$(redis-cli -h "$redis_host" -p "$redis_port" PUBLISH "$prefix$channel" "$msg" 2>&1) &&
-        [[ $out =~ ^[0-9]+$ ]]; then
-        printf 'published "%s" -> %s subscribers\n' "$msg" "$out"
+    if out=$(redis-cli -h "$redis_host" -p "$redis_port" FCALL holdline_publish 1 \
+        "{$prefix$channel}:log" "$msg" 2>&1) && [[ $out =~ ^[0-9]+-[0-9]+$ ]]; then
+        printf 'published "%s" -> id %s\n' "$msg" "$out"
     else
         printf '%s: publish failed: %s, going on\n' "$PROG" "${out//$'\n'/ }" >&2
     fi

@@ -82,7 +82,8 @@ cat <<EOF
 holdline demo is running
   demo page: http://127.0.0.1:${ports[0]}/   (same page on :${ports[1]} and :${ports[2]})
   publish:   curl -d 'hello' http://127.0.0.1:${ports[1]}/publish/demo
-  or Redis:  redis-cli -p $redis_port PUBLISH holdline:demo 'hello'
+  or Redis:  redis-cli -p $redis_port FCALL holdline_publish 1 '{holdline:demo}:log' 'hello'
+             (plain, at most once: redis-cli -p $redis_port PUBLISH holdline:demo 'hello')
   poll:      curl 'http://127.0.0.1:${ports[2]}/poll/demo?timeout=10'
   logs:      $dir
 Ctrl-C stops everything.
