@@ -383,9 +383,22 @@ enum MHD_Result hl_http_on_request(void *cls, struct MHD_Connection *conn, const
         r->origin = origin_of(w, conn);
         w->reqs++;
         *con_cls = r;
-        return start(r, url, method);
+        /* MHD 0.9.75 closes a connection whose response was queued in the
+         * first call (it cannot know the request is complete), so only a
+         * publish, which may have to refuse its body early, starts here;
+         * everything else is answered in the next call, which MHD makes
+         * at once for a request without a body. */
+        if (strcmp(method, MHD_HTTP_METHOD_POST) == 0) return start(r, url, method);
+        r->state = HL_REQ_HEADERS;
+        return MHD_YES;
     }
     switch (r->state) {
+    case HL_REQ_HEADERS:
+        if (*upload_data_size > 0) {
+            *upload_data_size = 0; /* a body where none belongs is read and dropped */
+            return MHD_YES;
+        }
+        return start(r, url, method);
     case HL_REQ_BODY: return receive_body(r, upload_data, upload_data_size);
     case HL_REQ_ANSWERED: {
         hl_shared *s = r->answer;

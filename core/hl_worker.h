@@ -37,6 +37,7 @@ typedef struct hl_shared {
  * WAITING and PUBLISHING states. */
 typedef enum hl_req_state {
     HL_REQ_NEW = 0,    /* first call of the access handler */
+    HL_REQ_HEADERS,    /* headers in; started on the next call (not publish) */
     HL_REQ_BODY,       /* publish: receiving the body */
     HL_REQ_WAITING,    /* poll or channel info: suspended */
     HL_REQ_PUBLISHING, /* publish: suspended, the FCALL in flight */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <cmocka.h>
@@ -305,6 +306,27 @@ static void test_bad_requests_get_their_status_and_a_json_error(void **state) {
     test_http_publish_on_node_a_reaches_a_waiter_on_node_b(state);
 }
 
+/* Keep-alive: an answer (at once or after a held poll) leaves the
+ * connection open for the next request, so clients and load balancers
+ * need not reconnect for every poll. */
+static void test_answers_keep_the_connection_open(void **state) {
+    (void)state;
+    static const char *const reqs[] = {
+        "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /poll/keepalive?timeout=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+        it_resp r;
+        char v[64] = "";
+        assert_int_equal(it_raw(node_a.port, reqs[i], strlen(reqs[i]), 1500, &r), 0);
+        assert_true(r.status == 200 || r.status == 404);
+        if (it_resp_header(&r, "Connection", v, sizeof(v)) == 0 && strcasecmp(v, "close") == 0)
+            fail_msg("%s answered with Connection: close", reqs[i]);
+        it_resp_free(&r);
+    }
+}
+
 static void test_the_demo_page_and_client_are_served(void **state) {
     (void)state;
     it_resp r;
@@ -326,6 +348,7 @@ int main(void) {
         cmocka_unit_test(test_a_thousand_waiters_over_two_nodes_all_receive_one_publish),
         cmocka_unit_test(test_one_subscription_per_channel_per_worker_and_unsubscribe_after_linger),
         cmocka_unit_test(test_bad_requests_get_their_status_and_a_json_error),
+        cmocka_unit_test(test_answers_keep_the_connection_open),
         cmocka_unit_test(test_the_demo_page_and_client_are_served),
     };
     return it_finish(
