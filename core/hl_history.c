@@ -85,6 +85,7 @@ int hl_history_missed(const hl_stream_state *s, hl_sid at, long long ttl_ms) {
     if (c > 0) return 1;
     if (c == 0) return 0;
     if (hl_sid_cmp(s->maxdel, at) > 0) return 1; /* XDEL after `at` */
+    if (s->length == 0) return 1; /* entries after `at` existed and are gone */
     if (hl_sid_cmp(s->first, at) <= 0) return 0; /* everything after `at` is held */
     /* The oldest entry held is after `at`. MAXLEN trims from the front
      * (and Redis 7.0 does not count trims in max-deleted-entry-id), so

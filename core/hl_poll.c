@@ -141,6 +141,19 @@ static void answer(hl_req *r, struct MHD_Response *resp) {
     hl_http_answer_response(r, resp, MHD_HTTP_OK);
 }
 
+/* A channel with no history since its sync (its head is a point in
+ * Redis time): is a client at `at` (compared with the head: k) up to
+ * date? Behind the head, yes if `at` is less than a TTL older: no stream
+ * existed at the head's time, and one holding messages after `at` could
+ * not have expired by then. Ahead, yes if `at` is not in Redis's future:
+ * another worker's head, moved by a later tick. */
+static int quiet_up_to_date(const hl_worker *w, const hl_chan *c, hl_sid at, int k) {
+    long long ttl_ms = (long long)w->cfg->history_ttl * 1000;
+    if (k < 0) return (long long)at.ms + ttl_ms > (long long)c->last.ms + 1000;
+    long long now = hl_pubsub_redis_now(w);
+    return now > 0 && (long long)at.ms <= now + 1000;
+}
+
 static link_need classify(hl_req *r, hl_link *l) {
     hl_worker *w = r->w;
     hl_chan *c = l->c;
@@ -159,13 +172,21 @@ static link_need classify(hl_req *r, hl_link *l) {
         return NEED_NOTHING;
     case HL_CUR_AT: break;
     }
-    if (r->epoch != w->epoch) return NEED_READ;
+    if (r->epoch != w->epoch) return l->level ? NEED_NOTHING : NEED_READ;
     int k = hl_sid_cmp(l->cur.id, c->last);
     if (k == 0) return NEED_NOTHING;
-    if (k < 0) return hl_sid_cmp(l->cur.id, c->cache_from) >= 0 ? NEED_CACHE : NEED_READ;
-    /* Ahead of this worker: fine if Redis confirmed the id (the message is
-     * still on its way here), else Redis must say what it is. */
-    return l->verified ? NEED_NOTHING : NEED_READ;
+    if (c->empty && quiet_up_to_date(w, c, l->cur.id, k)) {
+        if (k < 0) l->cur.id = c->last;
+        return NEED_NOTHING;
+    }
+    if (k < 0 && hl_sid_cmp(l->cur.id, c->cache_from) >= 0 &&
+        hl_msgcache_after(&c->cache, l->cur.id) < c->cache.count)
+        return NEED_CACHE;
+    /* Behind what the cache holds, or ahead of this worker (fine if Redis
+     * confirmed the id: the message is still on its way here). A read
+     * that found nothing is not repeated until the channel has news. */
+    if (k > 0 && l->verified) return NEED_NOTHING;
+    return l->level ? NEED_NOTHING : NEED_READ;
 }
 
 static eval_result eval(hl_req *r, struct MHD_Response **resp) {
@@ -266,6 +287,7 @@ void hl_poll_on_read(hl_link *lk, const hl_stream_state *st, uint64_t epoch, hl_
             hl_sid head = hl_history_head(st);
             if (missed || lk->cur.kind != HL_CUR_AT || hl_sid_cmp(head, lk->cur.id) > 0)
                 lk->cur = (hl_cur_part){HL_CUR_AT, head};
+            lk->level = !missed;
         }
         lk->verified = 1;
     }
@@ -327,6 +349,7 @@ void hl_poll_message(hl_worker *w, hl_chan *c, hl_sid id, hl_sid prev, const cha
             hl_http_answer(r, *slot, MHD_HTTP_OK);
             shared++;
         } else {
+            l->level = 0; /* news: worth a read again if the cache cannot answer */
             reeval(r);
             others++;
         }
@@ -342,14 +365,66 @@ void hl_poll_message(hl_worker *w, hl_chan *c, hl_sid id, hl_sid prev, const cha
 }
 
 void hl_poll_plain(hl_worker *w, hl_chan *c, const char *json, size_t jlen) {
+    hl_shared *slots[HL_ORIGIN_SLOTS] = {0};
+    hl_buf body, cur;
+    hl_buf_init(&body);
+    hl_buf_init(&cur);
     hl_link *l = c->waiters;
     while (l) {
         hl_link *next = l->next;
         hl_req *r = l->r;
-        if (r->phase == HL_POLL_WAITING) answer(r, compose(r, json, jlen));
+        if (r->phase != HL_POLL_WAITING) {
+            l = next;
+            continue;
+        }
+        if (r->nlinks == 1 && l->cur.kind == HL_CUR_AT && sid_eq(l->cur.id, c->last) &&
+            r->epoch == w->epoch) {
+            /* Clients at the channel's head share one answer, as for
+             * durable messages; the cursor does not move. */
+            if (body.len == 0) {
+                hl_cursor_format(&cur, w->epoch, &l->cur, 1);
+                hl_buf_puts(&body, "{\"cursor\":\"");
+                hl_buf_append(&body, cur.data, cur.len);
+                hl_buf_puts(&body, "\",\"messages\":[");
+                hl_buf_append(&body, json, jlen);
+                hl_buf_puts(&body, "],\"missed\":false}");
+            }
+            hl_shared **slot = &slots[r->origin + 1];
+            if (*slot == NULL && !body.oom && !cur.oom) {
+                struct MHD_Response *resp = hl_http_poll_response(w, r->origin, &body, cur.data);
+                *slot = resp ? hl_shared_new(resp, 1) : NULL;
+                if (*slot == NULL && resp) MHD_destroy_response(resp);
+            }
+            if (*slot) (*slot)->refs++;
+            hl_poll_detach(r);
+            hl_http_answer(r, *slot, MHD_HTTP_OK);
+        } else {
+            answer(r, compose(r, json, jlen));
+        }
         l = next;
     }
-    (void)w;
+    for (size_t i = 0; i < HL_ORIGIN_SLOTS; i++)
+        hl_shared_release(slots[i]);
+    hl_buf_free(&body);
+    hl_buf_free(&cur);
+}
+
+static void retry_chan(hl_chan *c, void *ud) {
+    (void)ud;
+    hl_link *l = c->waiters;
+    while (l) {
+        hl_link *next = l->next;
+        hl_req *r = l->r;
+        if (r->phase == HL_POLL_WAITING && r->read_failed) {
+            r->read_failed = 0;
+            reeval(r);
+        }
+        l = next;
+    }
+}
+
+void hl_poll_retry(hl_worker *w) {
+    hl_chantab_foreach(&w->chans, retry_chan, NULL);
 }
 
 void hl_poll_synced(hl_worker *w, hl_chan *c) {

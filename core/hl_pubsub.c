@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "hl_common.h"
 #include "hl_log.h"
@@ -31,6 +32,27 @@
 static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata);
 static void load_library(hl_worker *w);
 static void start_sync(hl_worker *w, hl_chan *c);
+
+/* ---- Redis's clock ------------------------------------------------------ */
+
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void note_redis_time(hl_worker *w, long long ms) {
+    w->redis_ms = ms;
+    w->redis_at = mono_ms();
+}
+
+static long long redis_now(const hl_worker *w) {
+    return w->redis_ms + (mono_ms() - w->redis_at);
+}
+
+long long hl_pubsub_redis_now(const hl_worker *w) {
+    return w->redis_ms > 0 ? redis_now(w) : 0;
+}
 
 /* ---- Channels -------------------------------------------------------- */
 
@@ -67,7 +89,7 @@ static void chan_remove(hl_worker *w, hl_chan *c) {
 /* The channel's history is no longer known (subscription lost, epoch
  * changed): its polls park until the next sync. */
 static void chan_unsync(hl_worker *w, hl_chan *c) {
-    if (c->sync != HL_SYNC_NONE) c->sync_gen++;
+    c->sync_gen = 0; /* no reply in flight matches 0 */
     c->sync = HL_SYNC_NONE;
     chan_forget(c);
     hl_poll_unsync(w, c);
@@ -228,8 +250,11 @@ static int library_missing(hl_worker *w, const redisReply *reply) {
     if (reply == NULL || reply->type != REDIS_REPLY_ERROR ||
         strstr(reply->str, "Function not found") == NULL)
         return 0;
-    hl_warn("worker %d: the Redis Function library is gone; loading it again", w->id);
-    if (hl_rlink_is_up(&w->cmd)) load_library(w);
+    /* Many replies may fail alike; one reload is enough. */
+    if (w->cmd_ready && hl_rlink_is_up(&w->cmd)) {
+        hl_warn("worker %d: the Redis Function library is gone; loading it again", w->id);
+        load_library(w);
+    }
     return 1;
 }
 
@@ -278,14 +303,16 @@ static int chan_add(hl_chan *c, hl_msg *m, hl_sid *prev) {
     }
     *prev = c->last;
     c->last = m->id;
+    c->empty = 0;
     hl_sid dropped;
     int rc = hl_msgcache_push(&c->cache, m, &dropped);
     if (rc != 0) c->whole = 0;
     if (rc > 0) c->cache_from = dropped;
     if (rc < 0) {
-        /* Out of memory: the cache starts over from this message. */
+        /* Out of memory (m is freed): the cache starts over after it. */
         hl_msgcache_free(&c->cache);
         c->cache_from = c->last;
+        return HL_ERR;
     }
     return HL_OK;
 }
@@ -315,10 +342,12 @@ static void on_sync_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
         adopt_epoch(w, epoch); /* starts this channel's sync over */
         return;
     }
+    note_redis_time(w, st.now_ms);
     hl_msgcache_free(&c->cache);
     c->last = hl_history_head(&st);
     c->cache_from = c->last;
     c->whole = 1;
+    c->empty = !st.exists;
     size_t n = entries ? entries->elements : 0;
     if (st.exists && (size_t)st.length != n) c->whole = 0;
     /* XREVRANGE: newest first. */
@@ -333,6 +362,13 @@ static void on_sync_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
         int rc = hl_msgcache_push(&c->cache, m, &dropped);
         if (rc != 0) c->whole = 0;
         if (rc > 0) c->cache_from = dropped;
+    }
+    /* The newest entries were deleted (XDEL): the cache does not reach
+     * the last id, so a cursor between the two must ask Redis. */
+    if (c->cache.count > 0 &&
+        hl_sid_cmp(hl_msgcache_at(&c->cache, c->cache.count - 1)->id, c->last) != 0) {
+        c->cache_from = c->last;
+        c->whole = 0;
     }
     /* Messages published after the read have come in meanwhile; the rest
      * were in what the read returned. */
@@ -356,7 +392,9 @@ static void start_sync(hl_worker *w, hl_chan *c) {
         return;
     }
     x->w = w;
-    x->gen = ++c->sync_gen;
+    /* Numbered per worker, not per channel: a channel removed and made
+     * anew must not take an old read's reply for its own. */
+    x->gen = c->sync_gen = ++w->sync_seq;
     x->len = c->len;
     memcpy(x->name, c->name, c->len + 1);
     if (redisAsyncCommand(w->cmd.ac, on_sync_reply, x, "FCALL holdline_read 2 {%b%b}:log %s + %d %s",
@@ -380,19 +418,41 @@ static const char *strip_prefix(hl_worker *w, const redisReply *ch, size_t *len)
     return ch->str + w->prefix_len;
 }
 
+/* How far ahead of Redis's clock (as last seen) a frame's id may be
+ * before it is taken for a forgery: two readings of one clock a few
+ * seconds apart never differ by this much. */
+#define FRAME_FUTURE_MS 60000
+
+/* Reads the channel's history again: what the worker knew of it is no
+ * longer to be trusted. */
+static void chan_resync(hl_worker *w, hl_chan *c) {
+    chan_unsync(w, c);
+    start_sync(w, c);
+}
+
 static void on_message(hl_worker *w, hl_chan *c, const char *p, size_t n) {
     hl_sid id;
     const char *data;
     size_t dlen;
     hl_frame_kind kind = hl_frame_parse(p, n, &id, &data, &dlen);
+    if (kind == HL_FRAME_ID && w->redis_ms > 0 &&
+        id.ms > (uint64_t)(redis_now(w) + FRAME_FUTURE_MS)) {
+        /* A PUBLISH of a made-up frame must not move the channel's last
+         * id past every real message to come. */
+        hl_warn("worker %d: a frame on '%s' has id %llu-%llu, ahead of Redis's clock; delivered "
+                "as a plain message",
+                w->id, c->name, (unsigned long long)id.ms, (unsigned long long)id.seq);
+        kind = HL_FRAME_BAD;
+        data = p;
+        dlen = n;
+    }
     if (kind == HL_FRAME_ID) {
         if (c->sync == HL_SYNC_NONE) return; /* read with the stream at the next sync */
         hl_msg *m = hl_msg_new(id, c->name, c->len, data, dlen);
         if (m == NULL) {
             hl_error("worker %d: out of memory for a message on '%s'; reading it again", w->id,
                      c->name);
-            chan_unsync(w, c);
-            start_sync(w, c);
+            chan_resync(w, c);
             return;
         }
         if (c->sync == HL_SYNC_READING) {
@@ -400,15 +460,29 @@ static void on_message(hl_worker *w, hl_chan *c, const char *p, size_t n) {
             c->early_tail = &m->next;
             return;
         }
-        /* Keep the JSON past the cache, which may drop m at once. */
-        size_t cap = c->cache.cap;
-        hl_msg *keep = cap == 0 ? m : NULL;
+        if (hl_sid_cmp(id, c->last) <= 0) {
+            /* Pub/sub keeps the stream's order, so this frame is not
+             * holdline_publish's, or one before it was not: read the
+             * stream again rather than trust the last id. */
+            free(m);
+            hl_warn("worker %d: a frame on '%s' is not newer than the last id; reading the "
+                    "history again",
+                    w->id, c->name);
+            chan_resync(w, c);
+            return;
+        }
+        /* Keep the JSON past the cache, which with history.cache = 0
+         * drops m at once. */
+        hl_msg *keep = c->cache.cap == 0 ? m : NULL;
         if (keep) m = hl_msg_new(id, c->name, c->len, data, dlen);
-        hl_sid prev;
-        int added = m ? chan_add(c, m, &prev) : HL_ERR;
-        if (added == HL_OK) {
+        hl_sid prev = c->last;
+        if (m != NULL && chan_add(c, m, &prev) == HL_OK) {
             hl_msg *j = keep ? keep : hl_msgcache_at(&c->cache, c->cache.count - 1);
             hl_poll_message(w, c, id, prev, j->json, j->len);
+        } else {
+            hl_error("worker %d: out of memory for a message on '%s'; reading it again", w->id,
+                     c->name);
+            chan_resync(w, c);
         }
         free(keep);
         return;
@@ -430,6 +504,68 @@ static void on_message(hl_worker *w, hl_chan *c, const char *p, size_t n) {
     hl_buf_free(&b);
 }
 
+/* ---- Ticks ------------------------------------------------------------ */
+
+/* A channel with no history (none at its sync, nothing since) has a
+ * made-up head, a point in Redis time. Left alone it would grow older
+ * than history.ttl, and a client holding it would then be told it missed
+ * messages that never were. So now and then the worker reads Redis's
+ * clock T and publishes it on its own control channel; when it comes
+ * back, every message published before T has been seen (pub/sub keeps
+ * Redis's order across channels on one connection), and the head of such
+ * channels moves to T, with the cursors of the clients waiting at it. */
+
+static void advance_head(hl_chan *c, hl_sid head) {
+    for (hl_link *l = c->waiters; l; l = l->next)
+        if (l->cur.kind == HL_CUR_AT && hl_sid_cmp(l->cur.id, c->last) == 0) l->cur.id = head;
+    c->last = c->cache_from = head;
+}
+
+static void tick_chan(hl_chan *c, void *ud) {
+    hl_worker *w = ud;
+    if (c->sync != HL_SYNC_DONE) return;
+    hl_sid head = {(uint64_t)w->redis_ms - 1, UINT64_MAX};
+    if (hl_sid_cmp(head, c->last) <= 0) return;
+    if (c->empty) {
+        advance_head(c, head);
+        return;
+    }
+    /* The last message is more than a TTL old: Redis has dropped the
+     * stream, and the channel is as good as empty. One second of margin
+     * for the PEXPIRE's own clock reading. */
+    long long ttl_ms = (long long)w->cfg->history_ttl * 1000;
+    if ((long long)c->last.ms + ttl_ms + 1000 < w->redis_ms) {
+        hl_msgcache_free(&c->cache);
+        c->whole = 1;
+        c->empty = 1;
+        advance_head(c, head);
+    }
+}
+
+static void on_tick(hl_worker *w, long long ms) {
+    if (ms <= 0) return;
+    note_redis_time(w, ms);
+    hl_chantab_foreach(&w->chans, tick_chan, w);
+}
+
+static void on_tick_time(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_worker *w = privdata;
+    redisReply *reply = reply_;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING || !hl_rlink_is_up(&w->cmd))
+        return;
+    long long ms = strtoll(reply->element[0]->str, NULL, 10) * 1000 +
+                   strtoll(reply->element[1]->str, NULL, 10) / 1000;
+    redisAsyncCommand(w->cmd.ac, NULL, NULL, "PUBLISH %s tick:%lld", w->ctl_channel, ms);
+}
+
+void hl_pubsub_tick(hl_worker *w) {
+    if (!w->cmd_ready || !w->ctl_live) return;
+    redisAsyncCommand(w->cmd.ac, on_tick_time, w, "TIME");
+}
+
 static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
     (void)ac;
     hl_worker *w = privdata;
@@ -444,6 +580,9 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
         if (strcasecmp(kind, "subscribe") == 0) {
             w->ctl_live = 1;
             hl_worker_update_ready(w);
+        } else if (strcasecmp(kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING &&
+                   strncmp(reply->element[2]->str, "tick:", 5) == 0) {
+            on_tick(w, strtoll(reply->element[2]->str + 5, NULL, 10));
         }
         return;
     }
@@ -525,6 +664,7 @@ static void on_epoch(redisAsyncContext *ac, void *reply_, void *privdata) {
     }
     w->cmd_ready = 1;
     hl_chantab_foreach(&w->chans, sync_chan, w);
+    hl_poll_retry(w);
     hl_worker_update_ready(w);
 }
 
@@ -583,7 +723,10 @@ static void on_link_read(redisAsyncContext *ac, void *reply_, void *privdata) {
             tail = &m->next;
         }
     }
-    if (ok) adopt_epoch(w, epoch);
+    if (ok) {
+        note_redis_time(w, st.now_ms);
+        adopt_epoch(w, epoch);
+    }
     hl_poll_on_read(lk, &st, epoch, msgs, ok);
 }
 

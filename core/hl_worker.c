@@ -76,11 +76,18 @@ static void finish(hl_worker *w) {
     hl_poll_answer_all(w);
     event_del(w->mhd_io);
     evtimer_del(w->mhd_timer);
+    event_del(w->tick);
     struct MHD_Daemon *d = w->mhd;
     w->mhd = NULL;
     MHD_stop_daemon(d);
     hl_pubsub_free(w);
     event_base_loopbreak(w->base);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_pubsub_tick(arg);
 }
 
 static void on_drain(evutil_socket_t fd, short what, void *arg) {
@@ -201,7 +208,8 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
     w->mhd_timer = evtimer_new(w->base, on_mhd_event, w);
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->drain_timer = evtimer_new(w->base, on_drain, w);
-    if (!w->mhd_io || !w->mhd_timer || !w->stop_ev || !w->drain_timer) {
+    w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+    if (!w->mhd_io || !w->mhd_timer || !w->stop_ev || !w->drain_timer || !w->tick) {
         hl_set_error(err, errlen, "out of memory");
         goto err;
     }
@@ -229,6 +237,7 @@ void hl_worker_free(hl_worker *w) {
     if (w->mhd_timer) event_free(w->mhd_timer);
     if (w->stop_ev) event_free(w->stop_ev);
     if (w->drain_timer) event_free(w->drain_timer);
+    if (w->tick) event_free(w->tick);
     if (w->base) event_base_free(w->base);
     free(w);
 }
@@ -238,6 +247,12 @@ static void *worker_main(void *arg) {
     hl_rlink_start(&w->sub);
     hl_rlink_start(&w->cmd);
     event_add(w->mhd_io, NULL);
+    /* Often enough that a quiet channel's head is never near a TTL old. */
+    long ms = (long)w->cfg->history_ttl * 1000 / 4;
+    if (ms < 250) ms = 250;
+    if (ms > 300000) ms = 300000;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_add(w->tick, &tv);
     run_mhd(w);
     event_base_dispatch(w->base);
     return NULL;

@@ -68,6 +68,7 @@ typedef struct hl_link {
     struct hl_link *prev, *next; /* c's list */
     hl_cur_part cur;            /* where the client stands on c */
     int verified;               /* cur was checked against Redis: it may be ahead of c's cache */
+    int level;                  /* a read found nothing after cur: no new read until news */
     int reading;                /* a history read for this link is in flight */
     hl_msg *got;                /* what that read returned, oldest first; the link's */
 } hl_link;
@@ -118,6 +119,10 @@ typedef struct hl_worker {
     uint64_t epoch;        /* the Redis data set's epoch as last seen (0: not yet) */
     char epoch_key[96];    /* <prefix>epoch */
     char epoch_mine[17];   /* the epoch this worker proposes if Redis has none (hex) */
+    unsigned sync_seq;     /* numbers sync reads, so stale replies are known */
+    long long redis_ms;    /* Redis's clock at the last reply that told it (0: never) */
+    long long redis_at;    /* this host's monotonic ms when that reply came */
+    struct event *tick;    /* asks Redis's time now and then (hl_pubsub_tick) */
     int stopping;          /* stop requested: answer and drain */
     int finished;          /* the loop is leaving */
     int drain_ms;          /* set by hl_worker_request_stop */
@@ -221,6 +226,13 @@ int hl_pubsub_publish(hl_worker *w, hl_req *r);
 /* GET /channels/{ch}: asks Redis about r->channel; r is answered when it
  * replies. Returns HL_OK, or HL_ERR if the link is down. */
 int hl_pubsub_channel_info(hl_worker *w, hl_req *r);
+/* Asks Redis for its time and sends it round the worker's control
+ * channel; when it comes back, quiet channels move their head to it. */
+void hl_pubsub_tick(hl_worker *w);
+/* Redis's clock now, as estimated from the last reply that told it. */
+long long hl_pubsub_redis_now(const hl_worker *w);
+/* Polls whose read failed (Redis was away) are evaluated again. */
+void hl_poll_retry(hl_worker *w);
 /* Frees channels and their linger timers (after the polls are gone). */
 void hl_pubsub_free(hl_worker *w);
 

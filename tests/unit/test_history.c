@@ -168,6 +168,8 @@ static const missed_case missed_cases[] = {
      {94000, 0}, 0},
     {"new stream a TTL after the cursor", {100000, 1, 3, {95000, 0}, {99000, 0}, {0, 0}, 3},
      {35000, 0}, 1},
+    {"emptied stream (XTRIM MAXLEN 0)", {100000, 1, 0, {0, 0}, {99000, 0}, {0, 0}, 3}, {95000, 0},
+     1},
     {"cursor 0-0 on a fresh stream", {100000, 1, 3, {95000, 0}, {99000, 0}, {0, 0}, 3}, {0, 0}, 1},
 };
 
