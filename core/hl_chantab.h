@@ -48,12 +48,12 @@ typedef struct hl_chan {
     hl_sid last;             /* DONE: the newest id (or the empty stream's head) */
     hl_sid cache_from;       /* DONE: every message after this id is in cache */
     int whole;               /* DONE: cache holds all of the stream (for cursor "0") */
-    int empty;               /* DONE: no stream in Redis (last is a point in time), no message since */
-    hl_msgcache cache;       /* recent messages */
-    hl_msg *early;           /* READING: messages that arrived meanwhile, oldest first */
-    hl_msg **early_tail;     /* where the next early message is linked */
-    size_t len;              /* of name */
-    char name[];             /* NUL-terminated channel name, without prefix */
+    int empty;           /* DONE: no stream in Redis (last is a point in time), no message since */
+    hl_msgcache cache;   /* recent messages */
+    hl_msg *early;       /* READING: messages that arrived meanwhile, oldest first */
+    hl_msg **early_tail; /* where the next early message is linked */
+    size_t len;          /* of name */
+    char name[];         /* NUL-terminated channel name, without prefix */
 } hl_chan;
 
 typedef struct hl_chantab {

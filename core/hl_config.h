@@ -48,7 +48,7 @@ typedef struct hl_config {
     int poll_default_timeout; /* seconds; default 30 */
     int poll_max_timeout;     /* seconds; default 120 */
     int poll_max_channels;    /* channels in one poll; default 16 */
-    int poll_linger_ms; /* keep a subscription this long after the last waiter; default 5000 */
+    int poll_linger_ms;    /* keep a subscription this long after the last waiter; default 5000 */
     int poll_max_messages; /* messages in one answer at most; default 100 */
 
     /* history */

@@ -85,7 +85,8 @@ int hl_cursor_parse(const char *s, size_t len, size_t n, uint64_t *epoch, hl_cur
         const char *stop = comma ? comma : end;
         size_t plen = (size_t)(stop - p);
         if (i == n)
-            return hl_set_error(err, errlen, "the cursor has more parts than the poll has channels");
+            return hl_set_error(err, errlen,
+                                "the cursor has more parts than the poll has channels");
         if (plen == 1 && p[0] == '0')
             parts[i].kind = HL_CUR_ALL;
         else if (plen > 0) {
@@ -98,8 +99,8 @@ int hl_cursor_parse(const char *s, size_t len, size_t n, uint64_t *epoch, hl_cur
         p = comma + 1;
     }
     if (i != n)
-        return hl_set_error(err, errlen, "the cursor has %zu parts but the poll has %zu channels", i,
-                            n);
+        return hl_set_error(err, errlen, "the cursor has %zu parts but the poll has %zu channels",
+                            i, n);
     return HL_OK;
 }
 

@@ -4,8 +4,7 @@
 
 #include "hl_common.h"
 
-hl_frame_kind hl_frame_parse(const char *p, size_t n, hl_sid *id, const char **data,
-                             size_t *dlen) {
+hl_frame_kind hl_frame_parse(const char *p, size_t n, hl_sid *id, const char **data, size_t *dlen) {
     *data = p;
     *dlen = n;
     if (n == 0 || (unsigned char)p[0] != HL_FRAME_MARK) return HL_FRAME_PLAIN;
@@ -29,7 +28,8 @@ static const char library_body[] =
     "  end\n"
     "  local channel = string.match(keys[1], '^{(.+)}:log$')\n"
     "  if not channel then\n"
-    "    return redis.error_reply('ERR holdline_publish: the key must be {<prefix><channel>}:log')\n"
+    "    return redis.error_reply('ERR holdline_publish: the key must be "
+    "{<prefix><channel>}:log')\n"
     "  end\n"
     "  local id = redis.call('XADD', keys[1], 'MAXLEN', '~', MAXLEN, '*', 'd', args[1])\n"
     "  redis.call('PEXPIRE', keys[1], TTL_MS)\n"
@@ -85,7 +85,7 @@ int hl_history_missed(const hl_stream_state *s, hl_sid at, long long ttl_ms) {
     if (c > 0) return 1;
     if (c == 0) return 0;
     if (hl_sid_cmp(s->maxdel, at) > 0) return 1; /* XDEL after `at` */
-    if (s->length == 0) return 1; /* entries after `at` existed and are gone */
+    if (s->length == 0) return 1;                /* entries after `at` existed and are gone */
     if (hl_sid_cmp(s->first, at) <= 0) return 0; /* everything after `at` is held */
     /* The oldest entry held is after `at`. MAXLEN trims from the front
      * (and Redis 7.0 does not count trims in max-deleted-entry-id), so

@@ -167,10 +167,11 @@ static void on_publish_deadline(evutil_socket_t fd, short what, void *arg) {
      * state is no longer PUBLISHING and leave the answer alone. */
     hl_warn("a request on '%s' got no answer from Redis within %d ms", r->channel,
             PUBLISH_DEADLINE_MS);
-    hl_http_answer_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "redis_timeout",
-                         r->kind == HL_ROUTE_PUBLISH
-                             ? "Redis did not confirm the publish in time; it may not have been sent"
-                             : "Redis did not answer in time");
+    hl_http_answer_error(
+        r, MHD_HTTP_SERVICE_UNAVAILABLE, "redis_timeout",
+        r->kind == HL_ROUTE_PUBLISH
+            ? "Redis did not confirm the publish in time; it may not have been sent"
+            : "Redis did not answer in time");
 }
 
 static void arm_timer(hl_req *r, event_callback_fn fn, long ms) {
@@ -194,9 +195,10 @@ static enum MHD_Result reply_stopping(hl_req *r, uint64_t epoch, const hl_cur_pa
     hl_buf_puts(&body, "{\"cursor\":\"");
     if (cur.len) hl_buf_append(&body, cur.data, cur.len);
     hl_buf_puts(&body, "\",\"messages\":[],\"missed\":false}");
-    struct MHD_Response *resp = cur.oom || body.oom ? NULL
-                                                    : hl_http_poll_response(r->w, r->origin, &body,
-                                                                            cur.len ? cur.data : "");
+    struct MHD_Response *resp =
+        cur.oom || body.oom
+            ? NULL
+            : hl_http_poll_response(r->w, r->origin, &body, cur.len ? cur.data : "");
     hl_buf_free(&cur);
     hl_buf_free(&body);
     return reply(r, MHD_HTTP_OK, resp);

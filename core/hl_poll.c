@@ -262,8 +262,7 @@ struct MHD_Response *hl_poll_start(hl_req *r, const hl_span *chans, size_t n, ui
     return NULL;
 }
 
-void hl_poll_on_read(hl_link *lk, const hl_stream_state *st, uint64_t epoch, hl_msg *msgs,
-                     int ok) {
+void hl_poll_on_read(hl_link *lk, const hl_stream_state *st, uint64_t epoch, hl_msg *msgs, int ok) {
     hl_req *r = lk->r;
     lk->reading = 0;
     if (r->phase != HL_POLL_READING) {

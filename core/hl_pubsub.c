@@ -204,8 +204,7 @@ static int parse_read(const redisReply *rep, hl_stream_state *st, uint64_t *epoc
                       const redisReply **entries) {
     memset(st, 0, sizeof(*st));
     *entries = NULL;
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY ||
-        (rep->elements != 2 && rep->elements != 8))
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || (rep->elements != 2 && rep->elements != 8))
         return HL_ERR;
     const redisReply *const *e = (const redisReply *const *)rep->element;
     if (e[0]->type != REDIS_REPLY_STRING || e[1]->type != REDIS_REPLY_INTEGER) return HL_ERR;
@@ -397,9 +396,10 @@ static void start_sync(hl_worker *w, hl_chan *c) {
     x->gen = c->sync_gen = ++w->sync_seq;
     x->len = c->len;
     memcpy(x->name, c->name, c->len + 1);
-    if (redisAsyncCommand(w->cmd.ac, on_sync_reply, x, "FCALL holdline_read 2 {%b%b}:log %s + %d %s",
-                          w->cfg->redis_prefix, w->prefix_len, c->name, c->len, w->epoch_key,
-                          w->cfg->history_cache, w->epoch_mine) != REDIS_OK) {
+    if (redisAsyncCommand(w->cmd.ac, on_sync_reply, x,
+                          "FCALL holdline_read 2 {%b%b}:log %s + %d %s", w->cfg->redis_prefix,
+                          w->prefix_len, c->name, c->len, w->epoch_key, w->cfg->history_cache,
+                          w->epoch_mine) != REDIS_OK) {
         free(x);
         return;
     }
@@ -580,7 +580,8 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
         if (strcasecmp(kind, "subscribe") == 0) {
             w->ctl_live = 1;
             hl_worker_update_ready(w);
-        } else if (strcasecmp(kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING &&
+        } else if (strcasecmp(kind, "message") == 0 &&
+                   reply->element[2]->type == REDIS_REPLY_STRING &&
                    strncmp(reply->element[2]->str, "tick:", 5) == 0) {
             on_tick(w, strtoll(reply->element[2]->str + 5, NULL, 10));
         }
@@ -805,8 +806,7 @@ static void on_publish_reply(redisAsyncContext *ac, void *reply_, void *privdata
     }
     if (reply->type != REDIS_REPLY_STRING) {
         const char *why = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
-        if (!library_missing(r->w, reply))
-            hl_warn("publish to '%s' failed: %s", r->channel, why);
+        if (!library_missing(r->w, reply)) hl_warn("publish to '%s' failed: %s", r->channel, why);
         hl_http_answer_error(r, 503, "redis_error", why);
         return;
     }

@@ -122,8 +122,8 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
 }
 
 void hl_worker_update_ready(hl_worker *w) {
-    int ready = !w->stopping && hl_rlink_is_up(&w->sub) && hl_rlink_is_up(&w->cmd) &&
-                w->ctl_live && w->cmd_ready;
+    int ready = !w->stopping && hl_rlink_is_up(&w->sub) && hl_rlink_is_up(&w->cmd) && w->ctl_live &&
+                w->cmd_ready;
     __atomic_store_n(&w->ready, ready, __ATOMIC_RELAXED);
 }
 

@@ -64,13 +64,13 @@ typedef enum hl_poll_phase {
  * the client's position on that channel. */
 typedef struct hl_link {
     struct hl_req *r;
-    hl_chan *c;                 /* NULL once detached */
+    hl_chan *c;                  /* NULL once detached */
     struct hl_link *prev, *next; /* c's list */
-    hl_cur_part cur;            /* where the client stands on c */
-    int verified;               /* cur was checked against Redis: it may be ahead of c's cache */
-    int level;                  /* a read found nothing after cur: no new read until news */
-    int reading;                /* a history read for this link is in flight */
-    hl_msg *got;                /* what that read returned, oldest first; the link's */
+    hl_cur_part cur;             /* where the client stands on c */
+    int verified;                /* cur was checked against Redis: it may be ahead of c's cache */
+    int level;                   /* a read found nothing after cur: no new read until news */
+    int reading;                 /* a history read for this link is in flight */
+    hl_msg *got;                 /* what that read returned, oldest first; the link's */
 } hl_link;
 
 typedef struct hl_req {
@@ -78,25 +78,25 @@ typedef struct hl_req {
     struct MHD_Connection *conn;
     hl_req_state state;
     hl_route_kind kind;
-    int origin;              /* HL_ORIGIN_* or an origin index */
-    struct event timer;      /* poll timeout or publish deadline */
-    hl_shared *answer;       /* set with ANSWERED; one reference is ours */
-    unsigned status;         /* HTTP status of answer */
-    unsigned redis_pending;  /* hiredis callbacks that still hold this req */
-    int orphaned;            /* connection gone: the last of those callbacks frees the req */
+    int origin;             /* HL_ORIGIN_* or an origin index */
+    struct event timer;     /* poll timeout or publish deadline */
+    hl_shared *answer;      /* set with ANSWERED; one reference is ours */
+    unsigned status;        /* HTTP status of answer */
+    unsigned redis_pending; /* hiredis callbacks that still hold this req */
+    int orphaned;           /* connection gone: the last of those callbacks frees the req */
     /* poll */
     hl_poll_phase phase;
-    hl_link *links;          /* nlinks of them: &link1, or an array of the req's */
+    hl_link *links; /* nlinks of them: &link1, or an array of the req's */
     size_t nlinks;
     hl_link link1;
-    uint64_t epoch;          /* the epoch the links' AT cursors belong to (0: none yet) */
-    uint64_t read_epoch;     /* the epoch Redis reported to this poll's reads */
-    unsigned reads;          /* history reads in flight */
-    int missed;              /* a read found messages gone since the client's cursor */
-    int read_failed;         /* a read failed: wait rather than read again */
+    uint64_t epoch;      /* the epoch the links' AT cursors belong to (0: none yet) */
+    uint64_t read_epoch; /* the epoch Redis reported to this poll's reads */
+    unsigned reads;      /* history reads in flight */
+    int missed;          /* a read found messages gone since the client's cursor */
+    int read_failed;     /* a read failed: wait rather than read again */
     /* publish */
-    hl_buf body;             /* the message so far */
-    int too_large;           /* the body went over the limit */
+    hl_buf body;                          /* the message so far */
+    int too_large;                        /* the body went over the limit */
     char channel[HL_CHANNEL_MAX_LEN + 1]; /* publish and channel info: the channel */
 } hl_req;
 

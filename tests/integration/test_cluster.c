@@ -141,9 +141,9 @@ static void test_poll_with_timeout_2_answers_no_event_after_2_seconds(void **sta
     assert_int_equal(r.status, 200);
     /* No event, and a cursor to come back with (also in the header). */
     char v[128], body_cursor[128];
-    assert_int_equal(sscanf(r.body, "{\"cursor\":\"%127[^\"]\",\"messages\":[],\"missed\":false}",
-                            body_cursor),
-                     1);
+    assert_int_equal(
+        sscanf(r.body, "{\"cursor\":\"%127[^\"]\",\"messages\":[],\"missed\":false}", body_cursor),
+        1);
     assert_int_equal(it_resp_header(&r, "Holdline-Cursor", v, sizeof(v)), 0);
     assert_string_equal(v, body_cursor);
     assert_int_equal(it_resp_header(&r, "Cache-Control", v, sizeof(v)), 0);

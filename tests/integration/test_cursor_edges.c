@@ -115,7 +115,9 @@ static void test_a_forged_frame_does_not_silence_the_channel(void **state) {
     answer a;
     poll_once(node_a.port, ch, NULL, 1, &a); /* subscribes, learns the head */
     char out[256];
-    const char *argv[] = {"PUBLISH", "holdline:forged", "\x1e" "99999999999999-0\nfake"};
+    static const char forged[] = "\x1e"
+                                 "99999999999999-0\nfake";
+    const char *argv[] = {"PUBLISH", "holdline:forged", forged};
     redis_cmd(out, sizeof(out), 3, argv);
     /* Real messages after the forgery reach a poll on both nodes. */
     for (int i = 0; i < 2; i++) {
@@ -124,9 +126,10 @@ static void test_a_forged_frame_does_not_silence_the_channel(void **state) {
         poll_once(n->port, ch, NULL, 1, &first);
         it_conn c;
         char req[512];
-        snprintf(req, sizeof(req),
-                 "GET /poll/%s?timeout=5&cursor=%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-                 ch, first.cursor);
+        snprintf(
+            req, sizeof(req),
+            "GET /poll/%s?timeout=5&cursor=%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", ch,
+            first.cursor);
         const char *reqs[] = {req};
         assert_int_equal(it_multi_open(&c, 1, &n->port, reqs), 0);
         usleep(200000);

@@ -123,7 +123,7 @@ static void test_cursor_sid_format_round_trips(void **state) {
 /* Parts in a compact text form for the table: "n" NEW, "a" ALL, or an id. */
 typedef struct cursor_case {
     const char *in;
-    size_t n;            /* channels in the poll */
+    size_t n; /* channels in the poll */
     int ok;
     uint64_t epoch;
     const char *parts[3]; /* expected, when ok */
@@ -142,8 +142,12 @@ static const cursor_case cursor_cases[] = {
     {"f:,,", 3, 1, 0xf, {"n", "n", "n"}, NULL},
     {"f:", 1, 1, 0xf, {"n"}, NULL},
     {"ffffffffffffffff:1-1", 1, 1, UINT64_MAX, {"1-1"}, NULL},
-    {"f:18446744073709551615-18446744073709551615", 1, 1, 0xf,
-     {"18446744073709551615-18446744073709551615"}, NULL},
+    {"f:18446744073709551615-18446744073709551615",
+     1,
+     1,
+     0xf,
+     {"18446744073709551615-18446744073709551615"},
+     NULL},
     /* Wrong number of parts. */
     {"f:1-0,2-0", 1, 0, 0, {NULL}, "more parts"},
     {"f:1-0", 2, 0, 0, {NULL}, "1 parts but the poll has 2"},

@@ -32,6 +32,8 @@ typedef struct frame_case {
     size_t dlen;
 } frame_case;
 
+/* One case a line: clang-format would split the concatenated literals. */
+// clang-format off
 static const frame_case frame_cases[] = {
     {"hello", 0, HL_FRAME_PLAIN, NULL, "hello", 5},
     {"", 0, HL_FRAME_PLAIN, NULL, "", 0},
@@ -55,6 +57,7 @@ static const frame_case frame_cases[] = {
      "\x1e" "111111111111111111111111111111111111111111111\nx", 48},
     {"x\x1e" "1-0\ny", 0, HL_FRAME_PLAIN, NULL, "x\x1e" "1-0\ny", 7},
 };
+// clang-format on
 
 static void test_history_frame_parse_table(void **state) {
     (void)state;
@@ -88,7 +91,10 @@ static void test_history_frame_parse_random_input(void **state) {
         assert_non_null(s);
         for (size_t i = 0; i < len; i++) {
             int r = rand() % 16;
-            s[i] = r < 10 ? (char)('0' + r) : r == 10 ? '-' : r == 11 ? '\n' : (char)(rand() & 0xff);
+            s[i] = r < 10    ? (char)('0' + r)
+                   : r == 10 ? '-'
+                   : r == 11 ? '\n'
+                             : (char)(rand() & 0xff);
         }
         if (len > 0 && round % 2) s[0] = 0x1e;
         hl_sid id;
@@ -154,21 +160,37 @@ static const missed_case missed_cases[] = {
     {"behind, nothing removed", {100000, 1, 10, {90000, 0}, {99000, 0}, {0, 0}, 10}, {95000, 0}, 0},
     {"after the last id", {100000, 1, 10, {90000, 0}, {99000, 0}, {0, 0}, 10}, {99000, 1}, 1},
     {"huge id", {100000, 1, 10, {90000, 0}, {99000, 0}, {0, 0}, 10}, {UINT64_MAX, 0}, 1},
-    {"XDEL after the cursor", {100000, 1, 9, {90000, 0}, {99000, 0}, {96000, 0}, 10}, {95000, 0},
+    {"XDEL after the cursor",
+     {100000, 1, 9, {90000, 0}, {99000, 0}, {96000, 0}, 10},
+     {95000, 0},
      1},
-    {"XDEL before the cursor", {100000, 1, 9, {90000, 0}, {99000, 0}, {94000, 0}, 10}, {95000, 0},
+    {"XDEL before the cursor",
+     {100000, 1, 9, {90000, 0}, {99000, 0}, {94000, 0}, 10},
+     {95000, 0},
      0},
     {"trimmed, cursor before the first held",
-     {100000, 1, 100, {90000, 0}, {99000, 0}, {0, 0}, 600}, {80000, 0}, 1},
+     {100000, 1, 100, {90000, 0}, {99000, 0}, {0, 0}, 600},
+     {80000, 0},
+     1},
     {"trimmed, cursor at the first held",
-     {100000, 1, 100, {90000, 0}, {99000, 0}, {0, 0}, 600}, {90000, 0}, 0},
+     {100000, 1, 100, {90000, 0}, {99000, 0}, {0, 0}, 600},
+     {90000, 0},
+     0},
     {"trimmed, cursor inside what is held",
-     {100000, 1, 100, {90000, 0}, {99000, 0}, {0, 0}, 600}, {91000, 3}, 0},
-    {"new stream soon after the cursor", {100000, 1, 3, {95000, 0}, {99000, 0}, {0, 0}, 3},
-     {94000, 0}, 0},
-    {"new stream a TTL after the cursor", {100000, 1, 3, {95000, 0}, {99000, 0}, {0, 0}, 3},
-     {35000, 0}, 1},
-    {"emptied stream (XTRIM MAXLEN 0)", {100000, 1, 0, {0, 0}, {99000, 0}, {0, 0}, 3}, {95000, 0},
+     {100000, 1, 100, {90000, 0}, {99000, 0}, {0, 0}, 600},
+     {91000, 3},
+     0},
+    {"new stream soon after the cursor",
+     {100000, 1, 3, {95000, 0}, {99000, 0}, {0, 0}, 3},
+     {94000, 0},
+     0},
+    {"new stream a TTL after the cursor",
+     {100000, 1, 3, {95000, 0}, {99000, 0}, {0, 0}, 3},
+     {35000, 0},
+     1},
+    {"emptied stream (XTRIM MAXLEN 0)",
+     {100000, 1, 0, {0, 0}, {99000, 0}, {0, 0}, 3},
+     {95000, 0},
      1},
     {"cursor 0-0 on a fresh stream", {100000, 1, 3, {95000, 0}, {99000, 0}, {0, 0}, 3}, {0, 0}, 1},
 };

@@ -24,8 +24,8 @@ static void test_msgcache_msg_new_encodes_the_answer_object(void **state) {
     (void)state;
     hl_msg *m = hl_msg_new((hl_sid){1732300000000ULL, 3}, "a.b", 3, "say \"hi\"\n", 9);
     assert_non_null(m);
-    assert_string_equal(m->json,
-                        "{\"channel\":\"a.b\",\"id\":\"1732300000000-3\",\"data\":\"say \\\"hi\\\"\\n\"}");
+    assert_string_equal(
+        m->json, "{\"channel\":\"a.b\",\"id\":\"1732300000000-3\",\"data\":\"say \\\"hi\\\"\\n\"}");
     assert_int_equal(m->len, strlen(m->json));
     free(m);
 }

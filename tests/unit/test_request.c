@@ -222,7 +222,7 @@ static const struct {
     {HL_ROUTE_NONE, "GET, HEAD, OPTIONS"},      {HL_ROUTE_INDEX, "GET, HEAD, OPTIONS"},
     {HL_ROUTE_CLIENT_JS, "GET, HEAD, OPTIONS"}, {HL_ROUTE_POLL, "GET, OPTIONS"},
     {HL_ROUTE_PUBLISH, "POST, OPTIONS"},        {HL_ROUTE_HEALTHZ, "GET, HEAD, OPTIONS"},
-    {HL_ROUTE_READYZ, "GET, HEAD, OPTIONS"},     {HL_ROUTE_CHANNEL, "GET, OPTIONS"},
+    {HL_ROUTE_READYZ, "GET, HEAD, OPTIONS"},    {HL_ROUTE_CHANNEL, "GET, OPTIONS"},
 };
 
 static void test_request_route_allow_table(void **state) {
