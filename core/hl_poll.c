@@ -307,12 +307,67 @@ void hl_poll_timeout(hl_req *r) {
     answer(r, compose(r, NULL, 0));
 }
 
+/* One answer shared by every waiter a message completes alike: the bytes
+ * are built once, and one MHD response per CORS origin is queued to all
+ * of them. */
+typedef struct shared_answer {
+    hl_shared *slots[HL_ORIGIN_SLOTS];
+    hl_buf body;
+    hl_buf cur;
+} shared_answer;
+
+static void shared_init(shared_answer *sa) {
+    memset(sa->slots, 0, sizeof(sa->slots));
+    hl_buf_init(&sa->body);
+    hl_buf_init(&sa->cur);
+}
+
+/* Answers r with the message json and cursor `at` on its one channel. */
+static void shared_answer_req(shared_answer *sa, hl_req *r, hl_sid at, const char *json,
+                              size_t jlen) {
+    hl_worker *w = r->w;
+    if (sa->body.len == 0) {
+        hl_cur_part p = {HL_CUR_AT, at};
+        hl_cursor_format(&sa->cur, w->epoch, &p, 1);
+        hl_buf_puts(&sa->body, "{\"cursor\":\"");
+        hl_buf_append(&sa->body, sa->cur.data, sa->cur.len);
+        hl_buf_puts(&sa->body, "\",\"messages\":[");
+        hl_buf_append(&sa->body, json, jlen);
+        hl_buf_puts(&sa->body, "],\"missed\":false}");
+    }
+    hl_shared **slot = &sa->slots[r->origin + 1];
+    if (*slot == NULL && !sa->body.oom && !sa->cur.oom) {
+        struct MHD_Response *resp = hl_http_poll_response(w, r->origin, &sa->body, sa->cur.data);
+        *slot = resp ? hl_shared_new(resp, 1) : NULL;
+        if (*slot == NULL && resp) MHD_destroy_response(resp);
+    }
+    if (*slot) (*slot)->refs++;
+    r->links[0].cur = (hl_cur_part){HL_CUR_AT, at};
+    hl_poll_detach(r);
+    hl_http_answer(r, *slot, MHD_HTTP_OK);
+}
+
+/* Drops the builder's references; returns 1 if building ran out of
+ * memory (those waiters were closed). */
+static int shared_done(shared_answer *sa) {
+    for (size_t i = 0; i < HL_ORIGIN_SLOTS; i++)
+        hl_shared_release(sa->slots[i]);
+    int oom = sa->body.oom || sa->cur.oom;
+    hl_buf_free(&sa->body);
+    hl_buf_free(&sa->cur);
+    return oom;
+}
+
+/* A waiter on one channel at `at`, with nothing else to be told. */
+static int alone_at(const hl_worker *w, const hl_req *r, const hl_link *l, hl_sid at) {
+    return r->nlinks == 1 && l->cur.kind == HL_CUR_AT && sid_eq(l->cur.id, at) &&
+           r->epoch == w->epoch;
+}
+
 void hl_poll_message(hl_worker *w, hl_chan *c, hl_sid id, hl_sid prev, const char *json,
                      size_t jlen) {
-    hl_shared *slots[HL_ORIGIN_SLOTS] = {0};
-    hl_buf body, cur;
-    hl_buf_init(&body);
-    hl_buf_init(&cur);
+    shared_answer sa;
+    shared_init(&sa);
     size_t shared = 0, others = 0;
     hl_link *l = c->waiters;
     while (l) {
@@ -323,29 +378,9 @@ void hl_poll_message(hl_worker *w, hl_chan *c, hl_sid id, hl_sid prev, const cha
             l = next;
             continue;
         }
-        if (r->nlinks == 1 && l->cur.kind == HL_CUR_AT && sid_eq(l->cur.id, prev) &&
-            r->epoch == w->epoch) {
-            /* The common case: a client up to date on one channel. Every
-             * such client gets the same bytes, built once. */
-            if (body.len == 0) {
-                hl_cur_part p = {HL_CUR_AT, id};
-                hl_cursor_format(&cur, w->epoch, &p, 1);
-                hl_buf_puts(&body, "{\"cursor\":\"");
-                hl_buf_append(&body, cur.data, cur.len);
-                hl_buf_puts(&body, "\",\"messages\":[");
-                hl_buf_append(&body, json, jlen);
-                hl_buf_puts(&body, "],\"missed\":false}");
-            }
-            hl_shared **slot = &slots[r->origin + 1];
-            if (*slot == NULL && !body.oom && !cur.oom) {
-                struct MHD_Response *resp = hl_http_poll_response(w, r->origin, &body, cur.data);
-                *slot = resp ? hl_shared_new(resp, 1) : NULL;
-                if (*slot == NULL && resp) MHD_destroy_response(resp);
-            }
-            if (*slot) (*slot)->refs++;
-            l->cur.id = id;
-            hl_poll_detach(r);
-            hl_http_answer(r, *slot, MHD_HTTP_OK);
+        if (alone_at(w, r, l, prev)) {
+            /* The common case: a client up to date on one channel. */
+            shared_answer_req(&sa, r, id, json, jlen);
             shared++;
         } else {
             l->level = 0; /* news: worth a read again if the cache cannot answer */
@@ -354,58 +389,29 @@ void hl_poll_message(hl_worker *w, hl_chan *c, hl_sid id, hl_sid prev, const cha
         }
         l = next;
     }
-    for (size_t i = 0; i < HL_ORIGIN_SLOTS; i++)
-        hl_shared_release(slots[i]);
-    if (body.oom || cur.oom) hl_error("out of memory encoding a message for '%s'", c->name);
-    hl_buf_free(&body);
-    hl_buf_free(&cur);
+    if (shared_done(&sa)) hl_error("out of memory encoding a message for '%s'", c->name);
     hl_debug("worker %d: message on '%s': %zu waiters answered alike, %zu looked at again", w->id,
              c->name, shared, others);
 }
 
 void hl_poll_plain(hl_worker *w, hl_chan *c, const char *json, size_t jlen) {
-    hl_shared *slots[HL_ORIGIN_SLOTS] = {0};
-    hl_buf body, cur;
-    hl_buf_init(&body);
-    hl_buf_init(&cur);
+    shared_answer sa;
+    shared_init(&sa);
     hl_link *l = c->waiters;
     while (l) {
         hl_link *next = l->next;
         hl_req *r = l->r;
-        if (r->phase != HL_POLL_WAITING) {
-            l = next;
-            continue;
-        }
-        if (r->nlinks == 1 && l->cur.kind == HL_CUR_AT && sid_eq(l->cur.id, c->last) &&
-            r->epoch == w->epoch) {
+        if (r->phase == HL_POLL_WAITING) {
             /* Clients at the channel's head share one answer, as for
              * durable messages; the cursor does not move. */
-            if (body.len == 0) {
-                hl_cursor_format(&cur, w->epoch, &l->cur, 1);
-                hl_buf_puts(&body, "{\"cursor\":\"");
-                hl_buf_append(&body, cur.data, cur.len);
-                hl_buf_puts(&body, "\",\"messages\":[");
-                hl_buf_append(&body, json, jlen);
-                hl_buf_puts(&body, "],\"missed\":false}");
-            }
-            hl_shared **slot = &slots[r->origin + 1];
-            if (*slot == NULL && !body.oom && !cur.oom) {
-                struct MHD_Response *resp = hl_http_poll_response(w, r->origin, &body, cur.data);
-                *slot = resp ? hl_shared_new(resp, 1) : NULL;
-                if (*slot == NULL && resp) MHD_destroy_response(resp);
-            }
-            if (*slot) (*slot)->refs++;
-            hl_poll_detach(r);
-            hl_http_answer(r, *slot, MHD_HTTP_OK);
-        } else {
-            answer(r, compose(r, json, jlen));
+            if (alone_at(w, r, l, c->last))
+                shared_answer_req(&sa, r, c->last, json, jlen);
+            else
+                answer(r, compose(r, json, jlen));
         }
         l = next;
     }
-    for (size_t i = 0; i < HL_ORIGIN_SLOTS; i++)
-        hl_shared_release(slots[i]);
-    hl_buf_free(&body);
-    hl_buf_free(&cur);
+    if (shared_done(&sa)) hl_error("out of memory encoding a message for '%s'", c->name);
 }
 
 static void retry_chan(hl_chan *c, void *ud) {
