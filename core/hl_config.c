@@ -90,6 +90,7 @@ static const char *check_format(const char *v);
  * may set the two sides from different sources. */
 static const hl_setting settings[] = {
     HL_STR("node", "name", node_name, NULL, check_word),
+    HL_INT("node", "drain_ms", node_drain_ms, 0, 600000, 5000),
 
     HL_STR("http", "bind", http_bind, "0.0.0.0", check_ipv4),
     HL_INT("http", "port", http_port, 1, 65535, 8080),
@@ -97,6 +98,8 @@ static const hl_setting settings[] = {
     HL_INT("http", "max_connections", http_max_connections, 1, 1000000, 20000),
     HL_INT("http", "connection_memory", http_connection_memory, 2048, 1048576, 8192),
     HL_INT("http", "connection_timeout", http_connection_timeout, 1, 3600, 60),
+    HL_INT("http", "max_url_bytes", http_max_url_bytes, 64, 65536, 2048),
+    HL_INT("http", "max_header_bytes", http_max_header_bytes, 256, 1048576, 4096),
     HL_STRLIST("http", "cors_origins", http_cors_origins, http_cors_origins_count, check_word),
 
     HL_STR("redis", "host", redis_host, "127.0.0.1", check_word),
@@ -106,7 +109,8 @@ static const hl_setting settings[] = {
     HL_STR("redis", "prefix", redis_prefix, "holdline:", check_prefix),
     HL_INT("redis", "connect_timeout_ms", redis_connect_timeout_ms, 1, 600000, 2000),
     HL_INT("redis", "reconnect_min_ms", redis_reconnect_min_ms, 1, 3600000, 100),
-    HL_INT("redis", "reconnect_max_ms", redis_reconnect_max_ms, 1, 3600000, 5000),
+    HL_INT("redis", "reconnect_max_ms", redis_reconnect_max_ms, 1, 3600000, 1000),
+    HL_INT("redis", "heartbeat_ms", redis_heartbeat_ms, 100, 600000, 1000),
 
     HL_INT("poll", "default_timeout", poll_default_timeout, 1, 3600, 30),
     HL_INT("poll", "max_timeout", poll_max_timeout, 1, 3600, 120),
@@ -124,6 +128,7 @@ static const hl_setting settings[] = {
 
     HL_STR("log", "level", log_level, "info", check_level),
     HL_STR("log", "format", log_format, "text", check_format),
+    HL_STR("log", "file", log_file, "", NULL),
 };
 
 /* ---- String rules ---------------------------------------------------- */
@@ -815,6 +820,15 @@ int hl_config_validate(const hl_config *cfg, char *err, size_t errlen) {
                             "redis.reconnect_min_ms: must not be greater than "
                             "redis.reconnect_max_ms (%d)",
                             cfg->redis_reconnect_max_ms);
+    if (cfg->http_max_url_bytes + cfg->http_max_header_bytes + HL_CONFIG_RESPONSE_ROOM >
+        cfg->http_connection_memory)
+        return hl_set_error(err, errlen,
+                            "http.connection_memory: must be at least http.max_url_bytes + "
+                            "http.max_header_bytes + %d (%d), or those limits could never be "
+                            "reached",
+                            HL_CONFIG_RESPONSE_ROOM,
+                            cfg->http_max_url_bytes + cfg->http_max_header_bytes +
+                                HL_CONFIG_RESPONSE_ROOM);
     if (cfg->poll_default_timeout > cfg->poll_max_timeout)
         return hl_set_error(err, errlen,
                             "poll.default_timeout: must be between 1 and %d (poll.max_timeout)",

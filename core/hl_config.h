@@ -20,9 +20,15 @@
 
 #define HL_CONFIG_MAX_CORS 16
 
+/* Bytes of a connection's memory pool kept free of the request for the
+ * answer's headers: http.connection_memory must hold the largest request
+ * the limits allow plus this. */
+#define HL_CONFIG_RESPONSE_ROOM 1024
+
 typedef struct hl_config {
     /* node */
     char node_name[64]; /* shown in logs; default: hostname-pid */
+    int node_drain_ms;  /* how long a stopping node lets requests finish; default 5000 */
 
     /* http */
     char http_bind[64];          /* IPv4 address to listen on; default 0.0.0.0 */
@@ -30,7 +36,10 @@ typedef struct hl_config {
     int http_workers;            /* worker threads; 0 = number of cores */
     int http_max_connections;    /* per node, spread over workers; default 20000 */
     int http_connection_memory;  /* bytes of MHD memory pool per connection; default 8192 */
-    int http_connection_timeout; /* seconds an idle, not-held connection may stay; default 60 */
+    int http_connection_timeout; /* seconds a connection not holding a poll has to send a
+                                    complete request; default 60 */
+    int http_max_url_bytes;      /* request target (path and query) at most; default 2048 */
+    int http_max_header_bytes;   /* request header lines together at most; default 4096 */
     char http_cors_origins[HL_CONFIG_MAX_CORS][256]; /* allowed Origin values, "*" = any */
     int http_cors_origins_count;
 
@@ -42,7 +51,8 @@ typedef struct hl_config {
     char redis_prefix[64];        /* key and channel prefix; default "holdline:" */
     int redis_connect_timeout_ms; /* default 2000 */
     int redis_reconnect_min_ms;   /* first reconnect delay; default 100 */
-    int redis_reconnect_max_ms;   /* reconnect delay cap; default 5000 */
+    int redis_reconnect_max_ms;   /* reconnect delay cap; default 1000 */
+    int redis_heartbeat_ms;       /* ping interval; 3 unanswered close the link; default 1000 */
 
     /* poll */
     int poll_default_timeout; /* seconds; default 30 */
@@ -64,6 +74,7 @@ typedef struct hl_config {
     /* log */
     char log_level[16];  /* "debug", "info", "warn", "error"; default "info" */
     char log_format[16]; /* "text" or "json"; default "text" */
+    char log_file[256];  /* append to this file (reopened on SIGHUP); "" = stderr */
 } hl_config;
 
 /* Looks up an environment variable. getenv itself does not fit (it returns

@@ -5,9 +5,12 @@
  * stores the answer and resumes the connection; MHD then calls the access
  * handler again and the answer is queued there, the only place MHD allows
  * it. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "hl_assets.h"
 #include "hl_common.h"
@@ -130,6 +133,7 @@ void hl_http_answer_error(hl_req *r, unsigned status, const char *code, const ch
 
 void hl_http_req_free(hl_req *r) {
     hl_buf_free(&r->body);
+    free(r->idem);
     if (r->links != &r->link1) free(r->links);
     free(r);
 }
@@ -140,6 +144,119 @@ int hl_http_req_release(hl_req *r) {
     if (r->redis_pending == 0) hl_http_req_free(r);
     return 1;
 }
+
+/* ---- Connections: request deadlines and hang-ups ------------------------ */
+
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void owing_remove(hl_conn *hc) {
+    if (!hc->owing) return;
+    hl_worker *w = hc->w;
+    if (hc->prev)
+        hc->prev->next = hc->next;
+    else
+        w->owing_head = hc->next;
+    if (hc->next)
+        hc->next->prev = hc->prev;
+    else
+        w->owing_tail = hc->prev;
+    hc->prev = hc->next = NULL;
+    hc->owing = 0;
+}
+
+/* The connection must now send a whole request within
+ * http.connection_timeout. Every deadline is that far from when it is
+ * set, so appending keeps the list in deadline order. */
+static void owing_add(hl_conn *hc) {
+    hl_worker *w = hc->w;
+    owing_remove(hc);
+    hc->deadline = mono_ms() + (long long)w->cfg->http_connection_timeout * 1000;
+    hc->prev = w->owing_tail;
+    hc->next = NULL;
+    if (w->owing_tail)
+        w->owing_tail->next = hc;
+    else
+        w->owing_head = hc;
+    w->owing_tail = hc;
+    hc->owing = 1;
+}
+
+void hl_http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                           enum MHD_ConnectionNotificationCode toe) {
+    hl_worker *w = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        hl_conn *hc = calloc(1, sizeof(*hc));
+        *socket_context = hc;
+        if (hc == NULL) return; /* no deadline for it; MHD's idle timeout still applies */
+        hc->w = w;
+        hc->mc = conn;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        hc->fd = ci ? ci->connect_fd : -1;
+        owing_add(hc);
+        return;
+    }
+    hl_conn *hc = *socket_context;
+    *socket_context = NULL;
+    if (hc == NULL) return;
+    if (hc->admitted) w->admitted--;
+    owing_remove(hc);
+    free(hc);
+}
+
+static hl_conn *conn_of(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+void *hl_http_on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+    (void)cls;
+    hl_conn *hc = conn_of(conn);
+    if (hc) hc->url_len = (unsigned)strnlen(uri, 1u << 30);
+    return NULL; /* the request's context is made by the access handler */
+}
+
+static void check_hangup(hl_req *r, void *ud) {
+    size_t *gone = ud;
+    if (r->hc == NULL || r->hc->fd < 0 || r->state != HL_REQ_WAITING) return;
+    char b;
+    ssize_t n = recv(r->hc->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    /* 0 is the client's FIN; an error other than "nothing yet" is a reset.
+     * Bytes waiting (a pipelined request) mean the client is still there. */
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        hl_poll_hangup(r);
+        (*gone)++;
+    }
+}
+
+void hl_http_sweep(hl_worker *w) {
+    long long now = mono_ms();
+    size_t late = 0;
+    while (w->owing_head && w->owing_head->deadline <= now) {
+        hl_conn *hc = w->owing_head;
+        owing_remove(hc);
+        /* MHD has no call to close a connection it is reading from; a
+         * shutdown makes its next read see the end and close it. */
+        if (hc->fd >= 0) shutdown(hc->fd, SHUT_RDWR);
+        late++;
+    }
+    if (late > 0) {
+        hl_debug("worker %d: closed %zu connections that sent no complete request within %d s",
+                 w->id, late, w->cfg->http_connection_timeout);
+        hl_worker_kick(w);
+    }
+    if (++w->sweeps % 2 != 0) return;
+    size_t gone = 0;
+    hl_poll_foreach(w, check_hangup, &gone);
+    if (gone > 0) hl_debug("worker %d: released %zu held polls whose clients hung up", w->id, gone);
+}
+
+/* ---- Requests -------------------------------------------------------- */
 
 static int origin_of(const hl_worker *w, struct MHD_Connection *conn) {
     const hl_config *cfg = w->cfg;
@@ -212,7 +329,14 @@ static enum MHD_Result start_poll(hl_req *r, hl_span arg) {
     hl_cur_part parts[256];
     size_t max = (size_t)cfg->poll_max_channels;
     if (max > HL_ARRAY_LEN(chans)) max = HL_ARRAY_LEN(chans);
-    size_t n;
+    size_t n = 1;
+    for (size_t i = 0; i < arg.n; i++)
+        n += arg.p[i] == ',';
+    if (n > (size_t)cfg->poll_max_channels) {
+        snprintf(err, sizeof(err), "at most %d channels per poll (poll.max_channels)",
+                 cfg->poll_max_channels);
+        return reply_error(r, MHD_HTTP_BAD_REQUEST, "too_many_channels", err);
+    }
     if (hl_channels_parse(arg.p, arg.n, chans, max, &n, err, sizeof(err)) != HL_OK)
         return reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_channel", err);
     int timeout;
@@ -280,6 +404,16 @@ static enum MHD_Result start_publish(hl_req *r, hl_span arg) {
     if (cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)cfg->publish_max_message_bytes)
         return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
                            "the message is larger than publish.max_message_bytes");
+    const char *idem = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
+    if (idem != NULL) {
+        if (!hl_idempotency_key_valid(idem))
+            return reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_idempotency_key",
+                               "Idempotency-Key must be 1 to 64 bytes of A-Z a-z 0-9 . _ : -");
+        r->idem = strdup(idem);
+        if (r->idem == NULL)
+            return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
+                               "the node cannot take this publish now");
+    }
     memcpy(r->channel, arg.p, arg.n);
     r->channel[arg.n] = '\0';
     r->state = HL_REQ_BODY;
@@ -303,6 +437,7 @@ static enum MHD_Result receive_body(hl_req *r, const char *data, size_t *size) {
         hl_buf_append(&r->body, data, n);
         return MHD_YES;
     }
+    if (r->hc) owing_remove(r->hc); /* the whole request is in */
     if (r->too_large)
         return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
                            "the message is larger than publish.max_message_bytes");
@@ -323,9 +458,10 @@ static enum MHD_Result receive_body(hl_req *r, const char *data, size_t *size) {
 }
 
 static enum MHD_Result reply_ready(hl_req *r) {
-    if (hl_node_ready(r->w->node)) return reply_json(r, MHD_HTTP_OK, "{\"status\":\"ready\"}");
-    return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "not_ready",
-                       "Redis links or subscriptions are not live yet");
+    char why[160];
+    if (hl_node_ready(r->w->node, why, sizeof(why)))
+        return reply_json(r, MHD_HTTP_OK, "{\"status\":\"ready\"}");
+    return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "not_ready", why);
 }
 
 static enum MHD_Result reply_preflight(hl_req *r, hl_route_kind kind) {
@@ -334,7 +470,7 @@ static enum MHD_Result reply_preflight(hl_req *r, hl_route_kind kind) {
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_METHODS,
                             hl_route_allow(kind));
     MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                            "Content-Type, Authorization, Last-Event-ID");
+                            "Content-Type, Authorization, Last-Event-ID, Idempotency-Key");
     MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
     return reply(r, MHD_HTTP_NO_CONTENT, resp);
 }
@@ -371,6 +507,66 @@ static enum MHD_Result start(hl_req *r, const char *url, const char *method) {
     return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
 }
 
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value) {
+    (void)kind;
+    size_t *n = cls;
+    *n += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+    return MHD_YES;
+}
+
+/* The limits a request is checked against as soon as its headers are in.
+ * Returns 1 with *ret set if r was refused. */
+static int refused(hl_req *r, enum MHD_Result *ret) {
+    hl_worker *w = r->w;
+    const hl_config *cfg = w->cfg;
+    /* A connection counts from its first request on: in a burst of
+     * connections, exactly the ones beyond the limit are refused. */
+    if (r->hc && !r->hc->admitted && w->admitted >= w->conn_limit) {
+        struct MHD_Response *resp =
+            error_response(w, r->origin, "overloaded",
+                           "the node holds as many connections as http.max_connections allows; "
+                           "try again shortly or another node");
+        if (resp) {
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        }
+        *ret = reply(r, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
+        if (w->refusals++ == 0)
+            hl_warn("worker %d: %zu connections open, http.max_connections reached: refusing "
+                    "new ones with 503",
+                    w->id, w->admitted);
+        return 1;
+    }
+    if (r->hc && !r->hc->admitted) {
+        r->hc->admitted = 1;
+        w->admitted++;
+        if (w->refusals > 0 && w->admitted < w->conn_limit * 9 / 10) {
+            hl_info("worker %d: below the connection limit again after %zu refusals", w->id,
+                    w->refusals);
+            w->refusals = 0;
+        }
+    }
+    if (r->hc && r->hc->url_len > (unsigned)cfg->http_max_url_bytes) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "the request target is longer than %d bytes",
+                 cfg->http_max_url_bytes);
+        *ret = reply_error(r, MHD_HTTP_URI_TOO_LONG, "url_too_long", detail);
+        return 1;
+    }
+    size_t hbytes = 0;
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, &hbytes);
+    if (hbytes > (size_t)cfg->http_max_header_bytes) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "the request headers are larger than %d bytes",
+                 cfg->http_max_header_bytes);
+        *ret =
+            reply_error(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", detail);
+        return 1;
+    }
+    return 0;
+}
+
 enum MHD_Result hl_http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                    const char *method, const char *version, const char *upload_data,
                                    size_t *upload_data_size, void **con_cls) {
@@ -382,15 +578,19 @@ enum MHD_Result hl_http_on_request(void *cls, struct MHD_Connection *conn, const
         if (r == NULL) return MHD_NO;
         r->w = w;
         r->conn = conn;
+        r->hc = conn_of(conn);
         r->origin = origin_of(w, conn);
         w->reqs++;
         *con_cls = r;
+        enum MHD_Result ret;
+        if (refused(r, &ret)) return ret;
         /* MHD 0.9.75 closes a connection whose response was queued in the
          * first call (it cannot know the request is complete), so only a
          * publish, which may have to refuse its body early, starts here;
          * everything else is answered in the next call, which MHD makes
          * at once for a request without a body. */
         if (strcmp(method, MHD_HTTP_METHOD_POST) == 0) return start(r, url, method);
+        if (r->hc) owing_remove(r->hc); /* the whole request is in */
         r->state = HL_REQ_HEADERS;
         return MHD_YES;
     }
@@ -432,6 +632,8 @@ void hl_http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     r->answer = NULL;
     hl_buf_free(&r->body);
     w->reqs--;
+    /* Next, on a kept-alive connection: the following request. */
+    if (r->hc) owing_add(r->hc);
     /* A Redis command still in flight holds r as its privdata; the last
      * such callback frees r when it comes. */
     if (r->redis_pending)

@@ -1,5 +1,7 @@
 #include "hl_log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,14 +11,35 @@
 
 #include "hl_json.h"
 
-static hl_log_level log_min = HL_LOG_INFO;
+static hl_log_level log_min = HL_LOG_INFO; /* atomic: SIGHUP may change it */
 static hl_log_format log_fmt = HL_LOG_TEXT;
+static int log_fd = STDERR_FILENO; /* a file's descriptor stays the same across reopens */
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void hl_log_setup(hl_log_level level, hl_log_format format) {
     log_min = level;
     log_fmt = format;
+}
+
+void hl_log_set_level(hl_log_level level) {
+    __atomic_store_n(&log_min, level, __ATOMIC_RELAXED);
+}
+
+int hl_log_open(const char *path) {
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    if (log_fd == STDERR_FILENO) {
+        log_fd = fd; /* the first open happens before any thread runs */
+        return 0;
+    }
+    /* dup2 swaps the file under the descriptor in one step: a line being
+     * written goes wholly to the old file or wholly to the new one. */
+    int rc = dup2(fd, log_fd) < 0 ? -1 : 0;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
 }
 
 int hl_log_level_parse(const char *name) {
@@ -26,11 +49,11 @@ int hl_log_level_parse(const char *name) {
 }
 
 int hl_log_enabled(hl_log_level level) {
-    return level >= log_min;
+    return level >= __atomic_load_n(&log_min, __ATOMIC_RELAXED);
 }
 
 void hl_log(hl_log_level level, const char *fmt, ...) {
-    if (level < log_min) return;
+    if (!hl_log_enabled(level)) return;
 
     char msg[1024];
     va_list ap;
@@ -65,6 +88,6 @@ void hl_log(hl_log_level level, const char *fmt, ...) {
         len = sizeof(line) - 1;
         line[len - 1] = '\n';
     }
-    ssize_t w = write(STDERR_FILENO, line, (size_t)len);
+    ssize_t w = write(log_fd, line, (size_t)len);
     (void)w;
 }

@@ -1,8 +1,9 @@
 /* hl_log.h -- the one logger of the process.
  *
- * The core logs only through these calls; cmd/ decides the level and the
- * format once at start, before any thread runs. Lines go to stderr, one
- * write per line, so lines from different workers never interleave. */
+ * The core logs only through these calls; cmd/ decides the format once at
+ * start, before any thread runs. Lines go to stderr or to a file, one
+ * write per line, so lines from different workers never interleave. The
+ * file can be reopened and the level changed while threads log (SIGHUP). */
 #ifndef HL_LOG_H
 #define HL_LOG_H
 
@@ -20,6 +21,15 @@ typedef enum hl_log_format {
 
 /* Sets the minimum level and the format; call before threads start. */
 void hl_log_setup(hl_log_level level, hl_log_format format);
+
+/* Changes the minimum level; safe while other threads log. */
+void hl_log_set_level(hl_log_level level);
+
+/* Sends lines to path (appended, created 0644) instead of stderr; called
+ * again, reopens it on the same descriptor, so a rotated file is let go
+ * without losing a line. Returns 0, or -1 with errno set (nothing
+ * changes). */
+int hl_log_open(const char *path);
 
 /* Parses "debug", "info", "warn", "error"; returns -1 if unknown. */
 int hl_log_level_parse(const char *name);

@@ -1,6 +1,7 @@
 #include "hl_node.h"
 
 #include <event2/thread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -75,8 +76,13 @@ void hl_node_free(hl_node *n) {
     free(n);
 }
 
-int hl_node_ready(const hl_node *n) {
-    for (int i = 0; i < n->nworkers; i++)
-        if (!hl_worker_ready(n->workers[i])) return 0;
+int hl_node_ready(const hl_node *n, char *why, size_t whylen) {
+    for (int i = 0; i < n->nworkers; i++) {
+        const char *r = hl_worker_not_ready(n->workers[i]);
+        if (r != NULL) {
+            snprintf(why, whylen, "worker %d: %s", i, r);
+            return 0;
+        }
+    }
     return n->nworkers > 0;
 }

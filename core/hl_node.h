@@ -31,7 +31,8 @@ void hl_node_stop(hl_node *n, int drain_ms);
 /* Frees a stopped (or never started) node. hl_node_free(NULL) is a no-op. */
 void hl_node_free(hl_node *n);
 
-/* 1 when every worker's Redis links are up and its subscriptions live. */
-int hl_node_ready(const hl_node *n);
+/* 1 when every worker's Redis links are up and its subscriptions live;
+ * else 0 with the first reason found in why. */
+int hl_node_ready(const hl_node *n, char *why, size_t whylen);
 
 #endif

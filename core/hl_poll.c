@@ -303,6 +303,31 @@ void hl_poll_on_read(hl_link *lk, const hl_stream_state *st, uint64_t epoch, hl_
     reeval(r);
 }
 
+void hl_poll_hangup(hl_req *r) {
+    answer(r, NULL);
+}
+
+typedef struct foreach_ctx {
+    void (*fn)(hl_req *r, void *ud);
+    void *ud;
+} foreach_ctx;
+
+static void foreach_chan(hl_chan *c, void *ud) {
+    foreach_ctx *x = ud;
+    hl_link *l = c->waiters;
+    while (l) {
+        /* fn may answer r, which takes its links off their lists. */
+        hl_link *next = l->next;
+        if (l == &l->r->links[0]) x->fn(l->r, x->ud);
+        l = next;
+    }
+}
+
+void hl_poll_foreach(hl_worker *w, void (*fn)(hl_req *r, void *ud), void *ud) {
+    foreach_ctx x = {fn, ud};
+    hl_chantab_foreach(&w->chans, foreach_chan, &x);
+}
+
 void hl_poll_timeout(hl_req *r) {
     answer(r, compose(r, NULL, 0));
 }

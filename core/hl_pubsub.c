@@ -29,6 +29,9 @@
  * says; a burst of large messages just makes it hold fewer. */
 #define CACHE_MAX_BYTES (256 * 1024)
 
+/* How soon what Redis refused is tried again. */
+#define HL_RETRY_MS 500
+
 static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata);
 static void load_library(hl_worker *w);
 static void start_sync(hl_worker *w, hl_chan *c);
@@ -54,19 +57,57 @@ long long hl_pubsub_redis_now(const hl_worker *w) {
     return w->redis_ms > 0 ? redis_now(w) : 0;
 }
 
+/* ---- Redis trouble ------------------------------------------------------ */
+
+/* Redis refused something (an error reply): the first refusal after good
+ * replies is a warning, the ones that follow (every channel, every retry
+ * while Redis loads its data) only debug lines. */
+static void trouble(hl_worker *w, const char *what, const redisReply *reply) {
+    const char *why = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
+    if (w->redis_trouble++ == 0)
+        hl_warn("worker %d: %s: %s; trying again every %d ms until Redis answers", w->id, what, why,
+                HL_RETRY_MS);
+    else
+        hl_debug("worker %d: %s: %s", w->id, what, why);
+    hl_pubsub_retry_later(w);
+}
+
+static void no_trouble(hl_worker *w) {
+    if (w->redis_trouble == 0) return;
+    hl_info("worker %d: Redis answers again (after %d refusals)", w->id, w->redis_trouble);
+    w->redis_trouble = 0;
+}
+
+void hl_pubsub_retry_later(hl_worker *w) {
+    if (evtimer_pending(w->retry, NULL)) return;
+    struct timeval tv = {HL_RETRY_MS / 1000, (HL_RETRY_MS % 1000) * 1000};
+    evtimer_add(w->retry, &tv);
+}
+
 /* ---- Channels -------------------------------------------------------- */
+
+/* Every change of a channel's subscription state goes through here, which
+ * keeps count of the SUBSCRIBEs Redis has yet to confirm (/readyz). */
+static void set_sub(hl_worker *w, hl_chan *c, hl_sub_state st) {
+    if (c->sub == st) return;
+    size_t before = w->subs_pending;
+    if (c->sub == HL_SUB_PENDING) w->subs_pending--;
+    if (st == HL_SUB_PENDING) w->subs_pending++;
+    c->sub = st;
+    if ((before == 0) != (w->subs_pending == 0)) hl_worker_update_ready(w);
+}
 
 static void chan_subscribe(hl_worker *w, hl_chan *c) {
     if (!hl_rlink_is_up(&w->sub)) {
         /* hl_pubsub_sub_up subscribes every channel with waiters. */
-        c->sub = HL_SUB_NONE;
+        set_sub(w, c, HL_SUB_NONE);
         return;
     }
     /* hiredis keeps one callback per channel and routes that channel's
      * messages to it, so every SUBSCRIBE must name on_sub_reply. */
     redisAsyncCommand(w->sub.ac, on_sub_reply, w, "SUBSCRIBE %b%b", w->cfg->redis_prefix,
                       w->prefix_len, c->name, c->len);
-    c->sub = HL_SUB_PENDING;
+    set_sub(w, c, HL_SUB_PENDING);
 }
 
 /* Forgets what the worker knew of the channel's history. */
@@ -81,6 +122,7 @@ static void chan_forget(hl_chan *c) {
 }
 
 static void chan_remove(hl_worker *w, hl_chan *c) {
+    set_sub(w, c, HL_SUB_NONE);
     chan_forget(c);
     if (c->linger) event_free(c->linger);
     hl_chantab_remove(&w->chans, c);
@@ -108,7 +150,7 @@ static void on_linger(evutil_socket_t fd, short what, void *arg) {
         if (hl_rlink_is_up(&w->sub)) {
             redisAsyncCommand(w->sub.ac, NULL, NULL, "UNSUBSCRIBE %b%b", w->cfg->redis_prefix,
                               w->prefix_len, c->name, c->len);
-            c->sub = HL_SUB_LEAVING;
+            set_sub(w, c, HL_SUB_LEAVING);
             /* From here on messages may be missed: the cache is void. */
             chan_unsync(w, c);
             return;
@@ -330,13 +372,14 @@ static void on_sync_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
     uint64_t epoch;
     const redisReply *entries;
     if (parse_read(reply, &st, &epoch, &entries) != HL_OK) {
+        /* Synced again when the command link, the library or Redis's
+         * will to answer comes back. */
         if (reply != NULL && !library_missing(w, reply))
-            hl_warn("worker %d: cannot read the history of '%s': %s", w->id, c->name,
-                    reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-        /* Synced again when the command link or the library comes back. */
+            trouble(w, "cannot read a channel's history", reply);
         chan_unsync(w, c);
         return;
     }
+    no_trouble(w);
     if (epoch != w->epoch) {
         adopt_epoch(w, epoch); /* starts this channel's sync over */
         return;
@@ -598,7 +641,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
             on_message(w, c, data->str, data->len);
     } else if (strcasecmp(kind, "subscribe") == 0) {
         if (c->sub == HL_SUB_PENDING) {
-            c->sub = HL_SUB_LIVE;
+            set_sub(w, c, HL_SUB_LIVE);
             start_sync(w, c);
         }
     } else if (strcasecmp(kind, "unsubscribe") == 0) {
@@ -624,7 +667,7 @@ void hl_pubsub_sub_up(hl_rlink *l, void *ud) {
 }
 
 static void mark_unsubscribed(hl_chan *c, void *ud) {
-    c->sub = HL_SUB_NONE;
+    set_sub(ud, c, HL_SUB_NONE);
     chan_unsync(ud, c);
 }
 
@@ -642,27 +685,30 @@ static void on_library_loaded(redisAsyncContext *ac, void *reply_, void *privdat
     (void)ac;
     hl_worker *w = privdata;
     redisReply *reply = reply_;
-    if (reply == NULL) return;
-    if (reply->type == REDIS_REPLY_ERROR)
-        hl_error("worker %d: Redis refused holdline's Function library (Redis 7 or later is "
-                 "needed): %s",
-                 w->id, reply->str);
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR) return;
+    /* A Redis loading its data set refuses everything for a while; the
+     * epoch read that follows reports that and retries. */
+    if (strncmp(reply->str, "LOADING", 7) == 0 || strncmp(reply->str, "BUSY", 4) == 0) return;
+    hl_error("worker %d: Redis refused holdline's Function library (Redis 7 or later is "
+             "needed): %s",
+             w->id, reply->str);
 }
 
 static void on_epoch(redisAsyncContext *ac, void *reply_, void *privdata) {
     (void)ac;
     hl_worker *w = privdata;
     redisReply *reply = reply_;
+    w->loading = 0;
     if (reply == NULL) return;
     if (reply->type == REDIS_REPLY_NIL) {
         adopt_epoch(w, epoch_of(w->epoch_mine, strlen(w->epoch_mine)));
     } else if (reply->type == REDIS_REPLY_STRING) {
         adopt_epoch(w, epoch_of(reply->str, reply->len));
     } else {
-        hl_error("worker %d: cannot read the epoch key %s: %s", w->id, w->epoch_key,
-                 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        trouble(w, "cannot load the Function library and read the epoch key", reply);
         return;
     }
+    no_trouble(w);
     w->cmd_ready = 1;
     hl_chantab_foreach(&w->chans, sync_chan, w);
     hl_poll_retry(w);
@@ -681,6 +727,8 @@ static void load_library(hl_worker *w) {
         return;
     }
     w->cmd_ready = 0;
+    w->loading = 1;
+    hl_worker_update_ready(w);
     redisAsyncCommand(w->cmd.ac, on_library_loaded, w, "FUNCTION LOAD REPLACE %b", b.data, b.len);
     redisAsyncCommand(w->cmd.ac, on_epoch, w, "SET %s %s NX GET", w->epoch_key, w->epoch_mine);
     hl_buf_free(&b);
@@ -695,6 +743,7 @@ void hl_pubsub_cmd_down(hl_rlink *l, void *ud) {
     (void)l;
     hl_worker *w = ud;
     w->cmd_ready = 0;
+    w->loading = 0;
     hl_worker_update_ready(w);
 }
 
@@ -713,9 +762,7 @@ static void on_link_read(redisAsyncContext *ac, void *reply_, void *privdata) {
     int ok = parse_read(reply, &st, &epoch, &entries) == HL_OK;
     hl_msg *msgs = NULL, **tail = &msgs;
     if (!ok) {
-        if (reply != NULL && !library_missing(w, reply))
-            hl_warn("worker %d: a history read failed: %s", w->id,
-                    reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        if (reply != NULL && !library_missing(w, reply)) trouble(w, "a history read failed", reply);
     } else if (lk->c != NULL && r->phase == HL_POLL_READING) {
         for (size_t i = 0; entries && i < entries->elements; i++) {
             hl_msg *m = entry_msg(entries->element[i], lk->c->name, lk->c->len);
@@ -725,6 +772,7 @@ static void on_link_read(redisAsyncContext *ac, void *reply_, void *privdata) {
         }
     }
     if (ok) {
+        no_trouble(w);
         note_redis_time(w, st.now_ms);
         adopt_epoch(w, epoch);
     }
@@ -804,9 +852,10 @@ static void on_publish_reply(redisAsyncContext *ac, void *reply_, void *privdata
                              "the Redis connection was lost; the message may not have been sent");
         return;
     }
-    if (reply->type != REDIS_REPLY_STRING) {
+    int duplicate = reply->type == REDIS_REPLY_STATUS;
+    if (reply->type != REDIS_REPLY_STRING && !duplicate) {
         const char *why = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
-        if (!library_missing(r->w, reply)) hl_warn("publish to '%s' failed: %s", r->channel, why);
+        if (!library_missing(r->w, reply)) trouble(r->w, "a publish failed", reply);
         hl_http_answer_error(r, 503, "redis_error", why);
         return;
     }
@@ -816,7 +865,7 @@ static void on_publish_reply(redisAsyncContext *ac, void *reply_, void *privdata
     hl_json_string(&b, r->channel, strlen(r->channel));
     hl_buf_puts(&b, ",\"id\":");
     hl_json_string(&b, reply->str, reply->len);
-    hl_buf_puts(&b, "}");
+    hl_buf_puts(&b, duplicate ? ",\"duplicate\":true}" : "}");
     hl_http_answer_json(r, &b, 201);
     hl_buf_free(&b);
 }
@@ -824,12 +873,28 @@ static void on_publish_reply(redisAsyncContext *ac, void *reply_, void *privdata
 int hl_pubsub_publish(hl_worker *w, hl_req *r) {
     if (!w->cmd_ready) return HL_ERR;
     const char *data = r->body.data ? r->body.data : "";
-    if (redisAsyncCommand(w->cmd.ac, on_publish_reply, r, "FCALL holdline_publish 1 {%b%s}:log %b",
-                          w->cfg->redis_prefix, w->prefix_len, r->channel, data,
-                          r->body.len) != REDIS_OK)
-        return HL_ERR;
+    const char *p = w->cfg->redis_prefix;
+    size_t pl = w->prefix_len;
+    int rc = r->idem
+                 ? redisAsyncCommand(w->cmd.ac, on_publish_reply, r,
+                                     "FCALL holdline_publish 2 {%b%s}:log {%b%s}:idem:%s %b", p, pl,
+                                     r->channel, p, pl, r->channel, r->idem, data, r->body.len)
+                 : redisAsyncCommand(w->cmd.ac, on_publish_reply, r,
+                                     "FCALL holdline_publish 1 {%b%s}:log %b", p, pl, r->channel,
+                                     data, r->body.len);
+    if (rc != REDIS_OK) return HL_ERR;
     r->redis_pending++;
     return HL_OK;
+}
+
+void hl_pubsub_retry(hl_worker *w) {
+    if (!hl_rlink_is_up(&w->cmd)) return; /* hl_pubsub_cmd_up starts over */
+    if (!w->cmd_ready) {
+        if (!w->loading) load_library(w);
+        return;
+    }
+    hl_chantab_foreach(&w->chans, sync_chan, w);
+    hl_poll_retry(w);
 }
 
 static void free_chan(hl_chan *c, void *ud) {

@@ -75,6 +75,15 @@ int hl_channel_valid(const char *s, size_t n) {
     return 1;
 }
 
+int hl_idempotency_key_valid(const char *s) {
+    size_t n = 0;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (n == 64 || c == '~' || !channel_char(c)) return 0;
+    }
+    return n > 0;
+}
+
 int hl_channels_parse(const char *s, size_t n, hl_span *out, size_t max, size_t *count, char *err,
                       size_t errlen) {
     *count = 0;
@@ -104,15 +113,18 @@ int hl_timeout_parse(const char *s, int def, int max, int *out, char *err, size_
         return HL_OK;
     }
     /* strtol would accept leading spaces and signs; a timeout is digits. */
-    if (*s == '\0') return hl_set_error(err, errlen, "timeout must be whole seconds >= 1");
+    int digits = *s != '\0';
     for (const char *p = s; *p; p++)
-        if (*p < '0' || *p > '9')
-            return hl_set_error(err, errlen, "timeout must be whole seconds >= 1");
-    errno = 0;
-    long v = strtol(s, NULL, 10);
-    if (errno == ERANGE || v > INT_MAX) v = INT_MAX;
-    if (v < 1) return hl_set_error(err, errlen, "timeout must be whole seconds >= 1");
-    *out = v > max ? max : (int)v;
+        if (*p < '0' || *p > '9') digits = 0;
+    long v = 0;
+    if (digits) {
+        errno = 0;
+        v = strtol(s, NULL, 10);
+        if (errno == ERANGE || v > INT_MAX) v = INT_MAX;
+    }
+    if (v < 1 || v > max)
+        return hl_set_error(err, errlen, "timeout must be whole seconds from 1 to %d", max);
+    *out = (int)v;
     return HL_OK;
 }
 

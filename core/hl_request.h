@@ -54,9 +54,13 @@ int hl_channel_valid(const char *s, size_t n);
 int hl_channels_parse(const char *s, size_t n, hl_span *out, size_t max, size_t *count, char *err,
                       size_t errlen);
 
-/* Parses the timeout query value in whole seconds. NULL means def; values
- * above max are lowered to max. Returns HL_OK, or HL_ERR for anything but
- * a decimal integer >= 1. */
+/* 1 if s (NUL-terminated) is a valid Idempotency-Key: 1 to 64 bytes of
+ * A-Z a-z 0-9 . _ : - */
+int hl_idempotency_key_valid(const char *s);
+
+/* Parses the timeout query value in whole seconds. NULL means def (at
+ * most max). Returns HL_OK, or HL_ERR for anything but a decimal integer
+ * from 1 to max. */
 int hl_timeout_parse(const char *s, int def, int max, int *out, char *err, size_t errlen);
 
 /* Decodes %XX escapes in place and returns the new length (the string

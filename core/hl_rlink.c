@@ -4,6 +4,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "hl_common.h"
 #include "hl_log.h"
@@ -58,6 +59,57 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
     if (l->ac == NULL && !l->stopping) link_connect(l);
 }
 
+/* Closes a connection the link no longer trusts; on_disconnect then
+ * reports it down and schedules the reconnect. Never called from inside a
+ * hiredis callback. */
+static void drop(hl_rlink *l, const char *why) {
+    if (l->ac == NULL) return;
+    l->drop_why = why;
+    redisAsyncFree(l->ac); /* runs on_disconnect */
+    l->drop_why = NULL;
+}
+
+/* A subscribed hiredis 0.14 context files the callback of every PING
+ * under sub.invalid, where only an error reply would take it off again:
+ * one leaked entry per heartbeat. Each pong takes one off (hiredis 0.14
+ * allocates callbacks with plain malloc). */
+static void forget_ping_callback(redisAsyncContext *ac) {
+    redisCallback *cb = ac->sub.invalid.head;
+    if (cb == NULL) return;
+    ac->sub.invalid.head = cb->next;
+    if (cb->next == NULL) ac->sub.invalid.tail = NULL;
+    free(cb);
+}
+
+static void on_hb_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
+    hl_rlink *l = privdata;
+    const redisReply *reply = reply_;
+    if (reply == NULL) return;
+    l->hb_unanswered = 0;
+    if (l->hb_pattern && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+        reply->element[0]->type == REDIS_REPLY_STRING &&
+        strcasecmp(reply->element[0]->str, "pong") == 0)
+        forget_ping_callback(ac);
+}
+
+static void on_hb_timer(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_rlink *l = arg;
+    if (!hl_rlink_is_up(l)) return;
+    if (l->hb_unanswered >= HL_RLINK_HB_MISSES) {
+        hl_warn("redis %s link to %s:%d: no answer to %d heartbeats in a row; closing it", l->name,
+                l->cfg->redis_host, l->cfg->redis_port, l->hb_unanswered);
+        drop(l, "heartbeat not answered");
+        return;
+    }
+    if (l->hb_pattern)
+        redisAsyncCommand(l->ac, NULL, NULL, "PING %s", l->hb_pattern);
+    else
+        redisAsyncCommand(l->ac, on_hb_reply, l, "PING");
+    l->hb_unanswered++;
+}
+
 static void on_auth_reply(redisAsyncContext *ac, void *r, void *privdata) {
     (void)privdata;
     redisReply *reply = r;
@@ -85,6 +137,12 @@ static void on_connect(const redisAsyncContext *cac, int status) {
         hl_info("redis %s link to %s:%d is back", l->name, l->cfg->redis_host, l->cfg->redis_port);
     }
     l->failures = 0;
+    l->hb_unanswered = 0;
+    /* Before on_up: the pattern's callback must exist before any PING. */
+    if (l->hb_pattern) redisAsyncCommand(l->ac, on_hb_reply, l, "PSUBSCRIBE %s", l->hb_pattern);
+    int ms = l->cfg->redis_heartbeat_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(l->hb_timer, &tv);
     l->on_up(l, l->ud);
 }
 
@@ -94,9 +152,12 @@ static void on_disconnect(const redisAsyncContext *cac, int status) {
     if (l == NULL) return;
     char why[128];
     snprintf(why, sizeof(why), "%s",
-             cac->errstr && cac->errstr[0] ? cac->errstr : "connection closed");
+             l->drop_why                     ? l->drop_why
+             : cac->errstr && cac->errstr[0] ? cac->errstr
+                                             : "connection closed");
     l->ac = NULL;
     l->connected = 0;
+    evtimer_del(l->hb_timer);
     if (l->stopping) return;
     l->reconnects++;
     l->on_down(l, l->ud);
@@ -141,7 +202,12 @@ int hl_rlink_init(hl_rlink *l, const char *name, const hl_config *cfg, struct ev
     l->on_down = on_down;
     l->ud = ud;
     l->timer = evtimer_new(base, on_timer, l);
-    return l->timer ? HL_OK : HL_ERR;
+    l->hb_timer = event_new(base, -1, EV_PERSIST, on_hb_timer, l);
+    return l->timer && l->hb_timer ? HL_OK : HL_ERR;
+}
+
+void hl_rlink_set_pattern(hl_rlink *l, const char *pattern) {
+    l->hb_pattern = pattern;
 }
 
 void hl_rlink_start(hl_rlink *l) {
@@ -162,5 +228,9 @@ void hl_rlink_stop(hl_rlink *l) {
     if (l->timer) {
         event_free(l->timer);
         l->timer = NULL;
+    }
+    if (l->hb_timer) {
+        event_free(l->hb_timer);
+        l->hb_timer = NULL;
     }
 }

@@ -6,6 +6,14 @@
  * reconnects with exponential backoff and jitter. The owner learns about
  * the two transitions through on_up and on_down.
  *
+ * A heartbeat pings the server every redis.heartbeat_ms; a link that
+ * leaves HL_RLINK_HB_MISSES pings in a row unanswered is taken for dead
+ * (a network that drops packets silently, a frozen server), closed and
+ * reconnected like any lost link. hiredis 0.14 drops PING replies on a
+ * subscribed connection, so a subscriber link first subscribes to a
+ * private pattern and pings with that pattern as the argument: Redis's
+ * ["pong", pattern] reply is then routed to the pattern's callback.
+ *
  * Only the thread that owns the event base may touch a link. While a link
  * is down, l->ac is NULL: callers check hl_rlink_is_up() before sending.
  * On a loss hiredis calls every pending reply callback with a NULL reply
@@ -23,6 +31,8 @@ typedef struct hl_rlink hl_rlink;
 
 typedef void hl_rlink_cb(hl_rlink *l, void *ud);
 
+#define HL_RLINK_HB_MISSES 3
+
 struct hl_rlink {
     const char *name;         /* "sub" or "cmd", for logs */
     const hl_config *cfg;     /* not owned; outlives the link */
@@ -36,12 +46,21 @@ struct hl_rlink {
     hl_rlink_cb *on_down;     /* lost; reconnect is already scheduled */
     void *ud;                 /* passed to the callbacks */
     unsigned long reconnects; /* successful connects after the first */
+    struct event *hb_timer;   /* the heartbeat, every redis.heartbeat_ms while connected */
+    int hb_unanswered;        /* pings sent since the last reply */
+    const char *hb_pattern;   /* subscriber links: the private pattern (not owned) */
+    const char *drop_why;     /* why the link itself closed the connection */
 };
 
 /* Prepares l; nothing connects until hl_rlink_start. Returns HL_OK or
  * HL_ERR (out of memory). */
 int hl_rlink_init(hl_rlink *l, const char *name, const hl_config *cfg, struct event_base *base,
                   hl_rlink_cb *on_up, hl_rlink_cb *on_down, void *ud);
+
+/* Makes l a subscriber link whose heartbeat uses pattern, which must
+ * stay valid and match no channel anyone publishes to. Call before
+ * hl_rlink_start. */
+void hl_rlink_set_pattern(hl_rlink *l, const char *pattern);
 
 /* Starts the first connection attempt. */
 void hl_rlink_start(hl_rlink *l);

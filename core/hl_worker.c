@@ -58,7 +58,13 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
-    hl_warn("worker %d: http: %s", w->id, msg);
+    /* What MHD says of every connection holdline closes on purpose (a
+     * client that hung up, a request deadline) is not worth a warning. */
+    if (strncmp(msg, "Application reported internal error", 35) == 0 ||
+        strstr(msg, "detected connection closure") != NULL)
+        hl_debug("worker %d: http: %s", w->id, msg);
+    else
+        hl_warn("worker %d: http: %s", w->id, msg);
 }
 
 /* The end of a stop: Redis links closed (which answers publishes still in
@@ -77,6 +83,8 @@ static void finish(hl_worker *w) {
     event_del(w->mhd_io);
     evtimer_del(w->mhd_timer);
     event_del(w->tick);
+    evtimer_del(w->retry);
+    event_del(w->sweep);
     struct MHD_Daemon *d = w->mhd;
     w->mhd = NULL;
     MHD_stop_daemon(d);
@@ -88,6 +96,18 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     hl_pubsub_tick(arg);
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_http_sweep(arg);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_pubsub_retry(arg);
 }
 
 static void on_drain(evutil_socket_t fd, short what, void *arg) {
@@ -110,7 +130,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
     hl_worker *w = arg;
     if (w->stopping) return;
     w->stopping = 1;
-    __atomic_store_n(&w->ready, 0, __ATOMIC_RELAXED);
+    hl_worker_update_ready(w);
     MHD_socket lfd = MHD_quiesce_daemon(w->mhd);
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
     hl_poll_answer_all(w);
@@ -122,13 +142,25 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
 }
 
 void hl_worker_update_ready(hl_worker *w) {
-    int ready = !w->stopping && hl_rlink_is_up(&w->sub) && hl_rlink_is_up(&w->cmd) && w->ctl_live &&
-                w->cmd_ready;
-    __atomic_store_n(&w->ready, ready, __ATOMIC_RELAXED);
+    hl_not_ready why = w->stopping                       ? HL_NR_STOPPING
+                       : !hl_rlink_is_up(&w->sub)        ? HL_NR_SUB_DOWN
+                       : !hl_rlink_is_up(&w->cmd)        ? HL_NR_CMD_DOWN
+                       : !w->cmd_ready                   ? HL_NR_LIBRARY
+                       : !w->ctl_live || w->subs_pending ? HL_NR_SUBSCRIBING
+                                                         : HL_READY;
+    __atomic_store_n(&w->not_ready, (int)why, __ATOMIC_RELAXED);
 }
 
-int hl_worker_ready(const hl_worker *w) {
-    return __atomic_load_n(&w->ready, __ATOMIC_RELAXED);
+const char *hl_worker_not_ready(const hl_worker *w) {
+    switch ((hl_not_ready)__atomic_load_n(&w->not_ready, __ATOMIC_RELAXED)) {
+    case HL_READY: return NULL;
+    case HL_NR_STOPPING: return "the node is stopping";
+    case HL_NR_SUB_DOWN: return "the Redis subscriber connection is down; reconnecting";
+    case HL_NR_CMD_DOWN: return "the Redis command connection is down; reconnecting";
+    case HL_NR_LIBRARY: return "loading holdline's Function library into Redis";
+    case HL_NR_SUBSCRIBING: return "waiting for Redis to confirm the subscriptions";
+    }
+    return "unknown";
 }
 
 /* A random nonzero epoch to propose when Redis has none. */
@@ -158,6 +190,9 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
      * publish on this channel. */
     snprintf(w->ctl_channel, sizeof(w->ctl_channel), "%s#ctl:%s:%d", cfg->redis_prefix,
              cfg->node_name, id);
+    snprintf(w->hb_pattern, sizeof(w->hb_pattern), "%s#hb:%s:%d", cfg->redis_prefix, cfg->node_name,
+             id);
+    w->not_ready = HL_NR_SUB_DOWN;
     snprintf(w->epoch_key, sizeof(w->epoch_key), "%sepoch", cfg->redis_prefix);
     snprintf(w->epoch_mine, sizeof(w->epoch_mine), "%llx", (unsigned long long)new_epoch());
 
@@ -184,16 +219,23 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
     }
     unsigned limit = (unsigned)(cfg->http_max_connections / cfg->http_workers);
     if (limit == 0) limit = 1;
+    w->conn_limit = limit;
+    /* MHD itself closes connections beyond its limit without a word; past
+     * ours, requests are answered 503. The margin between the two is what
+     * a flood of connections may take before silence. */
+    unsigned margin = limit / 8 > 16 ? limit / 8 : 16;
     errno = 0;
     w->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, (uint16_t)cfg->http_port,
         NULL, NULL, hl_http_on_request, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, w,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)1, MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)cfg->http_connection_memory, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->http_connection_timeout, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
-        MHD_OPTION_NOTIFY_COMPLETED, hl_http_on_completed, w, MHD_OPTION_UNESCAPE_CALLBACK,
-        hl_http_unescape, NULL, MHD_OPTION_END);
+        (unsigned)1, MHD_OPTION_CONNECTION_LIMIT, limit + margin,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->http_connection_memory,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_connection_timeout,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_NOTIFY_COMPLETED,
+        hl_http_on_completed, w, MHD_OPTION_UNESCAPE_CALLBACK, hl_http_unescape, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, hl_http_on_connection, w, MHD_OPTION_URI_LOG_CALLBACK,
+        hl_http_on_uri, w, MHD_OPTION_END);
     if (w->mhd == NULL) {
         hl_set_error(err, errlen, "cannot listen on %s:%d: %s", cfg->http_bind, cfg->http_port,
                      errno ? strerror(errno) : "libmicrohttpd refused to start");
@@ -209,7 +251,10 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->drain_timer = evtimer_new(w->base, on_drain, w);
     w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
-    if (!w->mhd_io || !w->mhd_timer || !w->stop_ev || !w->drain_timer || !w->tick) {
+    w->retry = evtimer_new(w->base, on_retry, w);
+    w->sweep = event_new(w->base, -1, EV_PERSIST, on_sweep, w);
+    if (!w->mhd_io || !w->mhd_timer || !w->stop_ev || !w->drain_timer || !w->tick || !w->retry ||
+        !w->sweep) {
         hl_set_error(err, errlen, "out of memory");
         goto err;
     }
@@ -220,6 +265,7 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
         hl_set_error(err, errlen, "out of memory");
         goto err;
     }
+    hl_rlink_set_pattern(&w->sub, w->hb_pattern);
     return w;
 err:
     hl_worker_free(w);
@@ -238,6 +284,8 @@ void hl_worker_free(hl_worker *w) {
     if (w->stop_ev) event_free(w->stop_ev);
     if (w->drain_timer) event_free(w->drain_timer);
     if (w->tick) event_free(w->tick);
+    if (w->retry) event_free(w->retry);
+    if (w->sweep) event_free(w->sweep);
     if (w->base) event_base_free(w->base);
     free(w);
 }
@@ -253,6 +301,8 @@ static void *worker_main(void *arg) {
     if (ms > 300000) ms = 300000;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     event_add(w->tick, &tv);
+    struct timeval second = {1, 0};
+    event_add(w->sweep, &second);
     run_mhd(w);
     event_base_dispatch(w->base);
     return NULL;

@@ -73,9 +73,23 @@ typedef struct hl_link {
     hl_msg *got;                 /* what that read returned, oldest first; the link's */
 } hl_link;
 
+/* One client connection, from accept to close (MHD's socket context):
+ * what the limits and the hang-up check need to know about it. */
+typedef struct hl_conn {
+    struct hl_worker *w;
+    struct MHD_Connection *mc;
+    int fd;
+    unsigned url_len;            /* the current request's target, as sent */
+    long long deadline;          /* monotonic ms by which a request must be in */
+    struct hl_conn *prev, *next; /* the worker's list of connections owing a request */
+    int owing;                   /* on that list */
+    int admitted;                /* counted against http.max_connections */
+} hl_conn;
+
 typedef struct hl_req {
     struct hl_worker *w;
     struct MHD_Connection *conn;
+    hl_conn *hc;
     hl_req_state state;
     hl_route_kind kind;
     int origin;             /* HL_ORIGIN_* or an origin index */
@@ -97,6 +111,7 @@ typedef struct hl_req {
     /* publish */
     hl_buf body;                          /* the message so far */
     int too_large;                        /* the body went over the limit */
+    char *idem;                           /* the Idempotency-Key header's value, or NULL */
     char channel[HL_CHANNEL_MAX_LEN + 1]; /* publish and channel info: the channel */
 } hl_req;
 
@@ -114,8 +129,13 @@ typedef struct hl_worker {
     hl_rlink cmd;              /* command link */
     hl_chantab chans;
     char ctl_channel[160]; /* this worker's permanent private subscription */
+    char hb_pattern[160];  /* the subscriber link's heartbeat pattern */
     int ctl_live;          /* Redis confirmed ctl_channel */
+    size_t subs_pending;   /* channels whose SUBSCRIBE Redis has not confirmed yet */
     int cmd_ready;         /* the command link loaded the library and learned the epoch */
+    int loading;           /* the library load and epoch read are in flight */
+    int redis_trouble;     /* Redis answered with errors since the last good reply */
+    struct event *retry;   /* loads, syncs and reads that Redis refused, tried again */
     uint64_t epoch;        /* the Redis data set's epoch as last seen (0: not yet) */
     char epoch_key[96];    /* <prefix>epoch */
     char epoch_mine[17];   /* the epoch this worker proposes if Redis has none (hex) */
@@ -128,10 +148,27 @@ typedef struct hl_worker {
     int drain_ms;          /* set by hl_worker_request_stop */
     int kicked;            /* an MHD run is already due (hl_worker_kick) */
     size_t reqs;           /* live hl_req objects */
-    size_t prefix_len;     /* strlen(cfg->redis_prefix) */
-    int ready;             /* links up and subscriptions live (atomic) */
+    size_t admitted;       /* connections that sent a request that was not refused */
+    size_t conn_limit;     /* http.max_connections / workers: beyond it requests get 503 */
+    size_t refusals;       /* requests refused since the limit was last reached */
+    hl_conn *owing_head;   /* connections owing a request, oldest deadline first */
+    hl_conn *owing_tail;
+    struct event *sweep; /* every second: request deadlines, then and again hang-ups */
+    unsigned sweeps;
+    size_t prefix_len; /* strlen(cfg->redis_prefix) */
+    int not_ready;     /* an hl_not_ready reason; HL_READY when ready (atomic) */
     pthread_t thread;
 } hl_worker;
+
+/* Why a worker is not ready (GET /readyz). */
+typedef enum hl_not_ready {
+    HL_READY = 0,
+    HL_NR_STOPPING,
+    HL_NR_SUB_DOWN,
+    HL_NR_CMD_DOWN,
+    HL_NR_LIBRARY,
+    HL_NR_SUBSCRIBING,
+} hl_not_ready;
 
 /* hl_worker.c */
 hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, char *err,
@@ -143,7 +180,8 @@ void hl_worker_join(hl_worker *w);
 void hl_worker_maybe_finish(hl_worker *w); /* called when a request ends */
 /* Makes the loop run MHD on its next turn (after resuming connections). */
 void hl_worker_kick(hl_worker *w);
-int hl_worker_ready(const hl_worker *w); /* any thread */
+/* NULL if the worker is ready, else why not, for people (any thread). */
+const char *hl_worker_not_ready(const hl_worker *w);
 void hl_worker_update_ready(hl_worker *w);
 
 /* hl_http.c */
@@ -153,6 +191,12 @@ enum MHD_Result hl_http_on_request(void *cls, struct MHD_Connection *conn, const
 void hl_http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                           enum MHD_RequestTerminationCode toe);
 size_t hl_http_unescape(void *cls, struct MHD_Connection *conn, char *s);
+void hl_http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                           enum MHD_ConnectionNotificationCode toe);
+void *hl_http_on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
+/* Closes connections past their request deadline; every other call also
+ * releases held polls whose client hung up. */
+void hl_http_sweep(hl_worker *w);
 /* Builds a response with holdline's common headers for a given origin.
  * data is copied. Returns NULL when out of memory. */
 struct MHD_Response *hl_http_response(const hl_worker *w, int origin, const char *ctype,
@@ -185,6 +229,10 @@ int hl_http_req_release(hl_req *r);
  * to 1 (the poll waits; suspend the connection) or 0 (out of memory). */
 struct MHD_Response *hl_poll_start(hl_req *r, const hl_span *chans, size_t n, uint64_t epoch,
                                    const hl_cur_part *parts, int *suspend);
+/* The client hung up: close the connection, free the poll. */
+void hl_poll_hangup(hl_req *r);
+/* Calls fn for every held poll of the worker, once each. fn may answer it. */
+void hl_poll_foreach(hl_worker *w, void (*fn)(hl_req *r, void *ud), void *ud);
 /* The poll's timeout: answers with no messages and its current cursor. */
 void hl_poll_timeout(hl_req *r);
 /* The connection went away (or the node stops): leave every channel. */
@@ -233,6 +281,10 @@ void hl_pubsub_tick(hl_worker *w);
 long long hl_pubsub_redis_now(const hl_worker *w);
 /* Polls whose read failed (Redis was away) are evaluated again. */
 void hl_poll_retry(hl_worker *w);
+/* Tries again, a little later, what Redis refused (a data set still
+ * loading, a full memory): the library load, syncs and history reads. */
+void hl_pubsub_retry_later(hl_worker *w);
+void hl_pubsub_retry(hl_worker *w);
 /* Frees channels and their linger timers (after the polls are gone). */
 void hl_pubsub_free(hl_worker *w);
 

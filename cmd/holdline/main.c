@@ -1,5 +1,6 @@
 /* holdline -- the node: flags, configuration, signals. Everything else is
  * in core/. */
+#include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -13,9 +14,6 @@
 #include "hl_node.h"
 
 #define HOLDLINE_VERSION "0.1.0"
-
-/* How long a stopping node lets requests in flight finish. */
-#define DRAIN_MS 5000
 
 static void usage(FILE *out) {
     fprintf(out, "usage: holdline [-c FILE] [-p PORT] [--redis HOST:PORT] [-t] [-v]\n"
@@ -31,6 +29,31 @@ static void usage(FILE *out) {
 
 static const char *env_get(const char *name) {
     return getenv(name);
+}
+
+/* SIGHUP: reopens log.file (after logrotate moved it) and applies
+ * log.level as the file and environment say now. Nothing else can change
+ * under a running node; a bad file leaves everything as it was. */
+static void reload(const char *config_path, const hl_config *running) {
+    if (running->log_file[0] && hl_log_open(running->log_file) != 0)
+        hl_error("SIGHUP: cannot reopen %s: %s; logging on to the old file", running->log_file,
+                 strerror(errno));
+    hl_config cfg;
+    char err[512];
+    hl_config_defaults(&cfg);
+    if ((config_path && hl_config_load_file(&cfg, config_path, err, sizeof(err)) != HL_OK) ||
+        hl_config_apply_env(&cfg, env_get, err, sizeof(err)) != HL_OK) {
+        hl_error("SIGHUP: %s; the log level stays as it was", err);
+        return;
+    }
+    int level = hl_log_level_parse(cfg.log_level);
+    if (level < 0) {
+        hl_error("SIGHUP: log.level '%s' is not a level; it stays as it was", cfg.log_level);
+        return;
+    }
+    hl_log_set_level((hl_log_level)level);
+    hl_info("SIGHUP: log file reopened, log level %s; other settings need a restart",
+            cfg.log_level);
 }
 
 int main(int argc, char **argv) {
@@ -97,6 +120,10 @@ int main(int argc, char **argv) {
     }
     hl_log_setup((hl_log_level)hl_log_level_parse(cfg.log_level),
                  strcmp(cfg.log_format, "json") == 0 ? HL_LOG_JSON : HL_LOG_TEXT);
+    if (cfg.log_file[0] && hl_log_open(cfg.log_file) != 0) {
+        fprintf(stderr, "holdline: log.file: cannot open %s: %s\n", cfg.log_file, strerror(errno));
+        return 2;
+    }
 
     /* Signals are taken by this thread alone, with sigwait; the workers
      * inherit the blocked mask. SIGPIPE is ignored because a client that
@@ -124,15 +151,14 @@ int main(int argc, char **argv) {
         int sig;
         if (sigwait(&set, &sig) != 0) continue;
         if (sig == SIGHUP) {
-            hl_info(
-                "SIGHUP: logs go to stderr and nothing is reloaded; restart to change settings");
+            reload(config_path, &cfg);
             continue;
         }
         hl_info("%s: answering waiters and stopping (drain up to %d ms)",
-                sig == SIGTERM ? "SIGTERM" : "SIGINT", DRAIN_MS);
+                sig == SIGTERM ? "SIGTERM" : "SIGINT", cfg.node_drain_ms);
         break;
     }
-    hl_node_stop(node, DRAIN_MS);
+    hl_node_stop(node, cfg.node_drain_ms);
     hl_node_free(node);
     hl_info("stopped");
     return 0;

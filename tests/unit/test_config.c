@@ -147,6 +147,8 @@ static void test_config_defaults_match_the_header(void **state) {
     assert_int_equal(cfg.http_max_connections, 20000);
     assert_int_equal(cfg.http_connection_memory, 8192);
     assert_int_equal(cfg.http_connection_timeout, 60);
+    assert_int_equal(cfg.http_max_url_bytes, 2048);
+    assert_int_equal(cfg.http_max_header_bytes, 4096);
     assert_int_equal(cfg.http_cors_origins_count, 0);
     assert_string_equal(cfg.redis_host, "127.0.0.1");
     assert_int_equal(cfg.redis_port, 6379);
@@ -155,7 +157,9 @@ static void test_config_defaults_match_the_header(void **state) {
     assert_string_equal(cfg.redis_prefix, "holdline:");
     assert_int_equal(cfg.redis_connect_timeout_ms, 2000);
     assert_int_equal(cfg.redis_reconnect_min_ms, 100);
-    assert_int_equal(cfg.redis_reconnect_max_ms, 5000);
+    assert_int_equal(cfg.redis_reconnect_max_ms, 1000);
+    assert_int_equal(cfg.redis_heartbeat_ms, 1000);
+    assert_int_equal(cfg.node_drain_ms, 5000);
     assert_int_equal(cfg.poll_default_timeout, 30);
     assert_int_equal(cfg.poll_max_timeout, 120);
     assert_int_equal(cfg.poll_max_channels, 16);
@@ -169,6 +173,7 @@ static void test_config_defaults_match_the_header(void **state) {
     assert_int_equal(cfg.publish_max_message_bytes, 65536);
     assert_string_equal(cfg.log_level, "info");
     assert_string_equal(cfg.log_format, "text");
+    assert_string_equal(cfg.log_file, "");
 
     /* The node name is "<hostname>-<pid>"; a long host name is cut. */
     snprintf(expect, sizeof(expect), "-%ld", (long)getpid());
@@ -203,12 +208,15 @@ static void test_config_example_file_gives_the_defaults(void **state) {
  * is not its default. */
 static const env_var not_defaults[] = {
     {"HOLDLINE_NODE_NAME", "edge-1"},
+    {"HOLDLINE_NODE_DRAIN_MS", "1"},
     {"HOLDLINE_HTTP_BIND", "127.0.0.1"},
     {"HOLDLINE_HTTP_PORT", "1"},
     {"HOLDLINE_HTTP_WORKERS", "3"},
     {"HOLDLINE_HTTP_MAX_CONNECTIONS", "5"},
     {"HOLDLINE_HTTP_CONNECTION_MEMORY", "4096"},
     {"HOLDLINE_HTTP_CONNECTION_TIMEOUT", "5"},
+    {"HOLDLINE_HTTP_MAX_URL_BYTES", "64"},
+    {"HOLDLINE_HTTP_MAX_HEADER_BYTES", "256"},
     {"HOLDLINE_HTTP_CORS_ORIGINS", "*"},
     {"HOLDLINE_REDIS_HOST", "redis.internal"},
     {"HOLDLINE_REDIS_PORT", "1"},
@@ -218,6 +226,7 @@ static const env_var not_defaults[] = {
     {"HOLDLINE_REDIS_CONNECT_TIMEOUT_MS", "1"},
     {"HOLDLINE_REDIS_RECONNECT_MIN_MS", "1"},
     {"HOLDLINE_REDIS_RECONNECT_MAX_MS", "2"},
+    {"HOLDLINE_REDIS_HEARTBEAT_MS", "100"},
     {"HOLDLINE_POLL_DEFAULT_TIMEOUT", "1"},
     {"HOLDLINE_POLL_MAX_TIMEOUT", "2"},
     {"HOLDLINE_POLL_MAX_CHANNELS", "1"},
@@ -231,6 +240,7 @@ static const env_var not_defaults[] = {
     {"HOLDLINE_PUBLISH_MAX_MESSAGE_BYTES", "1"},
     {"HOLDLINE_LOG_LEVEL", "debug"},
     {"HOLDLINE_LOG_FORMAT", "json"},
+    {"HOLDLINE_LOG_FILE", "/var/log/holdline.log"},
 };
 
 /* The example must list every setting: loading it over a config in which
@@ -643,12 +653,15 @@ static void test_config_load_string_survives_odd_input(void **state) {
 static void test_config_env_names_follow_group_and_setting(void **state) {
     static const char *const expected[] = {
         "HOLDLINE_NODE_NAME",
+        "HOLDLINE_NODE_DRAIN_MS",
         "HOLDLINE_HTTP_BIND",
         "HOLDLINE_HTTP_PORT",
         "HOLDLINE_HTTP_WORKERS",
         "HOLDLINE_HTTP_MAX_CONNECTIONS",
         "HOLDLINE_HTTP_CONNECTION_MEMORY",
         "HOLDLINE_HTTP_CONNECTION_TIMEOUT",
+        "HOLDLINE_HTTP_MAX_URL_BYTES",
+        "HOLDLINE_HTTP_MAX_HEADER_BYTES",
         "HOLDLINE_HTTP_CORS_ORIGINS",
         "HOLDLINE_REDIS_HOST",
         "HOLDLINE_REDIS_PORT",
@@ -658,6 +671,7 @@ static void test_config_env_names_follow_group_and_setting(void **state) {
         "HOLDLINE_REDIS_CONNECT_TIMEOUT_MS",
         "HOLDLINE_REDIS_RECONNECT_MIN_MS",
         "HOLDLINE_REDIS_RECONNECT_MAX_MS",
+        "HOLDLINE_REDIS_HEARTBEAT_MS",
         "HOLDLINE_POLL_DEFAULT_TIMEOUT",
         "HOLDLINE_POLL_MAX_TIMEOUT",
         "HOLDLINE_POLL_MAX_CHANNELS",
@@ -671,6 +685,7 @@ static void test_config_env_names_follow_group_and_setting(void **state) {
         "HOLDLINE_PUBLISH_MAX_MESSAGE_BYTES",
         "HOLDLINE_LOG_LEVEL",
         "HOLDLINE_LOG_FORMAT",
+        "HOLDLINE_LOG_FILE",
     };
     hl_config def, cfg;
     char err[256] = "";
@@ -1001,8 +1016,13 @@ static const struct {
     /* Relations between settings. */
     {INT_FIELD(poll_default_timeout), 121,
      "poll.default_timeout: must be between 1 and 120 (poll.max_timeout)"},
+    {INT_FIELD(http_connection_memory), 7167,
+     "http.connection_memory: must be at least http.max_url_bytes + http.max_header_bytes + 1024 "
+     "(7168), or those limits could never be reached"},
+    {INT_FIELD(redis_heartbeat_ms), 99, "redis.heartbeat_ms: must be between 100 and 600000"},
+    {INT_FIELD(node_drain_ms), 600001, "node.drain_ms: must be between 0 and 600000"},
     {INT_FIELD(redis_reconnect_min_ms), 5001,
-     "redis.reconnect_min_ms: must not be greater than redis.reconnect_max_ms (5000)"},
+     "redis.reconnect_min_ms: must not be greater than redis.reconnect_max_ms (1000)"},
     {INT_FIELD(http_cors_origins_count), -1, "http.cors_origins: must have at most 16 entries"},
     {INT_FIELD(http_cors_origins_count), 17, "http.cors_origins: must have at most 16 entries"},
     /* The default has no origins, so one counted entry is an empty one. */
@@ -1085,6 +1105,8 @@ static void test_config_validate_accepts_the_edges(void **state) {
     cfg.http_workers = 256;
     cfg.http_max_connections = 1000000;
     cfg.http_connection_memory = 2048;
+    cfg.http_max_url_bytes = 64;
+    cfg.http_max_header_bytes = 256;
     cfg.redis_db = 15;
     cfg.poll_linger_ms = 0;
     cfg.poll_default_timeout = 3600;

@@ -518,14 +518,16 @@ static const struct {
     {"1", 30, 120, HL_OK, 1},
     {"30", 30, 120, HL_OK, 30},
     {"120", 30, 120, HL_OK, 120},
-    {"121", 30, 120, HL_OK, 120},
+    {"121", 30, 120, HL_ERR, 0},
     {"007", 30, 120, HL_OK, 7},
-    {"2147483647", 30, 120, HL_OK, 120},
-    {"2147483648", 30, 120, HL_OK, 120},
-    {"9223372036854775807", 30, 120, HL_OK, 120},
-    {"9223372036854775808", 30, 120, HL_OK, 120},
-    {"99999999999999999999", 30, 120, HL_OK, 120},
-    {"18446744073709551617", 30, 120, HL_OK, 120},
+    {"3601", 30, 3600, HL_ERR, 0},
+    {"3600", 30, 3600, HL_OK, 3600},
+    {"2147483647", 30, 120, HL_ERR, 0},
+    {"2147483648", 30, 120, HL_ERR, 0},
+    {"9223372036854775807", 30, 120, HL_ERR, 0},
+    {"9223372036854775808", 30, 120, HL_ERR, 0},
+    {"99999999999999999999", 30, 120, HL_ERR, 0},
+    {"18446744073709551617", 30, 120, HL_ERR, 0},
     {"0", 30, 120, HL_ERR, 0},
     {"00", 30, 120, HL_ERR, 0},
     {"-0", 30, 120, HL_ERR, 0},
@@ -564,7 +566,10 @@ static void test_request_timeout_parse_table(void **state) {
                          timeout_cases[i].out);
         } else {
             assert_int_equal(out, -7); /* untouched on error */
-            assert_contains(err, "timeout must be whole seconds >= 1");
+            char want[64];
+            snprintf(want, sizeof(want), "timeout must be whole seconds from 1 to %d",
+                     timeout_cases[i].max);
+            assert_contains(err, want);
         }
         free(s);
     }
@@ -580,8 +585,9 @@ static void test_request_timeout_parse_very_long_values(void **state) {
 
     memset(s, '9', n);
     s[n] = '\0';
-    assert_int_equal(hl_timeout_parse(s, 30, 120, &out, err, sizeof(err)), HL_OK);
-    assert_int_equal(out, 120);
+    out = -7;
+    assert_int_equal(hl_timeout_parse(s, 30, 120, &out, err, sizeof(err)), HL_ERR);
+    assert_int_equal(out, -7);
 
     /* Leading zeros are still a small number. */
     memset(s, '0', n);
@@ -593,6 +599,20 @@ static void test_request_timeout_parse_very_long_values(void **state) {
     s[n - 1] = 'x';
     assert_int_equal(hl_timeout_parse(s, 30, 120, &out, NULL, 0), HL_ERR);
     free(s);
+}
+
+static void test_request_idempotency_keys(void **state) {
+    (void)state;
+    const char *good[] = {"a", "order-17", "A.b_c:d-9",
+                          "0123456789012345678901234567890123456789012345678901234567890123"};
+    const char *bad[] = {
+        "",     "a b",   "a/b",
+        "a~b",  "é",     "a\tb",
+        "x{y}", "a%20b", "01234567890123456789012345678901234567890123456789012345678901234"};
+    for (size_t i = 0; i < HL_ARRAY_LEN(good); i++)
+        if (!hl_idempotency_key_valid(good[i])) fail_msg("'%s' refused", good[i]);
+    for (size_t i = 0; i < HL_ARRAY_LEN(bad); i++)
+        if (hl_idempotency_key_valid(bad[i])) fail_msg("'%s' accepted", bad[i]);
 }
 
 /* ---- hl_percent_decode ------------------------------------------------------- */
@@ -731,6 +751,7 @@ int main(void) {
         cmocka_unit_test(test_request_channels_parse_hostile_bytes_and_lengths),
         cmocka_unit_test(test_request_timeout_parse_table),
         cmocka_unit_test(test_request_timeout_parse_very_long_values),
+        cmocka_unit_test(test_request_idempotency_keys),
         cmocka_unit_test(test_request_percent_decode_table),
         cmocka_unit_test(test_request_percent_decode_never_makes_a_valid_channel_of_nul),
         cmocka_unit_test(test_request_percent_decode_of_random_input),
