@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "hl_common.h"
 #include "hl_config.h"
@@ -29,6 +30,27 @@ static void usage(FILE *out) {
 
 static const char *env_get(const char *name) {
     return getenv(name);
+}
+
+/* Every connection is a descriptor: raises the soft open-file limit as far
+ * as the hard one allows, and says so at start if http.max_connections
+ * cannot be reached, rather than at the first EMFILE under load. */
+static void raise_fd_limit(const hl_config *cfg) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    /* The connections, the eighth past them that is refused with 503,
+     * and some for Redis links, epoll and logs. */
+    rlim_t need = (rlim_t)cfg->http_max_connections + (rlim_t)cfg->http_max_connections / 8 + 64;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        hl_warn("the open-file limit is %llu, but http.max_connections = %d needs about %llu: "
+                "raise it (ulimit -n, LimitNOFILE=) or lower http.max_connections",
+                (unsigned long long)rl.rlim_cur, cfg->http_max_connections,
+                (unsigned long long)need);
 }
 
 /* SIGHUP: reopens log.file (after logrotate moved it) and applies
@@ -136,6 +158,7 @@ int main(int argc, char **argv) {
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+    raise_fd_limit(&cfg);
     hl_node *node = hl_node_new(&cfg, err, sizeof(err));
     if (node == NULL) {
         hl_error("%s", err);
