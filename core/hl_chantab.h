@@ -52,6 +52,7 @@ typedef struct hl_chan {
     hl_msgcache cache;   /* recent messages */
     hl_msg *early;       /* READING: messages that arrived meanwhile, oldest first */
     hl_msg **early_tail; /* where the next early message is linked */
+    void *reads;         /* history reads in flight for this channel's polls (hl_pubsub.c) */
     size_t len;          /* of name */
     char name[];         /* NUL-terminated channel name, without prefix */
 } hl_chan;

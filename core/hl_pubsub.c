@@ -121,8 +121,11 @@ static void chan_forget(hl_chan *c) {
     c->early_tail = &c->early;
 }
 
+static void reads_orphan(hl_chan *c);
+
 static void chan_remove(hl_worker *w, hl_chan *c) {
     set_sub(w, c, HL_SUB_NONE);
+    reads_orphan(c);
     chan_forget(c);
     if (c->linger) event_free(c->linger);
     hl_chantab_remove(&w->chans, c);
@@ -749,45 +752,105 @@ void hl_pubsub_cmd_down(hl_rlink *l, void *ud) {
 
 /* ---- History reads for polls ------------------------------------------ */
 
+/* Polls that need the same read of a channel (the same cursor, the same
+ * count) share one: after a reconnect, the waiters of a channel mostly
+ * stand at the same place, and one read serves them all. */
+typedef struct hl_read {
+    hl_worker *w;
+    hl_chan *c; /* NULL once the channel is gone */
+    hl_cur_part after;
+    int count;
+    hl_link *members; /* through read_next */
+    struct hl_read *next;
+} hl_read;
+
+static void read_unlink(hl_read *rd) {
+    if (rd->c == NULL) return;
+    hl_read **p = (hl_read **)&rd->c->reads;
+    while (*p != rd)
+        p = &(*p)->next;
+    *p = rd->next;
+    rd->c = NULL;
+}
+
+/* The channel goes away: its reads in flight forget it. */
+static void reads_orphan(hl_chan *c) {
+    while (c->reads)
+        read_unlink(c->reads);
+}
+
 static void on_link_read(redisAsyncContext *ac, void *reply_, void *privdata) {
     (void)ac;
-    hl_link *lk = privdata;
-    hl_req *r = lk->r;
-    hl_worker *w = r->w;
+    hl_read *rd = privdata;
+    hl_worker *w = rd->w;
     const redisReply *reply = reply_;
-    if (hl_http_req_release(r)) return;
+    read_unlink(rd);
     hl_stream_state st;
     uint64_t epoch = 0;
     const redisReply *entries;
     int ok = parse_read(reply, &st, &epoch, &entries) == HL_OK;
-    hl_msg *msgs = NULL, **tail = &msgs;
     if (!ok) {
         if (reply != NULL && !library_missing(w, reply)) trouble(w, "a history read failed", reply);
-    } else if (lk->c != NULL && r->phase == HL_POLL_READING) {
-        for (size_t i = 0; entries && i < entries->elements; i++) {
-            hl_msg *m = entry_msg(entries->element[i], lk->c->name, lk->c->len);
-            if (m == NULL) continue;
-            *tail = m;
-            tail = &m->next;
-        }
-    }
-    if (ok) {
+    } else {
         no_trouble(w);
         note_redis_time(w, st.now_ms);
         adopt_epoch(w, epoch);
     }
-    hl_poll_on_read(lk, &st, epoch, msgs, ok);
+    hl_link *lk = rd->members;
+    free(rd);
+    while (lk) {
+        hl_link *next = lk->read_next;
+        lk->read_next = NULL;
+        hl_req *r = lk->r;
+        if (hl_http_req_release(r)) {
+            lk = next;
+            continue;
+        }
+        hl_msg *msgs = NULL, **tail = &msgs;
+        if (ok && lk->c != NULL && r->phase == HL_POLL_READING) {
+            for (size_t i = 0; entries && i < entries->elements; i++) {
+                hl_msg *m = entry_msg(entries->element[i], lk->c->name, lk->c->len);
+                if (m == NULL) continue;
+                *tail = m;
+                tail = &m->next;
+            }
+        }
+        hl_poll_on_read(lk, &st, epoch, msgs, ok);
+        lk = next;
+    }
+}
+
+static int same_place(hl_cur_part a, hl_cur_part b) {
+    return a.kind == b.kind && (a.kind != HL_CUR_AT || hl_sid_cmp(a.id, b.id) == 0);
 }
 
 int hl_pubsub_read(hl_worker *w, hl_link *lk, int count) {
     if (!w->cmd_ready || lk->c == NULL) return HL_ERR;
-    char after[HL_SID_MAXLEN + 1] = "0";
-    if (lk->cur.kind == HL_CUR_AT) hl_sid_format(lk->cur.id, after);
-    if (redisAsyncCommand(w->cmd.ac, on_link_read, lk,
-                          "FCALL holdline_read 2 {%b%b}:log %s %s %d %s", w->cfg->redis_prefix,
-                          w->prefix_len, lk->c->name, lk->c->len, w->epoch_key, after, count,
-                          w->epoch_mine) != REDIS_OK)
-        return HL_ERR;
+    hl_chan *c = lk->c;
+    hl_read *rd = c->reads;
+    while (rd && !(rd->count == count && same_place(rd->after, lk->cur)))
+        rd = rd->next;
+    if (rd == NULL) {
+        rd = calloc(1, sizeof(*rd));
+        if (rd == NULL) return HL_ERR;
+        char after[HL_SID_MAXLEN + 1] = "0";
+        if (lk->cur.kind == HL_CUR_AT) hl_sid_format(lk->cur.id, after);
+        if (redisAsyncCommand(w->cmd.ac, on_link_read, rd,
+                              "FCALL holdline_read 2 {%b%b}:log %s %s %d %s", w->cfg->redis_prefix,
+                              w->prefix_len, c->name, c->len, w->epoch_key, after, count,
+                              w->epoch_mine) != REDIS_OK) {
+            free(rd);
+            return HL_ERR;
+        }
+        rd->w = w;
+        rd->c = c;
+        rd->after = lk->cur;
+        rd->count = count;
+        rd->next = c->reads;
+        c->reads = rd;
+    }
+    lk->read_next = rd->members;
+    rd->members = lk;
     lk->r->redis_pending++;
     return HL_OK;
 }

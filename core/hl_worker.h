@@ -70,6 +70,7 @@ typedef struct hl_link {
     int verified;                /* cur was checked against Redis: it may be ahead of c's cache */
     int level;                   /* a read found nothing after cur: no new read until news */
     int reading;                 /* a history read for this link is in flight */
+    struct hl_link *read_next;   /* the next link sharing that read */
     hl_msg *got;                 /* what that read returned, oldest first; the link's */
 } hl_link;
 

@@ -219,12 +219,69 @@ static void test_an_emptied_stream_gives_missed(void **state) {
     assert_string_equal(e1, e2);
 }
 
+/* FCALL calls Redis has run so far (INFO commandstats). */
+static long fcall_calls(void) {
+    char out[8192];
+    const char *argv[] = {"INFO", "commandstats"};
+    redis_cmd(out, sizeof(out), 2, argv);
+    const char *p = strstr(out, "cmdstat_fcall:calls=");
+    return p ? strtol(p + strlen("cmdstat_fcall:calls="), NULL, 10) : 0;
+}
+
+/* Polls that need the same read of Redis (here: 300 clients asking for
+ * the whole history of a channel longer than the cache, all at once)
+ * share it, instead of one read each. */
+static void test_polls_at_the_same_cursor_share_one_read(void **state) {
+    (void)state;
+    enum { N = 300, MSGS = 150 };
+    char out[256], data[16];
+    for (int i = 1; i <= MSGS; i++) {
+        snprintf(data, sizeof(data), "m%d", i);
+        const char *argv[] = {"FCALL", "holdline_publish", "1", "{holdline:shared}:log", data};
+        redis_cmd(out, sizeof(out), 5, argv);
+    }
+    long before = fcall_calls();
+    const char *req = "GET /poll/shared?cursor=0&timeout=5 HTTP/1.1\r\nHost: t\r\n"
+                      "Connection: close\r\n\r\n";
+    const char **reqs = calloc(N, sizeof(*reqs));
+    int *ports = calloc(N, sizeof(*ports));
+    it_conn *c = calloc(N, sizeof(*c));
+    assert_non_null(reqs);
+    assert_non_null(ports);
+    assert_non_null(c);
+    for (int i = 0; i < N; i++) {
+        reqs[i] = req;
+        ports[i] = node_b.port;
+    }
+    assert_int_equal(it_multi_open(c, N, ports, reqs), 0);
+    assert_int_equal(it_multi_wait(c, N, 8000), N);
+    long reads = fcall_calls() - before;
+    int full = 0;
+    for (int i = 0; i < N; i++) {
+        const char *b = c[i].resp.body;
+        /* poll.max_messages (100) of them, from the first. */
+        full += c[i].resp.status == 200 && b && strstr(b, "\"data\":\"m1\"") &&
+                strstr(b, "\"data\":\"m100\"") && !strstr(b, "\"data\":\"m101\"");
+    }
+    printf("%d polls with cursor 0 over %d messages: %d full answers, %ld Redis reads\n", N, MSGS,
+           full, reads);
+    assert_int_equal(full, N);
+    /* Without sharing it would be one read per poll (and a sync read per
+     * worker); clients arrive over a few loop turns, so a few reads. */
+    assert_true(reads < N / 5);
+    it_multi_free(c, N);
+    free(c);
+    free(ports);
+    free(reqs);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_forged_frame_does_not_silence_the_channel),
         cmocka_unit_test(test_a_channel_quiet_for_longer_than_the_ttl_reports_no_missed),
         cmocka_unit_test(test_deleting_the_newest_entries_gives_missed_and_no_spinning),
         cmocka_unit_test(test_an_emptied_stream_gives_missed),
+        cmocka_unit_test(test_polls_at_the_same_cursor_share_one_read),
     };
     return it_finish(
         cmocka_run_group_tests_name("cursor edges (redis + 2 nodes)", tests, setup, teardown));
