@@ -214,10 +214,37 @@ static hl_conn *conn_of(struct MHD_Connection *conn) {
     return ci ? ci->socket_context : NULL;
 }
 
+/* No holdline request has more query parameters than this. */
+#define MAX_QUERY_PARAMS 16
+
+/* Called with the request target as soon as the request line is in,
+ * before MHD splits off the query. Two things MHD 0.9.75 gets wrong are
+ * caught here (the target lies in MHD's read buffer, writable, and MHD
+ * has ended it with a NUL where the " HTTP/1.x" began):
+ *   - a NUL byte inside the target: MHD would serve the part before it,
+ *     so "/poll/a<NUL>b" would poll "a";
+ *   - many query parameters: MHD stores each in the connection's memory
+ *     pool and, when that runs out, leaves the connection hanging with no
+ *     answer. Past MAX_QUERY_PARAMS the '&'s are blanked out, so MHD
+ *     stores one parameter; the request is refused with 400 anyway. */
 void *hl_http_on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
     (void)cls;
     hl_conn *hc = conn_of(conn);
-    if (hc) hc->url_len = (unsigned)strnlen(uri, 1u << 30);
+    if (hc == NULL) return NULL;
+    size_t n = strnlen(uri, 1u << 30);
+    hc->url_len = (unsigned)n;
+    hc->bad_target = strncmp(uri + n + 1, "HTTP/", 5) != 0;
+    const char *q = memchr(uri, '?', n);
+    if (q != NULL) {
+        size_t params = 1;
+        for (const char *p = q; p < uri + n; p++)
+            params += *p == '&';
+        if (params > MAX_QUERY_PARAMS) {
+            hc->bad_target = 1;
+            for (char *p = (char *)q; p < uri + n; p++)
+                if (*p == '&') *p = ';';
+        }
+    }
     return NULL; /* the request's context is made by the access handler */
 }
 
@@ -507,11 +534,17 @@ static enum MHD_Result start(hl_req *r, const char *url, const char *method) {
     return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
 }
 
+typedef struct header_count {
+    size_t bytes;
+    int nul; /* a name or value holds a NUL byte (MHD would cut it there) */
+} header_count;
+
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                    const char *value) {
+                                    size_t key_size, const char *value, size_t value_size) {
     (void)kind;
-    size_t *n = cls;
-    *n += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+    header_count *hc = cls;
+    hc->bytes += key_size + value_size + 4; /* ": " and CRLF */
+    if (strlen(key) != key_size || (value && strlen(value) != value_size)) hc->nul = 1;
     return MHD_YES;
 }
 
@@ -554,9 +587,18 @@ static int refused(hl_req *r, enum MHD_Result *ret) {
         *ret = reply_error(r, MHD_HTTP_URI_TOO_LONG, "url_too_long", detail);
         return 1;
     }
-    size_t hbytes = 0;
-    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, &hbytes);
-    if (hbytes > (size_t)cfg->http_max_header_bytes) {
+    if (r->hc && r->hc->bad_target) {
+        *ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request",
+                           "the request target holds a NUL byte or more than 16 parameters");
+        return 1;
+    }
+    header_count h = {0, 0};
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, count_header, &h);
+    if (h.nul) {
+        *ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request", "a header holds a NUL byte");
+        return 1;
+    }
+    if (h.bytes > (size_t)cfg->http_max_header_bytes) {
         char detail[96];
         snprintf(detail, sizeof(detail), "the request headers are larger than %d bytes",
                  cfg->http_max_header_bytes);

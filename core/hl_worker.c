@@ -235,7 +235,7 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_NOTIFY_COMPLETED,
         hl_http_on_completed, w, MHD_OPTION_UNESCAPE_CALLBACK, hl_http_unescape, NULL,
         MHD_OPTION_NOTIFY_CONNECTION, hl_http_on_connection, w, MHD_OPTION_URI_LOG_CALLBACK,
-        hl_http_on_uri, w, MHD_OPTION_END);
+        hl_http_on_uri, w, MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_END);
     if (w->mhd == NULL) {
         hl_set_error(err, errlen, "cannot listen on %s:%d: %s", cfg->http_bind, cfg->http_port,
                      errno ? strerror(errno) : "libmicrohttpd refused to start");

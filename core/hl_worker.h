@@ -85,6 +85,7 @@ typedef struct hl_conn {
     struct hl_conn *prev, *next; /* the worker's list of connections owing a request */
     int owing;                   /* on that list */
     int admitted;                /* counted against http.max_connections */
+    int bad_target;              /* the request target holds a NUL or too many parameters */
 } hl_conn;
 
 typedef struct hl_req {
