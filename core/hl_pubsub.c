@@ -322,6 +322,10 @@ static void adopt_epoch(hl_worker *w, uint64_t e) {
                 "gone; clients from before are told they missed messages",
                 w->id, (unsigned long long)e, (unsigned long long)w->epoch);
     w->epoch = e;
+    /* Were Redis to lose its data again, this worker's proposal would be
+     * the first to be stored; it must not be the epoch clients hold now,
+     * or their old cursors would pass for current ones. */
+    if (epoch_of(w->epoch_mine, strlen(w->epoch_mine)) == e) hl_worker_new_proposal(w);
     hl_chantab_foreach(&w->chans, unsync_chan, w);
     hl_chantab_foreach(&w->chans, sync_chan, w);
 }

@@ -174,6 +174,10 @@ static uint64_t new_epoch(void) {
     return e ? e : 1;
 }
 
+void hl_worker_new_proposal(hl_worker *w) {
+    snprintf(w->epoch_mine, sizeof(w->epoch_mine), "%llx", (unsigned long long)new_epoch());
+}
+
 hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, char *err,
                          size_t errlen) {
     hl_worker *w = calloc(1, sizeof(*w));
@@ -194,7 +198,7 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
              id);
     w->not_ready = HL_NR_SUB_DOWN;
     snprintf(w->epoch_key, sizeof(w->epoch_key), "%sepoch", cfg->redis_prefix);
-    snprintf(w->epoch_mine, sizeof(w->epoch_mine), "%llx", (unsigned long long)new_epoch());
+    hl_worker_new_proposal(w);
 
     /* Without PRECISE_TIMER libevent reads CLOCK_MONOTONIC_COARSE, whose
      * ticks of a few ms let a poll's timeout fire before it is due. */

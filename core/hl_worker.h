@@ -180,6 +180,9 @@ int hl_worker_start(hl_worker *w, char *err, size_t errlen);
 void hl_worker_request_stop(hl_worker *w, int drain_ms); /* any thread */
 void hl_worker_join(hl_worker *w);
 void hl_worker_maybe_finish(hl_worker *w); /* called when a request ends */
+/* Draws a new epoch_mine: the next data set this worker finds empty
+ * must not get an epoch any client already holds. */
+void hl_worker_new_proposal(hl_worker *w);
 /* Makes the loop run MHD on its next turn (after resuming connections). */
 void hl_worker_kick(hl_worker *w);
 /* NULL if the worker is ready, else why not, for people (any thread). */
