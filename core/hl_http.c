@@ -261,6 +261,21 @@ static void check_hangup(hl_req *r, void *ud) {
     }
 }
 
+void hl_http_close_owing(hl_worker *w) {
+    size_t n = 0;
+    while (w->owing_head) {
+        hl_conn *hc = w->owing_head;
+        owing_remove(hc);
+        if (hc->fd >= 0) shutdown(hc->fd, SHUT_RDWR);
+        n++;
+    }
+    if (n > 0) {
+        hl_debug("worker %d: stopping: closed %zu connections without a complete request", w->id,
+                 n);
+        hl_worker_kick(w);
+    }
+}
+
 void hl_http_sweep(hl_worker *w) {
     long long now = mono_ms();
     size_t late = 0;

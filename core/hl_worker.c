@@ -134,6 +134,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
     MHD_socket lfd = MHD_quiesce_daemon(w->mhd);
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
     hl_poll_answer_all(w);
+    hl_http_close_owing(w);
     int ms = w->drain_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(w->drain_timer, &tv);

@@ -202,6 +202,10 @@ void *hl_http_on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
 /* Closes connections past their request deadline; every other call also
  * releases held polls whose client hung up. */
 void hl_http_sweep(hl_worker *w);
+/* Stopping: closes every connection that has not sent a whole request
+ * (idle keep-alive, a publish body half sent), so none holds up the
+ * drain. */
+void hl_http_close_owing(hl_worker *w);
 /* Builds a response with holdline's common headers for a given origin.
  * data is copied. Returns NULL when out of memory. */
 struct MHD_Response *hl_http_response(const hl_worker *w, int origin, const char *ctype,

@@ -134,8 +134,46 @@ int it_free_port(void) {
 }
 
 pid_t it_spawn(const char *const argv[], const char *logpath) {
+    return it_spawn_env(argv, NULL, logpath);
+}
+
+/* The environment for a child: ours, with each "NAME=value" of env in
+ * place of an entry of the same name. Built before fork, so that the child
+ * (of a process that may run threads) only calls exec. NULL when env is
+ * NULL; the caller frees the array, not the strings. */
+static char **child_environ(const char *const env[]) {
+    extern char **environ;
+    if (env == NULL) return NULL;
+    size_t n = 0, k = 0;
+    while (environ[n])
+        n++;
+    while (env[k])
+        k++;
+    char **out = calloc(n + k + 1, sizeof(*out));
+    if (out == NULL) return NULL;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int replaced = 0;
+        for (size_t j = 0; j < k && !replaced; j++) {
+            size_t len = strcspn(env[j], "=");
+            replaced = strncmp(environ[i], env[j], len) == 0 && environ[i][len] == '=';
+        }
+        if (!replaced) out[m++] = environ[i];
+    }
+    for (size_t j = 0; j < k; j++)
+        if (strchr(env[j], '=')) out[m++] = (char *)env[j]; /* exec does not write it */
+    out[m] = NULL;
+    return out;
+}
+
+pid_t it_spawn_env(const char *const argv[], const char *const env[], const char *logpath) {
+    char **envp = child_environ(env);
+    if (env && envp == NULL) return -1;
     pid_t pid = fork();
-    if (pid < 0) return -1;
+    if (pid < 0) {
+        free(envp);
+        return -1;
+    }
     if (pid == 0) {
         int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
         int devnull = open("/dev/null", O_RDONLY);
@@ -146,16 +184,25 @@ pid_t it_spawn(const char *const argv[], const char *logpath) {
         if (devnull >= 0) dup2(devnull, 0);
         signal(SIGPIPE, SIG_DFL);
         /* execvp's prototype predates const; it does not write argv. */
-        execvp(argv[0], (char *const *)argv);
+        if (envp)
+            execvpe(argv[0], (char *const *)argv, envp);
+        else
+            execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
+    free(envp);
     register_pid(pid);
     return pid;
 }
 
+int it_alive(pid_t pid) {
+    if (pid <= 0) return 0;
+    return waitpid(pid, NULL, WNOHANG) == 0;
+}
+
 int it_stop(pid_t pid, int sig, int timeout_ms) {
     if (pid <= 0) return -1;
-    kill(pid, sig);
+    if (sig) kill(pid, sig);
     long long end = it_now_ms() + timeout_ms;
     int status;
     while (it_now_ms() < end) {
@@ -172,7 +219,7 @@ int it_stop(pid_t pid, int sig, int timeout_ms) {
     return -1;
 }
 
-static int tcp_connect(int port) {
+int it_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) return -1;
     struct sockaddr_in sa = {.sin_family = AF_INET,
@@ -187,7 +234,7 @@ static int tcp_connect(int port) {
     return fd;
 }
 
-static int write_all(int fd, const void *p, size_t n) {
+int it_write_all(int fd, const void *p, size_t n) {
     const char *s = p;
     while (n > 0) {
         ssize_t w = write(fd, s, n);
@@ -200,14 +247,14 @@ static int write_all(int fd, const void *p, size_t n) {
 }
 
 int it_redis_cmd(int port, char *out, size_t outlen, int argc, const char *const argv[]) {
-    int fd = tcp_connect(port);
+    int fd = it_connect(port);
     if (fd < 0) return -1;
     char buf[8192];
     int n = snprintf(buf, sizeof(buf), "*%d\r\n", argc);
     for (int i = 0; i < argc && n < (int)sizeof(buf); i++)
         n += snprintf(buf + n, sizeof(buf) - (size_t)n, "$%zu\r\n%s\r\n", strlen(argv[i]), argv[i]);
     int rc = -1;
-    if (n < (int)sizeof(buf) && write_all(fd, buf, (size_t)n) == 0) {
+    if (n < (int)sizeof(buf) && it_write_all(fd, buf, (size_t)n) == 0) {
         struct pollfd p = {fd, POLLIN, 0};
         size_t len = 0;
         /* Read until a reply line is in; an array reply (PUBSUB NUMSUB)
@@ -234,6 +281,10 @@ int it_redis_cmd(int port, char *out, size_t outlen, int argc, const char *const
 }
 
 int it_redis_start(it_redis *r) {
+    return it_redis_start_args(r, NULL);
+}
+
+int it_redis_start_args(it_redis *r, const char *const extra[]) {
     if (r->port == 0) r->port = it_free_port();
     if (r->dir[0] == '\0') {
         snprintf(r->dir, sizeof(r->dir), "%s/redis-XXXXXX", it_run_dir());
@@ -242,8 +293,12 @@ int it_redis_start(it_redis *r) {
     char port[16], log[128];
     snprintf(port, sizeof(port), "%d", r->port);
     snprintf(log, sizeof(log), "%s/redis.log", r->dir);
-    const char *argv[] = {"redis-server", "--port", port,    "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no",     "--dir", r->dir,   NULL};
+    const char *argv[32] = {"redis-server", "--port", port,    "--bind", "127.0.0.1", "--save", "",
+                            "--appendonly", "no",     "--dir", r->dir};
+    int k = 11;
+    for (int i = 0; extra && extra[i] && k < 31; i++)
+        argv[k++] = extra[i];
+    argv[k] = NULL;
     r->pid = it_spawn(argv, log);
     if (r->pid < 0) return -1;
     for (int i = 0; i < 300; i++) {
@@ -254,6 +309,13 @@ int it_redis_start(it_redis *r) {
         sleep_ms(10);
     }
     return -1;
+}
+
+long long it_redis_int(int port, int argc, const char *const argv[]) {
+    char out[8192];
+    if (it_redis_cmd(port, out, sizeof(out), argc, argv) != 0) return -1;
+    const char *colon = out[0] == '*' ? strrchr(out, ':') : out[0] == ':' ? out : NULL;
+    return colon ? atoll(colon + 1) : -1;
 }
 
 void it_redis_stop(it_redis *r) {
@@ -340,15 +402,24 @@ static int parse_answer(const char *buf, size_t len, int closed, it_resp *out) {
 }
 
 int it_raw(int port, const void *req, size_t len, int timeout_ms, it_resp *out) {
+    int closed;
+    return it_raw_ex(port, req, len, 0, timeout_ms, out, &closed);
+}
+
+int it_raw_ex(int port, const void *req, size_t len, int half_close, int timeout_ms, it_resp *out,
+              int *closed) {
     memset(out, 0, sizeof(*out));
+    *closed = 0;
     it_conn c;
     memset(&c, 0, sizeof(c));
-    c.fd = tcp_connect(port);
+    c.fd = it_connect(port);
     if (c.fd < 0) return -1;
     /* A failed write is not the end: the server may have answered and
      * closed before reading everything (413, slow senders). */
-    (void)write_all(c.fd, req, len);
+    (void)it_write_all(c.fd, req, len);
+    if (half_close) shutdown(c.fd, SHUT_WR);
     it_multi_wait(&c, 1, timeout_ms);
+    *closed = c.done;
     int rc = -1;
     if (c.done && c.resp.status) {
         *out = c.resp;
@@ -379,10 +450,15 @@ int it_http(int port, const char *method, const char *path, const char *body, si
 }
 
 int it_multi_open(it_conn *c, size_t n, const int *port, const char *const *req) {
+    /* Every entry is valid for it_multi_wait and it_multi_free even when a
+     * connection in the middle fails. */
     for (size_t i = 0; i < n; i++) {
         memset(&c[i], 0, sizeof(c[i]));
-        c[i].fd = tcp_connect(port[i]);
-        if (c[i].fd < 0 || write_all(c[i].fd, req[i], strlen(req[i])) != 0) return -1;
+        c[i].fd = -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        c[i].fd = it_connect(port[i]);
+        if (c[i].fd < 0 || it_write_all(c[i].fd, req[i], strlen(req[i])) != 0) return -1;
     }
     return 0;
 }
@@ -436,6 +512,11 @@ void it_multi_free(it_conn *c, size_t n) {
 }
 
 int it_node_start(it_node *n, int redis_port, const char *const extra[]) {
+    return it_node_start_env(n, redis_port, extra, NULL);
+}
+
+int it_node_start_env(it_node *n, int redis_port, const char *const extra[],
+                      const char *const env[]) {
     n->port = it_free_port();
     snprintf(n->log, sizeof(n->log), "%s/node-%d.log", it_run_dir(), n->port);
     unlink(n->log);
@@ -454,7 +535,7 @@ int it_node_start(it_node *n, int redis_port, const char *const extra[]) {
     for (int i = 0; extra && extra[i] && k < 31; i++)
         argv[k++] = extra[i];
     argv[k] = NULL;
-    n->pid = it_spawn(argv, n->log);
+    n->pid = it_spawn_env(argv, env, n->log);
     if (n->pid < 0) return -1;
     for (int i = 0; i < 500; i++) {
         it_resp r;
@@ -490,4 +571,203 @@ int it_log_has_crash(const char *path) {
             bad = 1;
     fclose(f);
     return bad;
+}
+
+long long it_wait_status(int port, const char *path, int want, int timeout_ms, int interval_ms) {
+    long long t0 = it_now_ms();
+    for (;;) {
+        it_resp r;
+        int status = 0;
+        if (it_http(port, "GET", path, NULL, 0, NULL, 1000, &r) == 0) {
+            status = r.status;
+            it_resp_free(&r);
+        }
+        if (status == want) return it_now_ms() - t0;
+        if (it_now_ms() - t0 >= timeout_ms) return -1;
+        sleep_ms(interval_ms);
+    }
+}
+
+/* ---- the JSON reader ---- */
+
+static const char *js_ws(const char *p) {
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+        p++;
+    return p;
+}
+
+/* The string at p (its opening quote) into out, simple escapes decoded
+ * (\uXXXX becomes '?'); returns the byte after the closing quote, or NULL
+ * if there is no string or it does not fit. */
+static const char *js_str(const char *p, char *out, size_t outlen) {
+    size_t n = 0;
+    if (*p != '"') return NULL;
+    for (p++; *p != '"'; p++) {
+        char c = *p;
+        if (c == '\0') return NULL;
+        if (c == '\\') {
+            c = *++p;
+            switch (c) {
+            case '"':
+            case '\\':
+            case '/': break;
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            case 'b': c = '\b'; break;
+            case 'f': c = '\f'; break;
+            case 'u':
+                for (int i = 1; i <= 4; i++)
+                    if (p[i] == '\0' || strchr("0123456789abcdefABCDEF", p[i]) == NULL) return NULL;
+                p += 4;
+                c = '?';
+                break;
+            default: return NULL;
+            }
+        }
+        if (n + 1 >= outlen) return NULL;
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return p + 1;
+}
+
+static const char *js_token(const char *p, char *out, size_t outlen) {
+    size_t n = 0;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '+' ||
+           *p == '.' || *p == 'E') {
+        if (n + 1 >= outlen) return NULL;
+        out[n++] = *p++;
+    }
+    out[n] = '\0';
+    return n ? p : NULL;
+}
+
+static const char *js_scalar(const char *p, char *out, size_t outlen) {
+    return *p == '"' ? js_str(p, out, outlen) : js_token(p, out, outlen);
+}
+
+static const char *js_skip(const char *p) {
+    if (*p != '[' && *p != '{') {
+        if (*p == '"') {
+            for (p++; *p != '"'; p++) {
+                if (*p == '\0') return NULL;
+                if (*p == '\\' && *++p == '\0') return NULL;
+            }
+            return p + 1;
+        }
+        char tok[64];
+        return js_token(p, tok, sizeof(tok));
+    }
+    int depth = 0;
+    for (; *p; p++) {
+        if (*p == '"') {
+            p = js_skip(p);
+            if (p == NULL) return NULL;
+            p--;
+        } else if (*p == '[' || *p == '{') {
+            depth++;
+        } else if ((*p == ']' || *p == '}') && --depth == 0) {
+            return p + 1;
+        }
+    }
+    return NULL;
+}
+
+typedef const char *js_field_fn(const char *key, const char *p, void *ctx);
+
+static const char *js_object(const char *p, js_field_fn *fn, void *ctx) {
+    p = js_ws(p);
+    if (*p != '{') return NULL;
+    p = js_ws(p + 1);
+    if (*p == '}') return p + 1;
+    for (;;) {
+        char key[64];
+        p = js_str(p, key, sizeof(key));
+        if (p == NULL) return NULL;
+        p = js_ws(p);
+        if (*p != ':') return NULL;
+        p = fn(key, js_ws(p + 1), ctx);
+        if (p == NULL) return NULL;
+        p = js_ws(p);
+        if (*p == '}') return p + 1;
+        if (*p != ',') return NULL;
+        p = js_ws(p + 1);
+    }
+}
+
+static const char *js_msg_field(const char *key, const char *p, void *ctx) {
+    it_msg *m = ctx;
+    if (strcmp(key, "channel") == 0) return js_scalar(p, m->channel, sizeof(m->channel));
+    if (strcmp(key, "id") == 0) return js_scalar(p, m->id, sizeof(m->id));
+    if (strcmp(key, "data") == 0) return js_scalar(p, m->data, sizeof(m->data));
+    return js_skip(p);
+}
+
+static const char *js_messages(const char *p, it_json *j) {
+    if (*p != '[') return NULL;
+    p = js_ws(p + 1);
+    if (*p == ']') return p + 1;
+    for (;;) {
+        if (j->n == j->cap) {
+            j->cap = j->cap ? j->cap * 2 : 16;
+            j->msgs = realloc(j->msgs, j->cap * sizeof(*j->msgs));
+        }
+        it_msg *m = &j->msgs[j->n];
+        memset(m, 0, sizeof(*m));
+        p = js_object(p, js_msg_field, m);
+        if (p == NULL) return NULL;
+        j->n++;
+        p = js_ws(p);
+        if (*p == ']') return p + 1;
+        if (*p != ',') return NULL;
+        p = js_ws(p + 1);
+    }
+}
+
+static const char *js_bool(const char *p, int *out) {
+    char tok[16];
+    const char *q = js_token(p, tok, sizeof(tok));
+    if (q) *out = strcmp(tok, "true") == 0 ? 1 : strcmp(tok, "false") == 0 ? 0 : -1;
+    return q;
+}
+
+static const char *js_field(const char *key, const char *p, void *ctx) {
+    it_json *j = ctx;
+    if (strcmp(key, "cursor") == 0) return js_scalar(p, j->cursor, sizeof(j->cursor));
+    if (strcmp(key, "error") == 0) return js_scalar(p, j->error, sizeof(j->error));
+    if (strcmp(key, "detail") == 0) {
+        /* A long detail is cut, not a parse error. */
+        const char *q = js_scalar(p, j->detail, sizeof(j->detail));
+        return q ? q : js_skip(p);
+    }
+    if (strcmp(key, "id") == 0) return js_scalar(p, j->id, sizeof(j->id));
+    if (strcmp(key, "channel") == 0) return js_scalar(p, j->channel, sizeof(j->channel));
+    if (strcmp(key, "status") == 0) return js_scalar(p, j->status, sizeof(j->status));
+    if (strcmp(key, "messages") == 0) return js_messages(p, j);
+    if (strcmp(key, "missed") == 0) return js_bool(p, &j->missed);
+    if (strcmp(key, "duplicate") == 0) return js_bool(p, &j->duplicate);
+    if (strcmp(key, "length") == 0) {
+        char tok[32];
+        const char *q = js_token(p, tok, sizeof(tok));
+        if (q) j->length = atoll(tok);
+        return q;
+    }
+    return js_skip(p);
+}
+
+int it_json_parse(const char *body, it_json *j) {
+    memset(j, 0, sizeof(*j));
+    j->missed = j->duplicate = -1;
+    j->length = -1;
+    if (body == NULL) return -1;
+    const char *end = js_object(body, js_field, j);
+    j->parsed = end != NULL && *js_ws(end) == '\0';
+    return j->parsed ? 0 : -1;
+}
+
+void it_json_free(it_json *j) {
+    free(j->msgs);
+    j->msgs = NULL;
+    j->n = j->cap = 0;
 }
