@@ -3,6 +3,7 @@
 #   make                 build bin/holdline
 #   make test            install missing Debian packages, build, run every test
 #   make demo            install missing packages, start redis + 3 nodes + publisher
+#   make bench           the standard benchmark set (scripts/bench.sh)
 #   make SANITIZER=address test   the same suite under ASan+UBSan (build/address/)
 #   make install PREFIX=/usr/local DESTDIR=
 
@@ -94,6 +95,41 @@ $(ITEST_BIN): $(OUT)/tests/test_%: tests/integration/test_%.c $(ITEST_LIB)
 
 tests: $(BIN)/holdline $(UNIT_BIN) $(ITEST_BIN)
 
+# ---------------------------------------------------------------------------
+# holdline-bench: the load generator (cmd/holdline-bench/, libc only, so no
+# pkg-config flags or libraries). Part of `all` and of `tests`, because the
+# integration suite runs a short smoke test of each mode with it.
+# `make bench` runs the standard set against redis + two local nodes
+# (scripts/bench.sh; BENCH_SCALE=0.05 scales every count down).
+BENCH_SRC := $(wildcard cmd/holdline-bench/*.c)
+BENCH_OBJ := $(BENCH_SRC:%.c=$(OUT)/%.o)
+BENCH_CFLAGS = -std=c11 -D_GNU_SOURCE -MMD -MP $(WARN) $(SAN_FLAGS) $(CFLAGS)
+
+.PHONY: bench
+all: $(BIN)/holdline-bench
+tests: $(BIN)/holdline-bench
+
+$(OUT)/cmd/holdline-bench/%.o: cmd/holdline-bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -c -o $@ $<
+
+$(BIN)/holdline-bench: $(BENCH_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $(LINK_INPUTS) -lm $(LDLIBS)
+
+# Its pure parts (HTTP heads, poll answers, counters) have a unit test that
+# links them alone; this rule wins over the core unit-test pattern above.
+$(OUT)/tests/test_bench_parse: tests/unit/test_bench_parse.c \
+		$(OUT)/cmd/holdline-bench/hb_parse.o $(OUT)/cmd/holdline-bench/hb_stats.o
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -Icmd/holdline-bench $(shell $(PKG_CONFIG) --cflags cmocka) \
+		$(SAN_FLAGS) $(LDFLAGS) -o $@ $(LINK_INPUTS) $(shell $(PKG_CONFIG) --libs cmocka)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bash scripts/bench.sh "$(BIN)"
+# ---------------------------------------------------------------------------
+
 deps:
 	@sh scripts/deps.sh
 
@@ -116,6 +152,55 @@ install: $(BIN)/holdline
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/holdline $(DESTDIR)$(PREFIX)/etc/holdline/holdline.cfg
 	-rmdir $(DESTDIR)$(PREFIX)/etc/holdline
+
+# ---- Fuzzing (libFuzzer, clang only) -------------------------------------
+#
+#   make fuzz-build      build/fuzz/fuzz_<target>, one per parser family in core/
+#   make fuzz            run every target FUZZ_SECONDS seconds (scripts/fuzz.sh)
+#   make fuzz-regress    run every target once over fuzz/corpus/<target>/ and
+#                        fuzz/crashes/<target>/ (the inputs that once crashed)
+#
+# The core files a target tests are compiled again here, with coverage
+# instrumentation and ASan+UBSan, so they stay apart from build/release.
+# `make fuzz` and `make fuzz-regress` go through scripts/fuzz.sh, which
+# installs clang when it is missing and then builds with fuzz-build.
+
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 20
+FUZZ_OUT := build/fuzz
+FUZZ_TARGETS := request cursor frame config
+FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_OUT)/fuzz_%)
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS = $(BASE_CFLAGS) -Ifuzz $(WARN) $(CFLAGS_PKGS) -O1 -g $(FUZZ_SAN) \
+	-fsanitize=fuzzer-no-link
+
+.PHONY: fuzz fuzz-build fuzz-regress
+
+$(FUZZ_OUT)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_OUT)/fuzz_request: $(FUZZ_OUT)/fuzz/fuzz_request.o $(FUZZ_OUT)/core/hl_request.o \
+	$(FUZZ_OUT)/core/hl_common.o
+$(FUZZ_OUT)/fuzz_cursor: $(FUZZ_OUT)/fuzz/fuzz_cursor.o $(FUZZ_OUT)/core/hl_cursor.o \
+	$(FUZZ_OUT)/core/hl_json.o $(FUZZ_OUT)/core/hl_common.o
+$(FUZZ_OUT)/fuzz_frame: $(FUZZ_OUT)/fuzz/fuzz_frame.o $(FUZZ_OUT)/core/hl_history.o \
+	$(FUZZ_OUT)/core/hl_msgcache.o $(FUZZ_OUT)/core/hl_cursor.o $(FUZZ_OUT)/core/hl_json.o \
+	$(FUZZ_OUT)/core/hl_common.o
+$(FUZZ_OUT)/fuzz_config: $(FUZZ_OUT)/fuzz/fuzz_config.o $(FUZZ_OUT)/core/hl_config.o \
+	$(FUZZ_OUT)/core/hl_common.o
+$(FUZZ_OUT)/fuzz_config: FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs libconfig)
+
+$(FUZZ_BIN):
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $(LDFLAGS) -o $@ $(LINK_INPUTS) $(FUZZ_LIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz:
+	@FUZZ_CC="$(FUZZ_CC)" FUZZ_SECONDS="$(FUZZ_SECONDS)" sh scripts/fuzz.sh
+
+fuzz-regress:
+	@FUZZ_CC="$(FUZZ_CC)" sh scripts/fuzz.sh --regress
 
 clean:
 	rm -rf build bin

@@ -1,0 +1,300 @@
+#include "hb_net.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 512
+#define READ_FIRST 1024 /* bytes of a connection's first read buffer */
+#define READ_MIN 256    /* grow the buffer when less than this is free */
+
+long long hb_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+long long hb_wall_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int hb_loop_init(hb_loop *l) {
+    memset(l, 0, sizeof(*l));
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    return l->epfd < 0 ? -1 : 0;
+}
+
+void hb_loop_close(hb_loop *l) {
+    if (l->epfd >= 0) close(l->epfd);
+    l->epfd = -1;
+    free(l->scratch);
+    l->scratch = NULL;
+}
+
+int hb_loop_watch(hb_loop *l, hb_watch *w, unsigned events) {
+    struct epoll_event ev = {.events = events, .data.ptr = w};
+    return epoll_ctl(l->epfd, EPOLL_CTL_ADD, w->fd, &ev);
+}
+
+int hb_loop_run(hb_loop *l, int timeout_ms) {
+    struct epoll_event evs[MAX_EVENTS];
+    int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout_ms);
+    if (n < 0) return errno == EINTR ? 0 : -1;
+    for (int i = 0; i < n; i++) {
+        hb_watch *w = evs[i].data.ptr;
+        /* A callback earlier in this batch may have closed it. */
+        if (w->fd >= 0) w->on_event(w, evs[i].events);
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                        */
+
+static void conn_event(hb_watch *w, unsigned events);
+
+void hb_conn_init(hb_conn *c, hb_loop *l, const struct sockaddr_in *dst,
+                  const struct sockaddr_in *src) {
+    memset(c, 0, sizeof(*c));
+    c->w.fd = -1;
+    c->w.on_event = conn_event;
+    c->loop = l;
+    c->dst = dst;
+    c->src = src;
+    c->state = HB_CLOSED;
+}
+
+static void set_mask(hb_conn *c, unsigned mask) {
+    if (c->mask == mask) return;
+    struct epoll_event ev = {.events = mask, .data.ptr = &c->w};
+    epoll_ctl(c->loop->epfd, EPOLL_CTL_MOD, c->w.fd, &ev);
+    c->mask = mask;
+}
+
+void hb_conn_close(hb_conn *c) {
+    if (c->state == HB_CONNECTING) c->loop->connecting--;
+    if (c->state == HB_AWAIT) c->loop->awaiting--;
+    if (c->w.fd >= 0) close(c->w.fd); /* close() also leaves the epoll set */
+    c->w.fd = -1;
+    c->mask = 0;
+    c->in_len = 0;
+    c->state = HB_CLOSED;
+}
+
+void hb_conn_free(hb_conn *c) {
+    hb_conn_close(c);
+    free(c->out);
+    free(c->in);
+    c->out = c->in = NULL;
+    c->out_cap = c->in_cap = 0;
+}
+
+static void fail(hb_conn *c, const char *why) {
+    hb_conn_close(c);
+    c->loop->on_fail(c, why);
+}
+
+/* Writes what is left of the request. Returns 0, or -1 after fail(). */
+static int flush(hb_conn *c) {
+    while (c->out_off < c->out_len) {
+        ssize_t w = send(c->w.fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            set_mask(c, EPOLLIN | EPOLLOUT);
+            return 0;
+        }
+        if (w < 0) {
+            fail(c, strerror(errno));
+            return -1;
+        }
+        c->out_off += (size_t)w;
+    }
+    set_mask(c, EPOLLIN);
+    c->state = HB_AWAIT;
+    c->loop->awaiting++;
+    c->sent_us = c->loop->last_io_us = hb_now_us();
+    return 0;
+}
+
+static int open_socket(hb_conn *c) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (c->src != NULL) {
+        /* Without this, bind() would pick the port now and could not reuse
+         * it towards another destination: each source address would give
+         * only ~28k connections in total instead of ~28k per node. */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        struct sockaddr_in src = *c->src;
+        src.sin_port = 0;
+        if (bind(fd, (struct sockaddr *)&src, sizeof(src)) != 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+    }
+    int r = connect(fd, (const struct sockaddr *)c->dst, sizeof(*c->dst));
+    if (r != 0 && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    c->w.fd = fd;
+    c->mask = EPOLLIN | EPOLLOUT;
+    struct epoll_event ev = {.events = c->mask, .data.ptr = &c->w};
+    if (epoll_ctl(c->loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        int e = errno;
+        close(fd);
+        c->w.fd = -1;
+        return -e;
+    }
+    if (c->opened++ > 0) c->loop->reconnects++;
+    c->in_len = 0;
+    if (r == 0) {
+        c->state = HB_SENDING;
+    } else {
+        c->state = HB_CONNECTING;
+        c->loop->connecting++;
+    }
+    return 0;
+}
+
+int hb_conn_request(hb_conn *c, const char *req, size_t len) {
+    if (c->state != HB_CLOSED && c->state != HB_IDLE) return -EBUSY;
+    if (len > c->out_cap) {
+        char *p = realloc(c->out, len);
+        if (p == NULL) return -ENOMEM;
+        c->out = p;
+        c->out_cap = len;
+    }
+    memcpy(c->out, req, len);
+    c->out_len = len;
+    c->out_off = 0;
+    if (c->state == HB_CLOSED) {
+        int r = open_socket(c);
+        if (r != 0) return r;
+        if (c->state == HB_CONNECTING) return 0;
+    }
+    c->state = HB_SENDING;
+    /* A failure here has already been reported through on_fail. */
+    flush(c);
+    return 0;
+}
+
+/* Delivers every complete answer at the front of c->in. */
+static void deliver(hb_conn *c) {
+    hb_loop *l = c->loop;
+    while (c->in_len > 0 && c->w.fd >= 0) {
+        hb_http_head h;
+        long hl = hb_parse_head(c->in, c->in_len, &h);
+        if (hl == -2) return;
+        if (hl < 0) {
+            fail(c, "answer is not HTTP/1.1 with a Content-Length");
+            return;
+        }
+        size_t total = h.head_len + (size_t)h.content_length;
+        if (c->in_len < total) return;
+        if (c->state != HB_AWAIT) {
+            fail(c, "answer without a request");
+            return;
+        }
+        /* The body is handed over in a copy: the callback may send the
+         * next request, or reconnect, before it is done with it. */
+        size_t blen = (size_t)h.content_length;
+        if (blen + 1 > l->scratch_cap) {
+            char *p = realloc(l->scratch, blen + 1);
+            if (p == NULL) {
+                fail(c, "out of memory");
+                return;
+            }
+            l->scratch = p;
+            l->scratch_cap = blen + 1;
+        }
+        memcpy(l->scratch, c->in + h.head_len, blen);
+        l->scratch[blen] = '\0';
+        memmove(c->in, c->in + total, c->in_len - total);
+        c->in_len -= total;
+        l->awaiting--;
+        l->last_io_us = hb_now_us();
+        c->state = HB_IDLE;
+        if (h.close) {
+            if (c->in_len > 0) {
+                fail(c, "bytes after an answer with Connection: close");
+                return;
+            }
+            hb_conn_close(c);
+        }
+        l->on_answer(c, &h, l->scratch, blen);
+        /* The callback may have sent the next request or closed c. */
+        if (c->in_len > 0 && c->state != HB_AWAIT && c->w.fd >= 0) {
+            fail(c, "bytes nobody asked for");
+            return;
+        }
+    }
+}
+
+static void on_readable(hb_conn *c) {
+    for (;;) {
+        /* Buffers start small: a worker keeps one per waiter, and most
+         * answers are a few hundred bytes. */
+        if (c->in_cap - c->in_len < READ_MIN) {
+            size_t cap = c->in_cap ? c->in_cap * 2 : READ_FIRST;
+            char *p = realloc(c->in, cap);
+            if (p == NULL) {
+                fail(c, "out of memory");
+                return;
+            }
+            c->in = p;
+            c->in_cap = cap;
+        }
+        size_t room = c->in_cap - c->in_len;
+        ssize_t r = recv(c->w.fd, c->in + c->in_len, room, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (r <= 0) {
+            if (c->state == HB_IDLE && c->in_len == 0) {
+                /* An idle keep-alive connection the server let go of (or
+                 * reset): nothing was lost; the next request reconnects. */
+                hb_conn_close(c);
+            } else {
+                fail(c, r == 0 ? "connection closed by the server" : strerror(errno));
+            }
+            return;
+        }
+        c->in_len += (size_t)r;
+        deliver(c);
+        if (c->w.fd < 0 || (size_t)r < room) return;
+    }
+}
+
+static void conn_event(hb_watch *w, unsigned events) {
+    hb_conn *c = (hb_conn *)w;
+    if (c->state == HB_CONNECTING) {
+        int err = 0;
+        socklen_t el = sizeof(err);
+        if (getsockopt(c->w.fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
+        if (err != 0) {
+            fail(c, strerror(err));
+            return;
+        }
+        /* A stale event (the socket was replaced earlier in this batch)
+         * may arrive before the connect completed. */
+        struct sockaddr_in peer;
+        socklen_t pl = sizeof(peer);
+        if (getpeername(c->w.fd, (struct sockaddr *)&peer, &pl) != 0) return;
+        c->loop->connecting--;
+        c->state = HB_SENDING;
+        if (flush(c) != 0) return;
+    } else if (c->state == HB_SENDING && (events & EPOLLOUT)) {
+        if (flush(c) != 0) return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c);
+}

@@ -1,0 +1,357 @@
+#include "hb_parse.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ------------------------------------------------------------------ */
+/* HTTP                                                               */
+
+static const char *find_crlfcrlf(const char *buf, size_t len) {
+    for (size_t i = 0; i + 3 < len; i++)
+        if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n')
+            return buf + i;
+    return NULL;
+}
+
+/* Compares a header name of length n with name, ignoring case. */
+static int name_is(const char *p, size_t n, const char *name) {
+    return strlen(name) == n && strncasecmp(p, name, n) == 0;
+}
+
+/* Whether the comma-separated header value contains token (any case). */
+static int value_has_token(const char *v, size_t n, const char *token) {
+    size_t tl = strlen(token);
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < n && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e - s == tl && strncasecmp(v + s, token, tl) == 0) return 1;
+    }
+    return 0;
+}
+
+long hb_parse_head(const char *buf, size_t len, hb_http_head *h) {
+    const char *end = find_crlfcrlf(buf, len);
+    if (end == NULL) {
+        /* A head this long is not what holdline sends. */
+        return len > 16384 ? -1 : -2;
+    }
+    memset(h, 0, sizeof(*h));
+    h->content_length = -1;
+    h->head_len = (size_t)(end - buf) + 4;
+
+    /* Status line: "HTTP/1.x NNN reason". */
+    if (end - buf < 12 || memcmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ') return -1;
+    int status = 0;
+    for (int i = 9; i < 12; i++) {
+        if (buf[i] < '0' || buf[i] > '9') return -1;
+        status = status * 10 + (buf[i] - '0');
+    }
+    h->status = status;
+    /* HTTP/1.0 closes unless told otherwise; holdline speaks 1.1. */
+    h->close = buf[7] == '0';
+
+    const char *p = memchr(buf, '\n', (size_t)(end - buf));
+    while (p != NULL && p < end) {
+        const char *line = p + 1;
+        const char *eol = memchr(line, '\r', (size_t)(end + 2 - line));
+        if (eol == NULL) break;
+        const char *colon = memchr(line, ':', (size_t)(eol - line));
+        if (colon != NULL) {
+            const char *v = colon + 1;
+            while (v < eol && (*v == ' ' || *v == '\t'))
+                v++;
+            size_t vn = (size_t)(eol - v);
+            size_t nn = (size_t)(colon - line);
+            if (name_is(line, nn, "Content-Length")) {
+                long long cl = 0;
+                if (vn == 0 || vn > 12) return -1;
+                for (size_t i = 0; i < vn; i++) {
+                    if (v[i] < '0' || v[i] > '9') return -1;
+                    cl = cl * 10 + (v[i] - '0');
+                }
+                h->content_length = cl;
+            } else if (name_is(line, nn, "Transfer-Encoding")) {
+                if (!value_has_token(v, vn, "identity")) return -1;
+            } else if (name_is(line, nn, "Connection")) {
+                if (value_has_token(v, vn, "close")) h->close = 1;
+                if (value_has_token(v, vn, "keep-alive")) h->close = 0;
+            }
+        }
+        p = eol + 1;
+    }
+    /* 1xx, 204 and 304 have no body; everything else must say how long. */
+    if (h->content_length < 0) {
+        if (status / 100 == 1 || status == 204 || status == 304)
+            h->content_length = 0;
+        else
+            return -1;
+    }
+    return (long)h->head_len;
+}
+
+/* ------------------------------------------------------------------ */
+/* JSON                                                               */
+
+static const char *skip_ws(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++;
+    return p;
+}
+
+/* At a '"': returns the position after the closing quote and sets *s to
+ * the raw contents, or NULL if unterminated. */
+static const char *scan_string(const char *p, const char *end, hb_str *s) {
+    if (p >= end || *p != '"') return NULL;
+    const char *start = ++p;
+    while (p < end && *p != '"') {
+        if (*p == '\\') {
+            if (++p >= end) return NULL;
+        }
+        p++;
+    }
+    if (p >= end) return NULL;
+    if (s != NULL) {
+        s->p = start;
+        s->n = (size_t)(p - start);
+    }
+    return p + 1;
+}
+
+static const char *scan_literal(const char *p, const char *end, const char *lit) {
+    size_t n = strlen(lit);
+    if ((size_t)(end - p) < n || memcmp(p, lit, n) != 0) return NULL;
+    return p + n;
+}
+
+/* Skips one JSON value of any kind; returns the position after it or NULL. */
+static const char *skip_value(const char *p, const char *end) {
+    p = skip_ws(p, end);
+    if (p >= end) return NULL;
+    if (*p == '"') return scan_string(p, end, NULL);
+    if (*p == '{' || *p == '[') {
+        int depth = 0;
+        while (p < end) {
+            if (*p == '"') {
+                p = scan_string(p, end, NULL);
+                if (p == NULL) return NULL;
+                continue;
+            }
+            if (*p == '{' || *p == '[') depth++;
+            if (*p == '}' || *p == ']') {
+                if (--depth == 0) return p + 1;
+            }
+            p++;
+        }
+        return NULL;
+    }
+    /* A number or literal runs until a delimiter. */
+    const char *s = p;
+    while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n')
+        p++;
+    return p > s ? p : NULL;
+}
+
+/* Reads `"key":` at p; returns the position of the value or NULL. */
+static const char *scan_key(const char *p, const char *end, hb_str *key) {
+    p = skip_ws(p, end);
+    p = scan_string(p, end, key);
+    if (p == NULL) return NULL;
+    p = skip_ws(p, end);
+    if (p >= end || *p != ':') return NULL;
+    return skip_ws(p + 1, end);
+}
+
+/* After a member's value: returns the next key (after a comma) or the
+ * closing '}', or NULL if neither follows. */
+static const char *end_of_member(const char *p, const char *end) {
+    p = skip_ws(p, end);
+    if (p < end && *p == '}') return p;
+    if (p >= end || *p != ',') return NULL;
+    p = skip_ws(p + 1, end);
+    return p < end && *p == '"' ? p : NULL;
+}
+
+static int key_is(hb_str k, const char *name) {
+    return k.n == strlen(name) && memcmp(k.p, name, k.n) == 0;
+}
+
+int hb_scan_answer(const char *body, size_t len, hb_answer *a) {
+    const char *end = body + len;
+    const char *p = skip_ws(body, end);
+    int have_cursor = 0, have_messages = 0;
+    memset(a, 0, sizeof(*a));
+    a->end = end;
+    if (p >= end || *p != '{') return -1;
+    p = skip_ws(p + 1, end);
+    while (p < end && *p != '}') {
+        hb_str key;
+        p = scan_key(p, end, &key);
+        if (p == NULL) return -1;
+        if (key_is(key, "cursor")) {
+            p = scan_string(p, end, &a->cursor);
+            have_cursor = 1;
+        } else if (key_is(key, "messages")) {
+            if (*p != '[') return -1;
+            a->next = p + 1;
+            have_messages = 1;
+            p = skip_value(p, end);
+        } else if (key_is(key, "missed")) {
+            const char *q = scan_literal(p, end, "true");
+            a->missed = q != NULL;
+            p = q != NULL ? q : scan_literal(p, end, "false");
+        } else {
+            p = skip_value(p, end);
+        }
+        if (p == NULL) return -1;
+        if ((p = end_of_member(p, end)) == NULL) return -1;
+    }
+    if (p >= end) return -1;
+    return have_cursor && have_messages ? 0 : -1;
+}
+
+int hb_next_msg(hb_answer *a, hb_msg *m) {
+    const char *end = a->end;
+    const char *p = skip_ws(a->next, end);
+    if (p < end && *p == ',') p = skip_ws(p + 1, end);
+    if (p >= end) return -1;
+    if (*p == ']') {
+        a->next = p;
+        return 0;
+    }
+    if (*p != '{') return -1;
+    memset(m, 0, sizeof(*m));
+    p = skip_ws(p + 1, end);
+    while (p < end && *p != '}') {
+        hb_str key;
+        p = scan_key(p, end, &key);
+        if (p == NULL) return -1;
+        hb_str *field = key_is(key, "channel") ? &m->channel
+                        : key_is(key, "id")    ? &m->id
+                        : key_is(key, "data")  ? &m->data
+                                               : NULL;
+        if (field != NULL && *p == '"') {
+            p = scan_string(p, end, field);
+        } else if (field != NULL) {
+            p = scan_literal(p, end, "null");
+        } else {
+            p = skip_value(p, end);
+        }
+        if (p == NULL) return -1;
+        if ((p = end_of_member(p, end)) == NULL) return -1;
+    }
+    if (p >= end) return -1;
+    a->next = p + 1;
+    return 1;
+}
+
+int hb_data_field(hb_str data, char key, long long *out) {
+    size_t i = 0;
+    while (i + 1 < data.n) {
+        if ((i == 0 || data.p[i - 1] == ' ') && data.p[i] == key && data.p[i + 1] == '=') {
+            size_t j = i + 2;
+            long long v = 0;
+            if (j >= data.n || data.p[j] < '0' || data.p[j] > '9') return -1;
+            for (; j < data.n && data.p[j] >= '0' && data.p[j] <= '9'; j++) {
+                if (v > (long long)9e17) return -1;
+                v = v * 10 + (data.p[j] - '0');
+            }
+            if (j < data.n && data.p[j] != ' ') return -1;
+            *out = v;
+            return 0;
+        }
+        i++;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Command-line values                                                */
+
+int hb_parse_ll(const char *s, long long min, long long max, long long *out) {
+    if (s == NULL || *s == '\0') return -1;
+    for (const char *p = s; *p; p++)
+        if ((*p < '0' || *p > '9') && !(p == s && *p == '-')) return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+int hb_parse_double(const char *s, double min, double max, double *out) {
+    if (s == NULL || *s == '\0') return -1;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno != 0 || *end != '\0' || !isfinite(v) || v < min || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+int hb_parse_addrs(const char *s, int want_port, struct sockaddr_in *out, int max, int *n,
+                   char *err, size_t errlen) {
+    *n = 0;
+    if (s == NULL || *s == '\0') {
+        snprintf(err, errlen, "empty list");
+        return -1;
+    }
+    while (*s) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        char item[64];
+        if (len == 0 || len >= sizeof(item)) {
+            snprintf(err, errlen, "'%.*s' is not an address", (int)(len > 60 ? 60 : len), s);
+            return -1;
+        }
+        memcpy(item, s, len);
+        item[len] = '\0';
+        if (*n >= max) {
+            snprintf(err, errlen, "more than %d addresses", max);
+            return -1;
+        }
+        struct sockaddr_in *sa = &out[*n];
+        memset(sa, 0, sizeof(*sa));
+        sa->sin_family = AF_INET;
+        char *colon = strrchr(item, ':');
+        if (want_port) {
+            long long port;
+            if (colon == NULL || hb_parse_ll(colon + 1, 1, 65535, &port) != 0) {
+                snprintf(err, errlen, "'%s' is not HOST:PORT with a port from 1 to 65535", item);
+                return -1;
+            }
+            *colon = '\0';
+            sa->sin_port = htons((unsigned short)port);
+        } else if (colon != NULL) {
+            snprintf(err, errlen, "'%s': give a bare IPv4 address, without a port", item);
+            return -1;
+        }
+        const char *host = strcmp(item, "localhost") == 0 ? "127.0.0.1" : item;
+        if (inet_pton(AF_INET, host, &sa->sin_addr) != 1) {
+            snprintf(err, errlen, "'%s' is not an IPv4 address", item);
+            return -1;
+        }
+        (*n)++;
+        s += len;
+        if (*s == ',') {
+            s++;
+            if (*s == '\0') {
+                snprintf(err, errlen, "trailing comma");
+                return -1;
+            }
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,72 @@
+/* hb_parse.h -- the pure parsing holdline-bench needs: the head of an
+ * HTTP/1.1 response, the JSON of a poll answer, the key=value data the
+ * bench itself publishes, and command-line values. Nothing here does I/O
+ * or allocates; every output points into the caller's buffer. */
+#ifndef HB_PARSE_H
+#define HB_PARSE_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+
+/* A slice of a caller's buffer, not NUL-terminated. */
+typedef struct hb_str {
+    const char *p; /* NULL for a JSON null */
+    size_t n;
+} hb_str;
+
+typedef struct hb_http_head {
+    int status;               /* e.g. 200 */
+    long long content_length; /* body bytes that follow the head */
+    int close;                /* the server said "Connection: close" */
+    size_t head_len;          /* bytes up to and including the blank line */
+} hb_http_head;
+
+/* Parses the head of one response at buf. Returns the head's length when
+ * it is complete, -2 if more bytes are needed, -1 if it is not HTTP/1.x or
+ * has no Content-Length (holdline always sends one; chunked bodies are not
+ * supported). */
+long hb_parse_head(const char *buf, size_t len, hb_http_head *h);
+
+/* A poll answer being read: {"cursor":..,"messages":[..],"missed":..}. */
+typedef struct hb_answer {
+    hb_str cursor;    /* the raw JSON string contents */
+    int missed;       /* "missed":true */
+    const char *next; /* next message object in the array, or its ']' */
+    const char *end;  /* end of the body */
+} hb_answer;
+
+/* One message of a poll answer; each field is the raw contents of its JSON
+ * string (escapes left as they are), p == NULL for null. */
+typedef struct hb_msg {
+    hb_str channel;
+    hb_str id;
+    hb_str data;
+} hb_msg;
+
+/* Reads the top level of a poll answer. Returns 0, or -1 if the body is not
+ * such an object or lacks a cursor or a messages array. */
+int hb_scan_answer(const char *body, size_t len, hb_answer *a);
+
+/* Moves to the next message. Returns 1 with *m filled, 0 after the last
+ * one, -1 if the array is malformed. */
+int hb_next_msg(hb_answer *a, hb_msg *m);
+
+/* Finds "key=<integer>" among the space-separated fields of data (the
+ * format the bench publishes: "s=12 k=3 t=1732300000123456"). Returns 0
+ * with *out set, or -1 if the key is absent or not an integer. */
+int hb_data_field(hb_str data, char key, long long *out);
+
+/* Parses a whole decimal integer in [min, max]. Returns 0 or -1. */
+int hb_parse_ll(const char *s, long long min, long long max, long long *out);
+
+/* Parses a finite decimal number in [min, max]. Returns 0 or -1. */
+int hb_parse_double(const char *s, double min, double max, double *out);
+
+/* Parses a comma-separated list of IPv4 addresses; with want_port, each
+ * must be "a.b.c.d:port" ("localhost" means 127.0.0.1); without, a bare
+ * address. Fills at most max entries and *n. Returns 0, or -1 with a
+ * sentence in err naming the bad item. */
+int hb_parse_addrs(const char *s, int want_port, struct sockaddr_in *out, int max, int *n,
+                   char *err, size_t errlen);
+
+#endif

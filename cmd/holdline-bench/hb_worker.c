@@ -1,0 +1,343 @@
+/* hb_worker.c -- one worker process: its share of the waiters, each a
+ * keep-alive connection that polls, follows the cursor of every answer and
+ * polls again at once, checking what it receives against what the
+ * parent's publisher sends (see hb_bench.h for the protocol). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "hb_bench.h"
+#include "hb_net.h"
+#include "hb_parse.h"
+
+/* Connects in flight at once: more only overflow the nodes' accept queues,
+ * and a dropped SYN costs a one-second retransmit. */
+#define MAX_CONNECTING 256
+#define CURSOR_MAX 160
+/* Failures reported one by one on stderr; the rest are only counted. */
+#define LOG_FAILURES 5
+
+typedef struct waiter {
+    hb_conn conn; /* first: the callbacks' hb_conn is the waiter */
+    long long chan;
+    long long next_seq; /* stream: the seq expected next (from 1) */
+    long long round;    /* fanout: the last round received */
+    int dead;           /* failed; not polling any more */
+    int caught_up;      /* stream, stopping: has every seq up to the last */
+    char cursor[CURSOR_MAX];
+} waiter;
+
+typedef struct worker {
+    const hb_opts *o;
+    int idx;
+    hb_loop loop;
+    hb_watch ctl; /* the socket to the parent */
+    char ctl_buf[HB_LINE_MAX];
+    size_t ctl_len;
+    waiter *w;
+    long long n;      /* waiters of this worker */
+    long long opened; /* waiters given their first poll */
+    long long live;   /* waiters not dead */
+    const char *kind; /* channel kind: "" or "bg" */
+    char host[HB_MAX_NODES][32];
+    hb_stats st;
+
+    int settling;    /* waiting to be idle, then READY */
+    long long round; /* fanout: the round waited for (from 1) */
+    long long round_recv;
+    int pub_seen;          /* fanout: PUB for `round` arrived */
+    long long deadline_us; /* fanout: the round ends then */
+
+    int stopping;          /* stream: STOP arrived */
+    long long last_seq;    /* stream: the last seq published on every channel */
+    long long caught_up;   /* stream: live waiters with every seq */
+    long long drain_until; /* stream: give up waiting then */
+
+    int end; /* END arrived, or the drain finished */
+    long long failures;
+} worker;
+
+static void waiter_fail(worker *k, waiter *w, const char *why) {
+    if (w->dead) return;
+    w->dead = 1;
+    k->live--;
+    k->st.errors++;
+    if (w->caught_up) k->caught_up--;
+    hb_conn_close(&w->conn);
+    if (++k->failures <= LOG_FAILURES)
+        hb_warn("waiter %lld: %s", (long long)(w - k->w) * k->o->procs + k->idx, why);
+}
+
+static void send_poll(worker *k, waiter *w) {
+    const hb_opts *o = k->o;
+    char ch[160], req[512];
+    long long g = (long long)(w - k->w) * o->procs + k->idx;
+    hb_channel_name(o, k->kind, w->chan, ch, sizeof(ch));
+    int n =
+        snprintf(req, sizeof(req), "GET /poll/%s?timeout=%d&cursor=%s HTTP/1.1\r\nHost: %s\r\n\r\n",
+                 ch, o->timeout_s, w->cursor, k->host[g % o->nnodes]);
+    int r = n > 0 && (size_t)n < sizeof(req) ? hb_conn_request(&w->conn, req, (size_t)n) : -E2BIG;
+    if (r != 0) {
+        char why[128];
+        snprintf(why, sizeof(why), "cannot send a poll: %s", strerror(-r));
+        waiter_fail(k, w, why);
+    }
+}
+
+static void note_delivery(worker *k, long long wall_us, long long sent_us) {
+    hb_hist_add(&k->st.lat, wall_us - sent_us);
+    if (k->st.first_us == 0) k->st.first_us = wall_us;
+    k->st.last_us = wall_us;
+}
+
+static void on_fanout_message(worker *k, waiter *w, const hb_msg *m, long long wall_us) {
+    long long r, ch, t;
+    if (hb_data_field(m->data, 'r', &r) != 0 || hb_data_field(m->data, 'k', &ch) != 0 ||
+        hb_data_field(m->data, 't', &t) != 0 || ch != w->chan || r > k->round) {
+        waiter_fail(k, w, "a message this run did not publish there");
+        return;
+    }
+    if (r <= w->round) {
+        k->st.dups++;
+    } else if (r == k->round) {
+        w->round = r;
+        k->round_recv++;
+        k->st.received++;
+        note_delivery(k, wall_us, t);
+    } else {
+        /* An earlier round's message, after that round's deadline. */
+        w->round = r;
+        k->st.late++;
+    }
+}
+
+static void on_stream_message(worker *k, waiter *w, const hb_msg *m, long long wall_us) {
+    long long s, ch, t;
+    if (hb_data_field(m->data, 's', &s) != 0 || hb_data_field(m->data, 'k', &ch) != 0 ||
+        hb_data_field(m->data, 't', &t) != 0 || ch != w->chan || s < 1) {
+        waiter_fail(k, w, "a message this run did not publish there");
+        return;
+    }
+    if (s < w->next_seq) {
+        k->st.dups++;
+        return;
+    }
+    k->st.gaps += s - w->next_seq;
+    w->next_seq = s + 1;
+    k->st.deliveries++;
+    note_delivery(k, wall_us, t);
+    if (k->stopping && !w->caught_up && w->next_seq > k->last_seq) {
+        w->caught_up = 1;
+        k->caught_up++;
+    }
+}
+
+static void on_answer(hb_conn *c, const hb_http_head *h, const char *body, size_t len) {
+    worker *k = c->loop->ud;
+    waiter *w = (waiter *)c;
+    char why[256];
+    if (h->status != 200) {
+        snprintf(why, sizeof(why), "poll answered %d: %.150s", h->status, body);
+        waiter_fail(k, w, why);
+        return;
+    }
+    hb_answer a;
+    if (hb_scan_answer(body, len, &a) != 0 || a.cursor.n >= CURSOR_MAX) {
+        snprintf(why, sizeof(why), "not a poll answer: %.150s", body);
+        waiter_fail(k, w, why);
+        return;
+    }
+    memcpy(w->cursor, a.cursor.p, a.cursor.n);
+    w->cursor[a.cursor.n] = '\0';
+    if (a.missed) k->st.missed++;
+    long long wall = hb_wall_us();
+    hb_msg m;
+    int r;
+    while ((r = hb_next_msg(&a, &m)) == 1) {
+        if (k->o->mode == HB_FANOUT)
+            on_fanout_message(k, w, &m, wall);
+        else if (k->o->mode == HB_STREAM)
+            on_stream_message(k, w, &m, wall);
+        else
+            waiter_fail(k, w, "a message on a channel nobody publishes to");
+        if (w->dead) return;
+    }
+    if (r < 0) {
+        waiter_fail(k, w, "malformed messages array");
+        return;
+    }
+    send_poll(k, w);
+}
+
+static void on_fail(hb_conn *c, const char *why) {
+    worker *k = c->loop->ud;
+    waiter_fail(k, (waiter *)c, why);
+}
+
+static int send_line(worker *k, const char *line) {
+    size_t n = strlen(line);
+    const char *p = line;
+    while (n > 0) {
+        ssize_t w = write(k->ctl.fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void on_command(worker *k, const char *line) {
+    long long v;
+    if (sscanf(line, "PUB %lld", &v) == 1) {
+        if (v == k->round && !k->settling) {
+            k->pub_seen = 1;
+            k->deadline_us = hb_now_us() + (long long)k->o->round_timeout_ms * 1000;
+        }
+    } else if (sscanf(line, "STOP %lld", &v) == 1) {
+        k->stopping = 1;
+        k->last_seq = v;
+        k->drain_until = hb_now_us() + (long long)k->o->drain_ms * 1000;
+        for (long long i = 0; i < k->n; i++) {
+            waiter *w = &k->w[i];
+            if (!w->dead && w->next_seq > v) {
+                w->caught_up = 1;
+                k->caught_up++;
+            }
+        }
+    } else if (strcmp(line, "END") == 0) {
+        k->end = 1;
+    } else {
+        hb_warn("worker %d: unknown command '%s'", k->idx, line);
+    }
+}
+
+static void on_ctl(hb_watch *wt, unsigned events) {
+    worker *k = (worker *)((char *)wt - offsetof(worker, ctl));
+    (void)events;
+    ssize_t r = read(wt->fd, k->ctl_buf + k->ctl_len, sizeof(k->ctl_buf) - 1 - k->ctl_len);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    if (r <= 0) {
+        /* The parent is gone: nobody will read the results. */
+        _exit(1);
+    }
+    k->ctl_len += (size_t)r;
+    k->ctl_buf[k->ctl_len] = '\0';
+    char *line = k->ctl_buf, *nl;
+    while ((nl = strchr(line, '\n')) != NULL) {
+        *nl = '\0';
+        on_command(k, line);
+        line = nl + 1;
+    }
+    k->ctl_len = strlen(line);
+    memmove(k->ctl_buf, line, k->ctl_len);
+}
+
+static int settled(worker *k, long long now) {
+    return k->opened == k->n && k->loop.connecting == 0 && k->loop.awaiting == k->live &&
+           now - k->loop.last_io_us >= (long long)k->o->settle_ms * 1000;
+}
+
+/* Moves the worker along; returns how long the loop may sleep (ms). */
+static int tick(worker *k) {
+    const hb_opts *o = k->o;
+    while (k->opened < k->n && k->loop.connecting < MAX_CONNECTING) {
+        waiter *w = &k->w[k->opened++];
+        send_poll(k, w);
+    }
+    long long now = hb_now_us();
+    if (o->mode == HB_FANOUT && !k->settling &&
+        (k->round_recv >= k->n || (k->pub_seen && now >= k->deadline_us))) {
+        /* Round done: wait for the re-polls to be held, then READY. */
+        k->settling = 1;
+        k->pub_seen = 0;
+        k->round_recv = 0;
+        k->round++;
+    }
+    if (k->settling && settled(k, now)) {
+        char line[64];
+        snprintf(line, sizeof(line), "READY %lld %lld\n", k->round - 1, k->live);
+        if (send_line(k, line) != 0) _exit(1);
+        k->settling = 0;
+    }
+    if (k->stopping && (k->caught_up >= k->live || now >= k->drain_until)) k->end = 1;
+    if (k->opened < k->n || k->settling || k->pub_seen || k->stopping) return 10;
+    return o->mode == HB_FANOUT ? 10 : 500;
+}
+
+static void report(worker *k) {
+    k->st.waiters = k->n;
+    k->st.held = k->live;
+    k->st.reconnects = k->loop.reconnects;
+    if (k->o->mode == HB_STREAM) {
+        /* What never arrived counts as a gap too. */
+        for (long long i = 0; i < k->n; i++)
+            if (k->w[i].next_seq <= k->last_seq) k->st.gaps += k->last_seq - k->w[i].next_seq + 1;
+    }
+    if (hb_stats_write(k->ctl.fd, &k->st) != 0 || send_line(k, "END\n") != 0) _exit(1);
+}
+
+void hb_worker_main(const hb_opts *o, int idx, int ctl) {
+    static worker k; /* one per process; too big for the stack */
+    memset(&k, 0, sizeof(k));
+    k.o = o;
+    k.idx = idx;
+    k.kind = o->mode == HB_PUBLISH ? "bg" : "";
+    k.settling = 1;
+    k.round = 1;
+    if (hb_loop_init(&k.loop) != 0) {
+        hb_warn("worker %d: epoll: %s", idx, strerror(errno));
+        _exit(1);
+    }
+    k.loop.ud = &k;
+    k.loop.on_answer = on_answer;
+    k.loop.on_fail = on_fail;
+    k.loop.last_io_us = hb_now_us();
+    k.ctl.fd = ctl;
+    k.ctl.on_event = on_ctl;
+    if (hb_loop_watch(&k.loop, &k.ctl, EPOLLIN) != 0) _exit(1);
+    for (int i = 0; i < o->nnodes; i++) {
+        char ip[16];
+        unsigned a = ntohl(o->nodes[i].sin_addr.s_addr);
+        snprintf(ip, sizeof(ip), "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+        snprintf(k.host[i], sizeof(k.host[i]), "%s:%u", ip, ntohs(o->nodes[i].sin_port));
+    }
+
+    /* Waiters g = idx, idx + procs, idx + 2 procs, ... */
+    k.n = o->waiters > idx ? (o->waiters - idx + o->procs - 1) / o->procs : 0;
+    k.w = calloc((size_t)(k.n ? k.n : 1), sizeof(waiter));
+    if (k.w == NULL) {
+        hb_warn("worker %d: out of memory for %lld waiters", idx, k.n);
+        _exit(1);
+    }
+    for (long long i = 0; i < k.n; i++) {
+        long long g = i * o->procs + idx;
+        waiter *w = &k.w[i];
+        const struct sockaddr_in *src = o->nsources ? &o->sources[g % o->nsources] : NULL;
+        hb_conn_init(&w->conn, &k.loop, &o->nodes[g % o->nnodes], src);
+        w->chan = o->mode == HB_PUBLISH ? g : g % o->channels;
+        w->next_seq = 1;
+        snprintf(w->cursor, sizeof(w->cursor), "0");
+    }
+    k.live = k.n;
+
+    while (!k.end) {
+        int ms = tick(&k);
+        if (k.end) break;
+        if (hb_loop_run(&k.loop, ms) < 0) {
+            hb_warn("worker %d: epoll_wait: %s", idx, strerror(errno));
+            break;
+        }
+    }
+    report(&k);
+    for (long long i = 0; i < k.n; i++)
+        hb_conn_free(&k.w[i].conn);
+    free(k.w);
+    hb_loop_close(&k.loop);
+    close(ctl);
+    exit(0);
+}

@@ -1,0 +1,415 @@
+/* Unit tests for holdline-bench's pure parts (cmd/holdline-bench/hb_parse.c
+ * and hb_stats.c): response heads, poll answers, the data the bench
+ * publishes, flag values, and the latency histogram with its hand-over
+ * between processes. Inputs are copied into blocks of exactly their
+ * length, so with ASan a read one byte too far fails the test. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "hb_parse.h"
+#include "hb_stats.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A copy of s without its NUL, in a block of exactly its length. */
+static char *exact(const char *s) {
+    size_t n = strlen(s);
+    char *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    memcpy(p, s, n);
+    return p;
+}
+
+static int str_is(hb_str s, const char *want) {
+    if (want == NULL) return s.p == NULL;
+    return s.p != NULL && s.n == strlen(want) && memcmp(s.p, want, s.n) == 0;
+}
+
+/* ---- hb_parse_head -------------------------------------------------------- */
+
+static const struct {
+    const char *in;
+    long ret; /* 1 complete (the head ends at the blank line), -2 partial, -1 refused */
+    int status;
+    long long length;
+    int close;
+} head_cases[] = {
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 1, 200, 5, 0},
+    {"HTTP/1.1 201 Created\r\ncontent-length:0\r\nConnection: close\r\n\r\n", 1, 201, 0, 1},
+    {"HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\n{}", 1, 200, 2, 0},
+    {"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}", 1, 200, 2, 1},
+    {"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", 1, 200, 0, 0},
+    {"HTTP/1.1 204 No Content\r\n\r\n", 1, 204, 0, 0},
+    {"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 10\r\n\r\n", 1, 503, 10, 0},
+    {"HTTP/1.1 200 OK\r\nConnection: upgrade, close\r\nContent-Length: 1\r\n\r\nx", 1, 200, 1, 1},
+    /* Not yet complete. */
+    {"", -2, 0, 0, 0},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", -2, 0, 0, 0},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r", -2, 0, 0, 0},
+    /* Refused: not HTTP/1.x, no length, chunked, junk lengths. */
+    {"HTTP/2 200 OK\r\n\r\n", -1, 0, 0, 0},
+    {"ICY 200 OK\r\nContent-Length: 1\r\n\r\n", -1, 0, 0, 0},
+    {"HTTP/1.1 2x0 OK\r\nContent-Length: 1\r\n\r\n", -1, 0, 0, 0},
+    {"HTTP/1.1 200 OK\r\n\r\n", -1, 0, 0, 0},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", -1, 0, 0, 0},
+    {"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", -1, 0, 0, 0},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999\r\n\r\n", -1, 0, 0, 0},
+    {"HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n", -1, 0, 0, 0},
+};
+
+static void test_parse_head_table(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof(head_cases) / sizeof(head_cases[0]); i++) {
+        char *in = exact(head_cases[i].in);
+        hb_http_head h;
+        long r = hb_parse_head(in, strlen(head_cases[i].in), &h);
+        long want = head_cases[i].ret;
+        if (want == 1) want = (long)(strstr(head_cases[i].in, "\r\n\r\n") - head_cases[i].in) + 4;
+        if (r != want) fail_msg("case %zu: returned %ld, want %ld", i, r, want);
+        if (r > 0) {
+            assert_int_equal(h.head_len, (size_t)r);
+            assert_int_equal(h.status, head_cases[i].status);
+            assert_int_equal(h.content_length, head_cases[i].length);
+            if (h.close != head_cases[i].close) fail_msg("case %zu: close=%d", i, h.close);
+        }
+        free(in);
+    }
+}
+
+static void test_parse_head_refuses_a_head_that_never_ends(void **state) {
+    (void)state;
+    size_t n = 20000;
+    char *in = malloc(n);
+    assert_non_null(in);
+    memset(in, 'a', n);
+    memcpy(in, "HTTP/1.1 200 OK\r\n", 17);
+    hb_http_head h;
+    assert_int_equal(hb_parse_head(in, n, &h), -1);
+    free(in);
+}
+
+/* ---- hb_scan_answer, hb_next_msg ------------------------------------------ */
+
+static void test_scan_answer_reads_cursor_messages_and_missed(void **state) {
+    (void)state;
+    const char *body = "{\"cursor\":\"3f9a:1732300000042-0\",\"messages\":["
+                       "{\"channel\":\"news\",\"id\":\"1732300000042-0\",\"data\":\"s=1 k=0 t=5\"},"
+                       "{\"channel\":\"a,b\",\"id\":null,\"data\":\"say \\\"hi\\\" ]}\"}"
+                       "],\"missed\":true}";
+    char *in = exact(body);
+    hb_answer a;
+    hb_msg m;
+    assert_int_equal(hb_scan_answer(in, strlen(body), &a), 0);
+    assert_true(str_is(a.cursor, "3f9a:1732300000042-0"));
+    assert_int_equal(a.missed, 1);
+    assert_int_equal(hb_next_msg(&a, &m), 1);
+    assert_true(str_is(m.channel, "news"));
+    assert_true(str_is(m.id, "1732300000042-0"));
+    assert_true(str_is(m.data, "s=1 k=0 t=5"));
+    assert_int_equal(hb_next_msg(&a, &m), 1);
+    assert_true(str_is(m.channel, "a,b"));
+    assert_true(str_is(m.id, NULL));
+    /* Escapes are left as they are. */
+    assert_true(str_is(m.data, "say \\\"hi\\\" ]}"));
+    assert_int_equal(hb_next_msg(&a, &m), 0);
+    assert_int_equal(hb_next_msg(&a, &m), 0);
+    free(in);
+}
+
+static void test_scan_answer_of_a_timeout_has_no_messages(void **state) {
+    (void)state;
+    const char *body = "{ \"cursor\" : \"e:0\" , \"messages\" : [ ] , \"missed\" : false }";
+    char *in = exact(body);
+    hb_answer a;
+    hb_msg m;
+    assert_int_equal(hb_scan_answer(in, strlen(body), &a), 0);
+    assert_true(str_is(a.cursor, "e:0"));
+    assert_int_equal(a.missed, 0);
+    assert_int_equal(hb_next_msg(&a, &m), 0);
+    free(in);
+}
+
+static void test_scan_answer_skips_fields_it_does_not_know(void **state) {
+    (void)state;
+    const char *body =
+        "{\"v\":[1,{\"x\":\"]\"}],\"messages\":[{\"extra\":{\"n\":2},\"channel\":\"c\","
+        "\"data\":\"d\",\"id\":\"1-0\"}],\"n\":-1.5e3,\"cursor\":\"z\"}";
+    char *in = exact(body);
+    hb_answer a;
+    hb_msg m;
+    assert_int_equal(hb_scan_answer(in, strlen(body), &a), 0);
+    assert_true(str_is(a.cursor, "z"));
+    assert_int_equal(hb_next_msg(&a, &m), 1);
+    assert_true(str_is(m.channel, "c"));
+    assert_true(str_is(m.data, "d"));
+    assert_true(str_is(m.id, "1-0"));
+    assert_int_equal(hb_next_msg(&a, &m), 0);
+    free(in);
+}
+
+static const char *const bad_answers[] = {
+    "",
+    "[]",
+    "{",
+    "{\"cursor\":\"a\"}",                      /* no messages */
+    "{\"messages\":[]}",                       /* no cursor */
+    "{\"cursor\":\"a\",\"messages\":{}}",      /* not an array */
+    "{\"cursor\":\"a,\"messages\":[]}",        /* unterminated string */
+    "{\"cursor\":\"a\",\"messages\":[],}",     /* trailing comma */
+    "{\"cursor\":\"a\",\"messages\":[]",       /* unclosed */
+    "{\"cursor\":\"a\",\"messages\":[]\"x\"}", /* missing comma */
+    "{\"cursor\":\"a\\",
+    "{\"cursor\":\"a\",\"messages\":[],\"missed\":maybe}",
+};
+
+static void test_scan_answer_refuses_malformed_bodies(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad_answers) / sizeof(bad_answers[0]); i++) {
+        char *in = exact(bad_answers[i]);
+        hb_answer a;
+        if (hb_scan_answer(in, strlen(bad_answers[i]), &a) != -1)
+            fail_msg("accepted '%s'", bad_answers[i]);
+        free(in);
+    }
+}
+
+static const char *const bad_arrays[] = {
+    "{\"cursor\":\"a\",\"messages\":[{\"channel\":\"c\"",
+    "{\"cursor\":\"a\",\"messages\":[{\"channel\":nul}]}",
+    "{\"cursor\":\"a\",\"messages\":[7]}",
+    "{\"cursor\":\"a\",\"messages\":[{\"channel\" \"c\"}]}",
+};
+
+static void test_next_msg_refuses_malformed_messages(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad_arrays) / sizeof(bad_arrays[0]); i++) {
+        size_t n = strlen(bad_arrays[i]);
+        char *in = exact(bad_arrays[i]);
+        hb_answer a;
+        hb_msg m;
+        /* The top level may already fail; if not, the message must. */
+        if (hb_scan_answer(in, n, &a) == 0 && hb_next_msg(&a, &m) != -1)
+            fail_msg("accepted '%s'", bad_arrays[i]);
+        free(in);
+    }
+}
+
+/* ---- hb_data_field -------------------------------------------------------- */
+
+static void test_data_field_finds_integer_fields(void **state) {
+    (void)state;
+    const char *d = "s=12 k=3 t=1732300000123456 xxxxxxxx";
+    char *in = exact(d);
+    hb_str s = {in, strlen(d)};
+    long long v;
+    assert_int_equal(hb_data_field(s, 's', &v), 0);
+    assert_int_equal(v, 12);
+    assert_int_equal(hb_data_field(s, 'k', &v), 0);
+    assert_int_equal(v, 3);
+    assert_int_equal(hb_data_field(s, 't', &v), 0);
+    assert_int_equal(v, 1732300000123456LL);
+    assert_int_equal(hb_data_field(s, 'r', &v), -1);
+    assert_int_equal(hb_data_field(s, 'x', &v), -1);
+    free(in);
+}
+
+static const char *const bad_fields[] = {"",     "s",    "s=",   "s=x",
+                                         "s=1x", "as=1", "s=-1", "s=99999999999999999999"};
+
+static void test_data_field_refuses_what_is_not_a_field(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad_fields) / sizeof(bad_fields[0]); i++) {
+        char *in = exact(bad_fields[i]);
+        hb_str s = {in, strlen(bad_fields[i])};
+        long long v;
+        if (hb_data_field(s, 's', &v) != -1) fail_msg("accepted '%s'", bad_fields[i]);
+        free(in);
+    }
+}
+
+/* ---- Flag values ---------------------------------------------------------- */
+
+static void test_parse_numbers_within_their_ranges(void **state) {
+    (void)state;
+    long long v;
+    double d;
+    assert_int_equal(hb_parse_ll("15000", 1, 20000, &v), 0);
+    assert_int_equal(v, 15000);
+    assert_int_equal(hb_parse_ll("0", 1, 20000, &v), -1);
+    assert_int_equal(hb_parse_ll("20001", 1, 20000, &v), -1);
+    assert_int_equal(hb_parse_ll("1e3", 1, 20000, &v), -1);
+    assert_int_equal(hb_parse_ll(" 5", 1, 20000, &v), -1);
+    assert_int_equal(hb_parse_ll("", 1, 20000, &v), -1);
+    assert_int_equal(hb_parse_ll("99999999999999999999", 1, 20000, &v), -1);
+    assert_int_equal(hb_parse_double("0.5", 0, 10, &d), 0);
+    assert_true(d == 0.5);
+    assert_int_equal(hb_parse_double("nan", 0, 10, &d), -1);
+    assert_int_equal(hb_parse_double("11", 0, 10, &d), -1);
+    assert_int_equal(hb_parse_double("2s", 0, 10, &d), -1);
+}
+
+static void test_parse_addrs_lists_nodes_and_sources(void **state) {
+    (void)state;
+    struct sockaddr_in a[4];
+    int n;
+    char err[160];
+    assert_int_equal(hb_parse_addrs("127.0.0.1:8080,localhost:8081", 1, a, 4, &n, err, sizeof(err)),
+                     0);
+    assert_int_equal(n, 2);
+    assert_int_equal(ntohs(a[0].sin_port), 8080);
+    assert_int_equal(ntohl(a[1].sin_addr.s_addr), 0x7f000001);
+    assert_int_equal(ntohs(a[1].sin_port), 8081);
+    assert_int_equal(hb_parse_addrs("127.0.0.2,127.0.0.3", 0, a, 4, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(ntohl(a[1].sin_addr.s_addr), 0x7f000003);
+
+    static const struct {
+        const char *in;
+        int want_port;
+        const char *says;
+    } bad[] = {
+        {"", 1, "empty"},
+        {"127.0.0.1", 1, "HOST:PORT"},
+        {"127.0.0.1:0", 1, "HOST:PORT"},
+        {"127.0.0.1:65536", 1, "HOST:PORT"},
+        {"example.com:80", 1, "not an IPv4"},
+        {"127.0.0.1:80,", 1, "trailing comma"},
+        {"127.0.0.1:80,,127.0.0.1:81", 1, "not an address"},
+        {"127.0.0.2:5", 0, "without a port"},
+        {"1:1,1:2,1:3,1:4,1:5", 1, "not an IPv4"},
+        {"127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4,127.0.0.1:5", 1, "more than 4"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        if (hb_parse_addrs(bad[i].in, bad[i].want_port, a, 4, &n, err, sizeof(err)) != -1)
+            fail_msg("accepted '%s'", bad[i].in);
+        if (strstr(err, bad[i].says) == NULL)
+            fail_msg("'%s': message '%s' lacks '%s'", bad[i].in, err, bad[i].says);
+    }
+}
+
+/* ---- Histogram and the hand-over of counters ------------------------------ */
+
+static void test_hist_percentiles_are_within_its_resolution(void **state) {
+    (void)state;
+    static hb_hist h;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(hb_hist_pct(&h, 50), -1);
+    for (long long v = 1; v <= 100000; v++)
+        hb_hist_add(&h, v);
+    assert_int_equal(h.n, 100000);
+    assert_int_equal(h.max_us, 100000);
+    static const double pcts[] = {50, 90, 99, 99.9};
+    for (size_t i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++) {
+        double want = pcts[i] * 1000;
+        double got = (double)hb_hist_pct(&h, pcts[i]);
+        if (got < want || got > want * 1.032)
+            fail_msg("p%g = %g, want %g (+3.2%%)", pcts[i], got, want);
+    }
+    assert_int_equal(hb_hist_pct(&h, 100), 100000);
+}
+
+static void test_hist_is_exact_for_small_values_and_clamps_the_rest(void **state) {
+    (void)state;
+    static hb_hist h;
+    memset(&h, 0, sizeof(h));
+    hb_hist_add(&h, -5);
+    hb_hist_add(&h, 7);
+    hb_hist_add(&h, 127);
+    assert_int_equal(hb_hist_pct(&h, 1), 0);
+    assert_int_equal(hb_hist_pct(&h, 50), 7);
+    assert_int_equal(hb_hist_pct(&h, 100), 127);
+    hb_hist_add(&h, 1LL << 50);
+    assert_int_equal(hb_hist_pct(&h, 100), 1LL << 50);
+}
+
+static void test_stats_written_by_two_workers_merge_into_one(void **state) {
+    (void)state;
+    static hb_stats a, b, merged, direct;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    memset(&merged, 0, sizeof(merged));
+    memset(&direct, 0, sizeof(direct));
+    a.waiters = 3, a.held = 3, a.received = 10, a.errors = 1, a.first_us = 500, a.last_us = 900;
+    b.waiters = 2, b.held = 1, b.gaps = 4, b.dups = 2, b.first_us = 400, b.last_us = 800;
+    for (long long v = 0; v < 5000; v += 7)
+        hb_hist_add(&a.lat, v);
+    for (long long v = 100; v < 900000; v += 1111)
+        hb_hist_add(&b.lat, v);
+
+    /* Through a pipe, line by line, as the parent reads a worker. */
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    assert_int_equal(hb_stats_write(fd[1], &a), 0);
+    assert_int_equal(hb_stats_write(fd[1], &b), 0);
+    close(fd[1]);
+    FILE *f = fdopen(fd[0], "r");
+    assert_non_null(f);
+    char line[HB_LINE_MAX + 2];
+    int lines = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        size_t n = strlen(line);
+        assert_true(n > 0 && n <= HB_LINE_MAX && line[n - 1] == '\n');
+        line[n - 1] = '\0';
+        assert_int_equal(hb_stats_read_line(&merged, line), 0);
+        lines++;
+    }
+    fclose(f);
+    assert_true(lines > 2);
+
+    hb_stats_merge(&direct, &a);
+    hb_stats_merge(&direct, &b);
+    assert_int_equal(merged.waiters, 5);
+    assert_int_equal(merged.held, 4);
+    assert_int_equal(merged.received, 10);
+    assert_int_equal(merged.gaps, 4);
+    assert_int_equal(merged.dups, 2);
+    assert_int_equal(merged.errors, 1);
+    assert_int_equal(merged.first_us, 400);
+    assert_int_equal(merged.last_us, 900);
+    assert_int_equal(merged.lat.n, a.lat.n + b.lat.n);
+    assert_int_equal(merged.lat.max_us, b.lat.max_us);
+    assert_memory_equal(&merged, &direct, sizeof(merged));
+    assert_int_equal(hb_hist_pct(&merged.lat, 99), hb_hist_pct(&direct.lat, 99));
+}
+
+static void test_stats_read_line_refuses_other_lines(void **state) {
+    (void)state;
+    static hb_stats s;
+    assert_int_equal(hb_stats_read_line(&s, "READY 0 5"), -1);
+    assert_int_equal(hb_stats_read_line(&s, "STAT held=x"), -1);
+    assert_int_equal(hb_stats_read_line(&s, "HIST 99999:1"), -1);
+    assert_int_equal(hb_stats_read_line(&s, "HIST 3"), -1);
+    /* Unknown counters from a newer worker are skipped, not fatal. */
+    assert_int_equal(hb_stats_read_line(&s, "STAT held=2 future=7"), 0);
+    assert_int_equal(s.held, 2);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_head_table),
+        cmocka_unit_test(test_parse_head_refuses_a_head_that_never_ends),
+        cmocka_unit_test(test_scan_answer_reads_cursor_messages_and_missed),
+        cmocka_unit_test(test_scan_answer_of_a_timeout_has_no_messages),
+        cmocka_unit_test(test_scan_answer_skips_fields_it_does_not_know),
+        cmocka_unit_test(test_scan_answer_refuses_malformed_bodies),
+        cmocka_unit_test(test_next_msg_refuses_malformed_messages),
+        cmocka_unit_test(test_data_field_finds_integer_fields),
+        cmocka_unit_test(test_data_field_refuses_what_is_not_a_field),
+        cmocka_unit_test(test_parse_numbers_within_their_ranges),
+        cmocka_unit_test(test_parse_addrs_lists_nodes_and_sources),
+        cmocka_unit_test(test_hist_percentiles_are_within_its_resolution),
+        cmocka_unit_test(test_hist_is_exact_for_small_values_and_clamps_the_rest),
+        cmocka_unit_test(test_stats_written_by_two_workers_merge_into_one),
+        cmocka_unit_test(test_stats_read_line_refuses_other_lines),
+    };
+    return cmocka_run_group_tests_name("holdline-bench parsing and counters", tests, NULL, NULL);
+}
