@@ -107,5 +107,6 @@ int hl_history_missed(const hl_stream_state *s, hl_sid at, long long ttl_ms) {
     if (s->added > s->length) return 1;
     /* Nothing removed from this stream, but an older one may have expired
      * before it was created, which takes more than a TTL after `at`. */
-    return (long long)s->first.ms - at_ms >= ttl_ms;
+    /* first is after at, so first.ms >= at.ms: the difference fits. */
+    return ttl_ms <= 0 || s->first.ms - at.ms >= (uint64_t)ttl_ms;
 }

@@ -193,6 +193,16 @@ static const missed_case missed_cases[] = {
      {95000, 0},
      1},
     {"cursor 0-0 on a fresh stream", {100000, 1, 3, {95000, 0}, {99000, 0}, {0, 0}, 3}, {0, 0}, 1},
+    /* Found by fuzz_frame: ids past INT64_MAX ms (an explicit XADD id can
+     * be anything) once overflowed a signed subtraction. */
+    {"first id past INT64_MAX ms",
+     {100000, 1, 2, {UINT64_MAX - 5, 0}, {UINT64_MAX, 0}, {0, 0}, 2},
+     {1, 0},
+     1},
+    {"first id just after a cursor past INT64_MAX ms",
+     {100000, 1, 2, {UINT64_MAX - 5, 0}, {UINT64_MAX, 0}, {0, 0}, 2},
+     {UINT64_MAX - 6, 0},
+     0},
 };
 
 static void test_history_missed_table(void **state) {
