@@ -120,7 +120,7 @@ int hl_timeout_parse(const char *s, int def, int max, int *out, char *err, size_
     if (digits) {
         errno = 0;
         v = strtol(s, NULL, 10);
-        if (errno == ERANGE || v > INT_MAX) v = INT_MAX;
+        if (errno == ERANGE || v > INT_MAX) v = 0; /* too big for any max: refused below */
     }
     if (v < 1 || v > max)
         return hl_set_error(err, errlen, "timeout must be whole seconds from 1 to %d", max);

@@ -13,6 +13,7 @@
 #include "hl_request.h"
 
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -522,6 +523,8 @@ static const struct {
     {"007", 30, 120, HL_OK, 7},
     {"3601", 30, 3600, HL_ERR, 0},
     {"3600", 30, 3600, HL_OK, 3600},
+    {"2147483647", 30, INT_MAX, HL_OK, INT_MAX},
+    {"2147483648", 30, INT_MAX, HL_ERR, 0}, /* found by fuzz_request's header check */
     {"2147483647", 30, 120, HL_ERR, 0},
     {"2147483648", 30, 120, HL_ERR, 0},
     {"9223372036854775807", 30, 120, HL_ERR, 0},
