@@ -199,7 +199,7 @@ size_t hl_http_unescape(void *cls, struct MHD_Connection *conn, char *s);
 void hl_http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                            enum MHD_ConnectionNotificationCode toe);
 void *hl_http_on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
-/* Closes connections past their request deadline; every other call also
+/* Closes connections past their request deadline; every fourth call also
  * releases held polls whose client hung up. */
 void hl_http_sweep(hl_worker *w);
 /* Stopping: closes every connection that has not sent a whole request

@@ -824,7 +824,7 @@ static void test_a_client_hanging_up_releases_its_subscription_within_seconds(vo
                "ms\n",
                k, gone);
         assert_true(gone >= 0);
-        assert_true(gone < 4000);
+        assert_true(gone < 6000); /* peeks come every 4 s */
     }
     /* The node goes on: a new poll and a publish on the channel. */
     snprintf(req, sizeof(req), "GET /poll/%s?timeout=5 HTTP/1.1\r\nHost: t\r\n\r\n", ch);
