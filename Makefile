@@ -4,6 +4,7 @@
 #   make test            install missing Debian packages, build, run every test
 #   make demo            install missing packages, start redis + 3 nodes + publisher
 #   make bench           the standard benchmark set (scripts/bench.sh)
+#   make bench-compare   the same set against holdline and nchan, with ratios
 #   make SANITIZER=address test   the same suite under ASan+UBSan (build/address/)
 #   make install PREFIX=/usr/local DESTDIR=
 
@@ -105,7 +106,7 @@ BENCH_SRC := $(wildcard cmd/holdline-bench/*.c)
 BENCH_OBJ := $(BENCH_SRC:%.c=$(OUT)/%.o)
 BENCH_CFLAGS = -std=c11 -D_GNU_SOURCE -MMD -MP $(WARN) $(SAN_FLAGS) $(CFLAGS)
 
-.PHONY: bench
+.PHONY: bench bench-compare
 all: $(BIN)/holdline-bench
 tests: $(BIN)/holdline-bench
 
@@ -128,6 +129,15 @@ $(OUT)/tests/test_bench_parse: tests/unit/test_bench_parse.c \
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@bash scripts/bench.sh "$(BIN)"
+
+# `make bench-compare`: the same set against holdline, then against nchan
+# (nginx + libnginx-mod-nchan from Debian, Redis storage, 2 instances x 2
+# workers, config/nchan-bench.conf), printing both and the ratios. nginx
+# and the module are installed by scripts/bench-compare-deps.sh if missing.
+bench-compare: deps
+	@sh scripts/bench-compare-deps.sh
+	@$(MAKE) --no-print-directory all
+	@bash scripts/bench.sh --compare "$(BIN)"
 # ---------------------------------------------------------------------------
 
 deps:

@@ -4,15 +4,27 @@
 # holdline-bench through hold, fan-out, stream and publish runs, prints one
 # table, and stops everything it started, by pid.
 #
-# Usage: bench.sh [BINDIR]     (BINDIR holds holdline and holdline-bench; bin)
+# Usage: bench.sh [--compare] [BINDIR]   (BINDIR holds holdline and
+#                                          holdline-bench; bin)
+#   --compare   `make bench-compare`: the same set against holdline (redis +
+#               2 nodes), then against nchan (redis + 2 nginx instances x 2
+#               workers, config/nchan-bench.conf); prints both tables and
+#               one with both and the ratio holdline/nchan per row
 # Environment:
 #   BENCH_SCALE=0.05     multiply every waiter and channel count (default 1)
 #   BENCH_DURATION=10    seconds of each hold, stream and publish run
 #   BENCH_KEEP=1         keep the run directory (logs, raw output)
 set -euo pipefail
 
-bindir=${1:-bin}
-case ${bindir} in -h | --help) sed -n '2,13p' "$0"; exit 0 ;; esac
+compare=0
+bindir=bin
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+    --compare) compare=1; shift ;;
+    *) bindir=$1; shift ;;
+    esac
+done
 holdline=$bindir/holdline
 bench=$bindir/holdline-bench
 scale=${BENCH_SCALE:-1}
@@ -20,6 +32,15 @@ duration=${BENCH_DURATION:-10}
 for b in "$holdline" "$bench"; do
     [[ -x $b ]] || { echo "bench: $b is not built (run make)" >&2; exit 1; }
 done
+nchan_module=/usr/lib/nginx/modules/ngx_nchan_module.so
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+if [[ $compare == 1 ]]; then
+    [[ -x $nginx_bin && -f $nchan_module ]] || {
+        echo "bench: --compare needs nginx and $nchan_module" \
+            "(make bench-compare installs them: scripts/bench-compare-deps.sh)" >&2
+        exit 1
+    }
+fi
 awk -v s="$scale" 'BEGIN { exit !(s > 0 && s <= 100) }' ||
     { echo "bench: BENCH_SCALE must be a number above 0, got '$scale'" >&2; exit 2; }
 [[ $duration =~ ^[0-9]+$ && $duration -ge 1 ]] ||
@@ -27,13 +48,28 @@ awk -v s="$scale" 'BEGIN { exit !(s > 0 && s <= 100) }' ||
 
 dir=$(mktemp -d /tmp/holdline-bench-XXXXXX)
 pids=()
+nginx_workers=()
+
+# Stops the processes in pids (nodes and nginx masters first: SIGTERM, the
+# nodes answer their waiters and a master stops its workers; then Redis).
+stop_all() {
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    pids=()
+    # nginx workers whose master died without stopping them (only ones
+    # this script saw started, and only while they are still nginx).
+    for pid in "${nginx_workers[@]}"; do
+        if [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") == nginx:* ]]; then
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+    nginx_workers=()
+}
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    # The nodes first (SIGTERM: they answer their waiters), then Redis.
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_all
     if [[ ${BENCH_KEEP:-0} == 1 || $rc -ne 0 ]]; then
         echo "bench: logs kept in $dir"
     else
@@ -66,67 +102,156 @@ scaled() { awk -v n="$1" -v s="$scale" 'BEGIN { v = int(n * s + 0.5); print (v <
 # Every held waiter is an open file in a node and in the bench.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-redis_port=$(free_port 6390)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$dir" >"$dir/redis.log" 2>&1 &
-redis_pid=$!
-pids+=("$redis_pid")
-for _ in $(seq 200); do
-    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
-    sleep 0.05
-done
+# Starts a private redis-server (no persistence) on a free port; sets
+# redis_port and redis_pid.
+start_redis() {
+    redis_port=$(free_port 6390)
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$dir" >"$dir/${1}redis.log" 2>&1 &
+    redis_pid=$!
+    pids+=("$redis_pid")
+    for _ in $(seq 200); do
+        redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+}
 
-ports=()
-node_pids=()
-next=8081
-for i in 1 2; do
-    port=$(free_port "$next")
-    next=$((port + 1))
-    HOLDLINE_HTTP_BIND=127.0.0.1 HOLDLINE_NODE_NAME="bench-node$i" HOLDLINE_LOG_LEVEL=warn \
-        "$holdline" -c config/holdline.cfg -p "$port" --redis "127.0.0.1:$redis_port" \
-        >"$dir/node$i.log" 2>&1 &
-    pids=("$!" "${pids[@]}")
-    node_pids+=("$!")
-    ports+=("$port")
-done
-for port in "${ports[@]}"; do wait_ready "$port"; done
-nodes="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}"
-server_pids="${node_pids[0]},${node_pids[1]},$redis_pid"
+# redis + two holdline nodes; sets nodes, server_pids, ports.
+start_holdline() {
+    local prefix=$1 port next=8081 i
+    start_redis "$prefix"
+    ports=()
+    node_pids=()
+    for i in 1 2; do
+        port=$(free_port "$next")
+        next=$((port + 1))
+        HOLDLINE_HTTP_BIND=127.0.0.1 HOLDLINE_NODE_NAME="bench-node$i" HOLDLINE_LOG_LEVEL=warn \
+            "$holdline" -c config/holdline.cfg -p "$port" --redis "127.0.0.1:$redis_port" \
+            >"$dir/${prefix}node$i.log" 2>&1 &
+        pids=("$!" "${pids[@]}")
+        node_pids+=("$!")
+        ports+=("$port")
+    done
+    for port in "${ports[@]}"; do wait_ready "$port"; done
+    nodes="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}"
+    server_pids="${node_pids[0]},${node_pids[1]},$redis_pid"
+}
 
-echo "holdline bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores," \
-    "$(awk '/MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo)," \
-    "holdline $(git rev-parse --short HEAD 2>/dev/null || echo '?'), scale $scale"
-echo "redis :$redis_port, nodes :${ports[0]} :${ports[1]}; every run's output in $dir"
+# wait_nchan_ready PORT MASTER-PID DIR: waits until an nginx + nchan
+# instance answers and publishes into Redis (every worker connects to
+# Redis on its own, so several in a row).
+wait_nchan_ready() {
+    local ok=0 code
+    for _ in $(seq 200); do
+        kill -0 "$2" 2>/dev/null || {
+            echo "bench: nginx (pid $2) exited; see $3/error.log:" >&2
+            tail -n 3 "$3/error.log" >&2
+            return 1
+        }
+        code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -d ready \
+            "http://127.0.0.1:$1/pub/bench-ready" 2>/dev/null || true)
+        if [[ $code == 201 || $code == 202 ]]; then
+            ok=$((ok + 1))
+            [[ $ok -ge 6 ]] && return 0
+        else
+            ok=0
+            sleep 0.05
+        fi
+    done
+    echo "bench: nchan on port $1 did not become ready; see $dir" >&2
+    return 1
+}
 
-results=$dir/results
-: >"$results"
+# redis + two nginx instances (2 workers each) with nchan, each with its own
+# prefix directory (config, pid file, logs, temp paths) under the run's
+# directory; sets nodes, server_pids (masters, workers, redis), ports.
+start_nchan() {
+    local port next=8181 i inst master kids
+    start_redis "nchan-"
+    ports=()
+    local spids=()
+    # Workers may drop to "nobody": they must reach their temp paths.
+    chmod 711 "$dir"
+    for i in 1 2; do
+        port=$(free_port "$next")
+        next=$((port + 1))
+        inst=$dir/nginx$i
+        mkdir -p "$inst/tmp"
+        chmod 755 "$inst" "$inst/tmp"
+        sed -e "s|@NCHAN_MODULE@|$nchan_module|g" -e "s|@PREFIX@|$inst|g" \
+            -e "s|@PORT@|$port|g" -e "s|@REDIS_PORT@|$redis_port|g" \
+            config/nchan-bench.conf >"$inst/nginx.conf"
+        "$nginx_bin" -p "$inst" -c "$inst/nginx.conf" -e "$inst/error.log" \
+            >"$inst/stdout.log" 2>&1 &
+        master=$!
+        pids=("$master" "${pids[@]}")
+        ports+=("$port")
+        wait_nchan_ready "$port" "$master" "$inst"
+        kids=$(cat "/proc/$master/task/$master/children" 2>/dev/null || true)
+        # shellcheck disable=SC2206 # pids, split on blanks
+        kids=($kids)
+        if [[ ${#kids[@]} -ne 2 ]]; then
+            echo "bench: nginx $i (pid $master) has ${#kids[@]} workers, want 2; see $inst" >&2
+            return 1
+        fi
+        nginx_workers+=("${kids[@]}")
+        spids+=("$master" "${kids[@]}")
+    done
+    nodes="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}"
+    spids+=("$redis_pid")
+    server_pids=$(IFS=,; echo "${spids[*]}")
+}
+
+machine="$(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
+if [[ $compare == 0 ]]; then
+    start_holdline ""
+    echo "holdline bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $machine," \
+        "holdline $(git rev-parse --short HEAD 2>/dev/null || echo '?'), scale $scale"
+    echo "redis :$redis_port, nodes :${ports[0]} :${ports[1]}; every run's output in $dir"
+else
+    nchan_version=$(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo '?')
+    nginx_version=$("$nginx_bin" -v 2>&1 | sed 's|.*nginx/||')
+    echo "holdline vs nchan bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $machine," \
+        "holdline $(git rev-parse --short HEAD 2>/dev/null || echo '?')," \
+        "nchan $nchan_version on nginx $nginx_version," \
+        "$(redis-server --version | grep -o 'v=[0-9.]*' | sed 's/v=/redis /'), scale $scale"
+    echo "every run's output in $dir"
+fi
+
 status=0
 
-# run NAME MODE ARGS...: one holdline-bench run; its RESULT line is kept.
+# run NAME MODE ARGS...: one holdline-bench run against $nodes (the server
+# kind in $server); its RESULT line goes to $results.
 run() {
     local name=$1
     shift
-    echo "bench: $name: holdline-bench $* -n $nodes" >&2
+    local extra=()
+    [[ $server == nchan ]] && extra=(--server nchan)
+    echo "bench: $out_prefix$name: holdline-bench $* ${extra[*]:+${extra[*]} }-n $nodes" >&2
     local rc=0
-    "$bench" "$@" -n "$nodes" -q >"$dir/$name.out" 2>"$dir/$name.err" || rc=$?
+    "$bench" "$@" "${extra[@]}" -n "$nodes" -q >"$dir/$out_prefix$name.out" \
+        2>"$dir/$out_prefix$name.err" || rc=$?
     local line
-    line=$(grep '^RESULT ' "$dir/$name.out" | tail -n 1 || true)
-    [[ -n $line ]] || line="RESULT mode=$1 (none: see $dir/$name.err)"
+    line=$(grep '^RESULT ' "$dir/$out_prefix$name.out" | tail -n 1 || true)
+    [[ -n $line ]] || line="RESULT mode=$1 (none: see $dir/$out_prefix$name.err)"
     echo "$name exit=$rc ${line#RESULT }" >>"$results"
     [[ $rc -eq 0 ]] || status=1
 }
 
 # The standard set of issue 5. Hold goes first, on fresh nodes, so the
 # memory it reports is the waiters' and not what earlier runs left.
-run hold "hold" -c "$(scaled 15000)" -d "$duration" --pid "$server_pids"
-run fanout-1k "fanout" -c "$(scaled 1000)" -r 5
-run fanout-10k "fanout" -c "$(scaled 10000)" -r 5
-run fanout-1kx10 "fanout" -c "$(scaled 10000)" -k "$(scaled 1000)" -r 5
-run stream "stream" -c "$(scaled 1000)" -k "$(scaled 100)" -m 10 -d "$duration"
-run publish "publish" -C 16 -w "$(scaled 1000)" -d "$duration"
+standard_set() {
+    run hold "hold" -c "$(scaled 15000)" -d "$duration" --pid "$server_pids"
+    run fanout-1k "fanout" -c "$(scaled 1000)" -r 5
+    run fanout-10k "fanout" -c "$(scaled 10000)" -r 5
+    run fanout-1kx10 "fanout" -c "$(scaled 10000)" -k "$(scaled 1000)" -r 5
+    run stream "stream" -c "$(scaled 1000)" -k "$(scaled 100)" -m 10 -d "$duration"
+    run publish "publish" -C 16 -w "$(scaled 1000)" -d "$duration"
+}
 
-echo
-awk '
+# print_table RESULTS: the table of one server's set.
+print_table() {
+    awk '
 function v(key,   i, kv) {
     for (i = 2; i <= NF; i++) {
         split($i, kv, "=")
@@ -147,9 +272,108 @@ BEGIN {
     split($2, e, "=")
     printf fmt, $1, w, v("held"), got, miss, gaps, v("p50_ms"), v("p90_ms"), v("p99_ms"),
         v("max_ms"), rate, v("per_waiter_bytes"), v("errors"), e[2]
-}' "$results"
+}' "$1"
+}
+
+# The CPU line under a table.
+cpu_line() {
+    awk '$1 == "hold" { for (i = 2; i <= NF; i++) if ($i ~ /^server_cpu_pct=/) { sub(/.*=/, "", $i); print $i "% of one core" } }' "$1"
+}
+
+if [[ $compare == 0 ]]; then
+    server=holdline out_prefix="" results=$dir/results
+    : >"$results"
+    standard_set
+
+    echo
+    print_table "$results"
+    echo
+    echo "server CPU while holding: $(cpu_line "$results")"
+    echo "raw RESULT lines:"
+    sed 's/^/  /' "$results"
+    exit "$status"
+fi
+
+# --compare: holdline's set, everything stopped, then nchan's, each on its
+# own fresh redis-server, so neither sees the other's load or leftovers.
+server=holdline out_prefix="holdline-" results=$dir/results.holdline
+: >"$results"
+start_holdline "holdline-"
+echo "holdline: redis :$redis_port, nodes :${ports[0]} :${ports[1]}" \
+    "(pids $server_pids)"
+standard_set
+stop_all
+
+server=nchan out_prefix="nchan-" results=$dir/results.nchan
+: >"$results"
+start_nchan
+echo "nchan: redis :$redis_port, nginx :${ports[0]} :${ports[1]}" \
+    "(pids $server_pids: masters, workers, redis)"
+standard_set
+stop_all
+
 echo
-echo "server CPU while holding: $(awk '$1 == "hold" { for (i = 2; i <= NF; i++) if ($i ~ /^server_cpu_pct=/) { sub(/.*=/, "", $i); print $i "% of one core" } }' "$results")"
+echo "holdline (redis + 2 nodes):"
+print_table "$dir/results.holdline"
+echo "server CPU while holding: $(cpu_line "$dir/results.holdline")"
+echo
+echo "nchan (redis + 2 nginx x 2 workers):"
+print_table "$dir/results.nchan"
+echo "server CPU while holding: $(cpu_line "$dir/results.nchan")"
+echo
+echo "holdline vs nchan (ratio = holdline / nchan; \"better\" says which way is good):"
+awk '
+function v(line, key,   n, f, i, kv) {
+    n = split(line, f, " ")
+    for (i = 2; i <= n; i++) {
+        split(f[i], kv, "=")
+        if (kv[1] == key) return kv[2]
+    }
+    return "-"
+}
+function row(run, label, key, better,   a, b, r) {
+    if (!(run in H) && !(run in N)) return
+    a = (run in H) ? v(H[run], key) : "-"
+    b = (run in N) ? v(N[run], key) : "-"
+    r = (a != "-" && b != "-" && b + 0 != 0) ? sprintf("%.2f", a / b) : "-"
+    printf fmt, run, label, a, b, r, better
+}
+BEGIN { fmt = "%-13s %-16s %12s %12s %8s %7s\n" }
+FNR == 1 { file++ }
+file == 1 { H[$1] = $0; if (!($1 in seen)) { seen[$1] = 1; order[++nrun] = $1 } }
+file == 2 { N[$1] = $0; if (!($1 in seen)) { seen[$1] = 1; order[++nrun] = $1 } }
+END {
+    printf fmt, "run", "metric", "holdline", "nchan", "ratio", "better"
+    for (i = 1; i <= nrun; i++) {
+        run = order[i]
+        mode = v((run in H) ? H[run] : N[run], "mode")
+        if (mode == "hold") {
+            row(run, "held", "held", "higher")
+            row(run, "B/waiter", "per_waiter_bytes", "lower")
+            row(run, "server CPU %", "server_cpu_pct", "lower")
+            row(run, "open s", "open_s", "lower")
+        } else if (mode == "fanout") {
+            row(run, "received", "received", "higher")
+            row(run, "missing", "missing", "lower")
+            row(run, "p50 ms", "p50_ms", "lower")
+            row(run, "p99 ms", "p99_ms", "lower")
+            row(run, "max ms", "max_ms", "lower")
+        } else if (mode == "stream") {
+            row(run, "deliveries/s", "deliveries_per_s", "higher")
+            row(run, "gaps", "gaps", "lower")
+            row(run, "dups", "dups", "lower")
+            row(run, "p50 ms", "p50_ms", "lower")
+            row(run, "p99 ms", "p99_ms", "lower")
+        } else if (mode == "publish") {
+            row(run, "publishes/s", "publishes_per_s", "higher")
+            row(run, "p50 ms", "p50_ms", "lower")
+            row(run, "p99 ms", "p99_ms", "lower")
+        }
+        row(run, "errors", "errors", "lower")
+    }
+}' "$dir/results.holdline" "$dir/results.nchan"
+echo
 echo "raw RESULT lines:"
-sed 's/^/  /' "$results"
+sed 's/^/  holdline /' "$dir/results.holdline"
+sed 's/^/  nchan    /' "$dir/results.nchan"
 exit "$status"

@@ -37,8 +37,19 @@
 
 typedef enum { HB_HOLD, HB_FANOUT, HB_STREAM, HB_PUBLISH } hb_mode;
 
+/* The server spoken to. holdline: GET /poll/<ch>?timeout=T&cursor=C, JSON
+ * answers, POST /publish/<ch> answered 201. nchan (nginx + nchan, for
+ * `make bench-compare`; config/nchan-bench.conf): GET /sub/<ch> with
+ * If-Modified-Since / If-None-Match echoing the previous answer's
+ * Last-Modified / Etag; a 200 carries one message whose body is the raw
+ * data, a 408 is nchan_subscriber_timeout passing (poll again with the
+ * same cursor); POST /pub/<ch> answered 201 (or 202 when nobody was
+ * subscribed); the poll timeout is the server's, not -t. */
+typedef enum { HB_SERVER_HOLDLINE, HB_SERVER_NCHAN } hb_server;
+
 typedef struct hb_opts {
     hb_mode mode;
+    hb_server server;
     struct sockaddr_in nodes[HB_MAX_NODES];
     int nnodes;
     struct sockaddr_in sources[HB_MAX_SOURCES];

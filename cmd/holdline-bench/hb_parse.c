@@ -41,6 +41,16 @@ static int value_has_token(const char *v, size_t n, const char *token) {
     return 0;
 }
 
+/* Copies a header value (trailing blanks dropped) into a
+ * HB_HEAD_VALUE_MAX buffer; one that does not fit is left empty. */
+static void copy_value(char *dst, const char *v, size_t n) {
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    if (n >= HB_HEAD_VALUE_MAX) n = 0;
+    memcpy(dst, v, n);
+    dst[n] = '\0';
+}
+
 long hb_parse_head(const char *buf, size_t len, hb_http_head *h) {
     const char *end = find_crlfcrlf(buf, len);
     if (end == NULL) {
@@ -87,6 +97,10 @@ long hb_parse_head(const char *buf, size_t len, hb_http_head *h) {
             } else if (name_is(line, nn, "Connection")) {
                 if (value_has_token(v, vn, "close")) h->close = 1;
                 if (value_has_token(v, vn, "keep-alive")) h->close = 0;
+            } else if (name_is(line, nn, "Last-Modified")) {
+                copy_value(h->last_modified, v, vn);
+            } else if (name_is(line, nn, "Etag")) {
+                copy_value(h->etag, v, vn);
             }
         }
         p = eol + 1;

@@ -14,17 +14,24 @@ typedef struct hb_str {
     size_t n;
 } hb_str;
 
+/* Room for a Last-Modified or Etag value, with its NUL. */
+#define HB_HEAD_VALUE_MAX 64
+
 typedef struct hb_http_head {
     int status;               /* e.g. 200 */
     long long content_length; /* body bytes that follow the head */
     int close;                /* the server said "Connection: close" */
     size_t head_len;          /* bytes up to and including the blank line */
+    /* nchan's long-poll cursor, copied (the head's bytes do not outlive
+     * the parse): "" when absent or longer than HB_HEAD_VALUE_MAX - 1. */
+    char last_modified[HB_HEAD_VALUE_MAX];
+    char etag[HB_HEAD_VALUE_MAX];
 } hb_http_head;
 
 /* Parses the head of one response at buf. Returns the head's length when
  * it is complete, -2 if more bytes are needed, -1 if it is not HTTP/1.x or
- * has no Content-Length (holdline always sends one; chunked bodies are not
- * supported). */
+ * has no Content-Length (holdline and nchan always send one; chunked bodies
+ * are not supported). */
 long hb_parse_head(const char *buf, size_t len, hb_http_head *h);
 
 /* A poll answer being read: {"cursor":..,"messages":[..],"missed":..}. */

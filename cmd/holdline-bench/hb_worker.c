@@ -77,9 +77,24 @@ static void send_poll(worker *k, waiter *w) {
     char ch[160], req[512];
     long long g = (long long)(w - k->w) * o->procs + k->idx;
     hb_channel_name(o, k->kind, w->chan, ch, sizeof(ch));
-    int n =
-        snprintf(req, sizeof(req), "GET /poll/%s?timeout=%d&cursor=%s HTTP/1.1\r\nHost: %s\r\n\r\n",
-                 ch, o->timeout_s, w->cursor, k->host[g % o->nnodes]);
+    int n;
+    if (o->server == HB_SERVER_NCHAN) {
+        /* The cursor is "<Last-Modified>\n<Etag>" of the last message, or
+         * "" before the first: then nchan starts at the oldest message it
+         * holds (nchan_subscriber_first_message oldest), which on a fresh
+         * channel is the first one published, as holdline's cursor 0. */
+        char cond[CURSOR_MAX + 64] = "";
+        const char *nl = strchr(w->cursor, '\n');
+        if (nl != NULL)
+            snprintf(cond, sizeof(cond), "If-Modified-Since: %.*s\r\nIf-None-Match: %s\r\n",
+                     (int)(nl - w->cursor), w->cursor, nl + 1);
+        n = snprintf(req, sizeof(req), "GET /sub/%s HTTP/1.1\r\nHost: %s\r\n%s\r\n", ch,
+                     k->host[g % o->nnodes], cond);
+    } else {
+        n = snprintf(req, sizeof(req),
+                     "GET /poll/%s?timeout=%d&cursor=%s HTTP/1.1\r\nHost: %s\r\n\r\n", ch,
+                     o->timeout_s, w->cursor, k->host[g % o->nnodes]);
+    }
     int r = n > 0 && (size_t)n < sizeof(req) ? hb_conn_request(&w->conn, req, (size_t)n) : -E2BIG;
     if (r != 0) {
         char why[128];
@@ -136,10 +151,53 @@ static void on_stream_message(worker *k, waiter *w, const hb_msg *m, long long w
     }
 }
 
+static void on_message(worker *k, waiter *w, const hb_msg *m, long long wall_us) {
+    if (k->o->mode == HB_FANOUT)
+        on_fanout_message(k, w, m, wall_us);
+    else if (k->o->mode == HB_STREAM)
+        on_stream_message(k, w, m, wall_us);
+    else
+        waiter_fail(k, w, "a message on a channel nobody publishes to");
+}
+
+/* An nchan long-poll answer: 200 with one message (the body is its data,
+ * Last-Modified and Etag its id), or 408 when nchan_subscriber_timeout
+ * passed without one (no id: poll again with the same cursor). */
+static void on_nchan_answer(worker *k, waiter *w, const hb_http_head *h, const char *body,
+                            size_t len) {
+    char why[256];
+    if (h->status == 408 || h->status == 304) {
+        send_poll(k, w);
+        return;
+    }
+    if (h->status != 200) {
+        snprintf(why, sizeof(why), "poll answered %d: %.150s", h->status, body);
+        waiter_fail(k, w, why);
+        return;
+    }
+    size_t lm = strlen(h->last_modified), et = strlen(h->etag);
+    if (lm == 0 || et == 0 || lm + 1 + et >= CURSOR_MAX) {
+        waiter_fail(k, w, "a message without a usable Last-Modified and Etag");
+        return;
+    }
+    snprintf(w->cursor, sizeof(w->cursor), "%s\n%s", h->last_modified, h->etag);
+    hb_msg m;
+    memset(&m, 0, sizeof(m));
+    m.data.p = body;
+    m.data.n = len;
+    on_message(k, w, &m, hb_wall_us());
+    if (w->dead) return;
+    send_poll(k, w);
+}
+
 static void on_answer(hb_conn *c, const hb_http_head *h, const char *body, size_t len) {
     worker *k = c->loop->ud;
     waiter *w = (waiter *)c;
     char why[256];
+    if (k->o->server == HB_SERVER_NCHAN) {
+        on_nchan_answer(k, w, h, body, len);
+        return;
+    }
     if (h->status != 200) {
         snprintf(why, sizeof(why), "poll answered %d: %.150s", h->status, body);
         waiter_fail(k, w, why);
@@ -158,12 +216,7 @@ static void on_answer(hb_conn *c, const hb_http_head *h, const char *body, size_
     hb_msg m;
     int r;
     while ((r = hb_next_msg(&a, &m)) == 1) {
-        if (k->o->mode == HB_FANOUT)
-            on_fanout_message(k, w, &m, wall);
-        else if (k->o->mode == HB_STREAM)
-            on_stream_message(k, w, &m, wall);
-        else
-            waiter_fail(k, w, "a message on a channel nobody publishes to");
+        on_message(k, w, &m, wall);
         if (w->dead) return;
     }
     if (r < 0) {
@@ -321,7 +374,7 @@ void hb_worker_main(const hb_opts *o, int idx, int ctl) {
         hb_conn_init(&w->conn, &k.loop, &o->nodes[g % o->nnodes], src);
         w->chan = o->mode == HB_PUBLISH ? g : g % o->channels;
         w->next_seq = 1;
-        snprintf(w->cursor, sizeof(w->cursor), "0");
+        snprintf(w->cursor, sizeof(w->cursor), "%s", o->server == HB_SERVER_NCHAN ? "" : "0");
     }
     k.live = k.n;
 

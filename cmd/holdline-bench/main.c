@@ -59,6 +59,11 @@ static const char usage_text[] =
     "      --size BYTES            message data size, padded [as short as possible]\n"
     "      --prefix NAME           channel name prefix [hb<random>: fresh channels]\n"
     "      --key KEY               publish key (Authorization: Bearer KEY)\n"
+    "      --server NAME           holdline, or nchan (nginx + nchan: long-polls\n"
+    "                              GET /sub/<ch> with If-Modified-Since and\n"
+    "                              If-None-Match, publishes POST /pub/<ch>, raw\n"
+    "                              message bodies; the poll timeout is the\n"
+    "                              server's) [holdline]\n"
     "  -q, --quiet                 no progress lines on stderr\n"
     "  -h, --help                  this text\n"
     "\n"
@@ -75,6 +80,7 @@ enum {
     OPT_SIZE,
     OPT_PREFIX,
     OPT_KEY,
+    OPT_SERVER,
 };
 
 static const struct option long_opts[] = {
@@ -97,6 +103,7 @@ static const struct option long_opts[] = {
     {"size", required_argument, NULL, OPT_SIZE},
     {"prefix", required_argument, NULL, OPT_PREFIX},
     {"key", required_argument, NULL, OPT_KEY},
+    {"server", required_argument, NULL, OPT_SERVER},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -247,6 +254,14 @@ int main(int argc, char **argv) {
             if (strlen(optarg) >= sizeof(o.key) || strpbrk(optarg, "\r\n") != NULL)
                 usage_error("--key: must be one line of at most 255 bytes");
             snprintf(o.key, sizeof(o.key), "%s", optarg);
+            break;
+        case OPT_SERVER:
+            if (strcmp(optarg, "holdline") == 0)
+                o.server = HB_SERVER_HOLDLINE;
+            else if (strcmp(optarg, "nchan") == 0)
+                o.server = HB_SERVER_NCHAN;
+            else
+                usage_error("--server: '%s' is not holdline or nchan", optarg);
             break;
         case OPT_PID: {
             const char *s = optarg;
