@@ -743,6 +743,7 @@ static const char *js_field(const char *key, const char *p, void *ctx) {
     }
     if (strcmp(key, "id") == 0) return js_scalar(p, j->id, sizeof(j->id));
     if (strcmp(key, "channel") == 0) return js_scalar(p, j->channel, sizeof(j->channel));
+    if (strcmp(key, "last_id") == 0) return js_scalar(p, j->last_id, sizeof(j->last_id));
     if (strcmp(key, "status") == 0) return js_scalar(p, j->status, sizeof(j->status));
     if (strcmp(key, "messages") == 0) return js_messages(p, j);
     if (strcmp(key, "missed") == 0) return js_bool(p, &j->missed);

@@ -166,6 +166,7 @@ typedef struct it_json {
     char detail[256];  /* error answers */
     char id[64];       /* publish answers */
     char channel[256]; /* publish and channel answers */
+    char last_id[64];  /* /channels answers ("null" when there is no history) */
     char status[32];   /* /healthz, /readyz */
     long long length;  /* /channels answers; -1 when absent */
     int missed;        /* 1, 0, or -1 when absent */

@@ -112,128 +112,7 @@ static void channel_name(char *out, size_t outlen, const char *tag) {
     snprintf(out, outlen, "%s-%ld", tag, (long)getpid());
 }
 
-/* ---- a tiny reader for the compact JSON the server writes ----
- * Objects whose values are strings, null, true/false or integers, and the
- * "messages" array of such objects. Enough for these bodies; not a JSON
- * parser. */
-
-static const char *skip_ws(const char *p) {
-    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-        p++;
-    return p;
-}
-
-/* Reads the string at p (its opening quote) into out, decoding simple
- * escapes (\uXXXX becomes '?'). Returns the byte after the closing quote,
- * or NULL if there is no string or it does not fit. */
-static const char *json_str(const char *p, char *out, size_t outlen) {
-    size_t n = 0;
-    if (*p != '"') return NULL;
-    for (p++; *p != '"'; p++) {
-        char c = *p;
-        if (c == '\0') return NULL;
-        if (c == '\\') {
-            c = *++p;
-            switch (c) {
-            case '"':
-            case '\\':
-            case '/': break;
-            case 'n': c = '\n'; break;
-            case 'r': c = '\r'; break;
-            case 't': c = '\t'; break;
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
-            case 'u':
-                for (int i = 1; i <= 4; i++)
-                    if (p[i] == '\0' || strchr("0123456789abcdefABCDEF", p[i]) == NULL) return NULL;
-                p += 4;
-                c = '?';
-                break;
-            default: return NULL;
-            }
-        }
-        if (n + 1 >= outlen) return NULL;
-        out[n++] = c;
-    }
-    out[n] = '\0';
-    return p + 1;
-}
-
-/* Reads a bare token (null, true, false, a number) into out. */
-static const char *json_token(const char *p, char *out, size_t outlen) {
-    size_t n = 0;
-    while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '+' ||
-           *p == '.' || *p == 'E') {
-        if (n + 1 >= outlen) return NULL;
-        out[n++] = *p++;
-    }
-    out[n] = '\0';
-    return n ? p : NULL;
-}
-
-/* A string or a bare token into out. */
-static const char *json_scalar(const char *p, char *out, size_t outlen) {
-    return *p == '"' ? json_str(p, out, outlen) : json_token(p, out, outlen);
-}
-
-/* Skips any value, nested ones included. */
-static const char *json_skip(const char *p) {
-    if (*p != '[' && *p != '{') {
-        if (*p == '"') {
-            for (p++; *p != '"'; p++) {
-                if (*p == '\0') return NULL;
-                if (*p == '\\' && *++p == '\0') return NULL;
-            }
-            return p + 1;
-        }
-        char tok[64];
-        return json_token(p, tok, sizeof(tok));
-    }
-    int depth = 0;
-    for (; *p; p++) {
-        if (*p == '"') {
-            p = json_skip(p);
-            if (p == NULL) return NULL;
-            p--;
-        } else if (*p == '[' || *p == '{') {
-            depth++;
-        } else if ((*p == ']' || *p == '}') && --depth == 0) {
-            return p + 1;
-        }
-    }
-    return NULL;
-}
-
-/* Called with each key of an object and p at its value; returns the byte
- * after the value, or NULL on malformed input. */
-typedef const char *json_field_fn(const char *key, const char *p, void *ctx);
-
-/* Walks the object at p; returns the byte after it, or NULL. */
-static const char *json_object(const char *p, json_field_fn *fn, void *ctx) {
-    p = skip_ws(p);
-    if (*p != '{') return NULL;
-    p = skip_ws(p + 1);
-    if (*p == '}') return p + 1;
-    for (;;) {
-        char key[64];
-        p = json_str(p, key, sizeof(key));
-        if (p == NULL) return NULL;
-        p = skip_ws(p);
-        if (*p != ':') return NULL;
-        p = fn(key, skip_ws(p + 1), ctx);
-        if (p == NULL) return NULL;
-        p = skip_ws(p);
-        if (*p == '}') return p + 1;
-        if (*p != ',') return NULL;
-        p = skip_ws(p + 1);
-    }
-}
-
-typedef struct poll_msg {
-    char channel[256];
-    char id[64]; /* "null" for a message without a stream id */
-    char data[128];
-} poll_msg;
+typedef it_msg poll_msg;
 
 /* One answer to a poll (or any JSON answer), as far as these tests look. */
 typedef struct poll_answer {
@@ -256,49 +135,6 @@ static void answer_free(poll_answer *a) {
     a->n = a->cap = 0;
 }
 
-static const char *msg_field(const char *key, const char *p, void *ctx) {
-    poll_msg *m = ctx;
-    if (strcmp(key, "channel") == 0) return json_scalar(p, m->channel, sizeof(m->channel));
-    if (strcmp(key, "id") == 0) return json_scalar(p, m->id, sizeof(m->id));
-    if (strcmp(key, "data") == 0) return json_scalar(p, m->data, sizeof(m->data));
-    return json_skip(p);
-}
-
-static const char *json_messages(const char *p, poll_answer *a) {
-    if (*p != '[') return NULL;
-    p = skip_ws(p + 1);
-    if (*p == ']') return p + 1;
-    for (;;) {
-        if (a->n == a->cap) {
-            a->cap = a->cap ? a->cap * 2 : 16;
-            a->msgs = realloc(a->msgs, a->cap * sizeof(*a->msgs));
-        }
-        poll_msg *m = &a->msgs[a->n];
-        memset(m, 0, sizeof(*m));
-        p = json_object(p, msg_field, m);
-        if (p == NULL) return NULL;
-        a->n++;
-        p = skip_ws(p);
-        if (*p == ']') return p + 1;
-        if (*p != ',') return NULL;
-        p = skip_ws(p + 1);
-    }
-}
-
-static const char *answer_field(const char *key, const char *p, void *ctx) {
-    poll_answer *a = ctx;
-    if (strcmp(key, "cursor") == 0) return json_scalar(p, a->cursor, sizeof(a->cursor));
-    if (strcmp(key, "error") == 0) return json_scalar(p, a->error, sizeof(a->error));
-    if (strcmp(key, "messages") == 0) return json_messages(p, a);
-    if (strcmp(key, "missed") == 0) {
-        char tok[16];
-        const char *q = json_token(p, tok, sizeof(tok));
-        if (q) a->missed = strcmp(tok, "true") == 0 ? 1 : strcmp(tok, "false") == 0 ? 0 : -1;
-        return q;
-    }
-    return json_skip(p);
-}
-
 /* Fills a from an HTTP answer (r may be one that never arrived). */
 static void answer_from_resp(const it_resp *r, poll_answer *a) {
     memset(a, 0, sizeof(*a));
@@ -308,8 +144,14 @@ static void answer_from_resp(const it_resp *r, poll_answer *a) {
     a->has_header = it_resp_header(r, "Holdline-Cursor", a->header, sizeof(a->header)) == 0;
     if (r->body == NULL) return;
     snprintf(a->body, sizeof(a->body), "%s", r->body);
-    const char *end = json_object(r->body, answer_field, a);
-    a->parsed = end != NULL && *skip_ws(end) == '\0';
+    it_json j;
+    a->parsed = it_json_parse(r->body, &j) == 0 && strlen(j.cursor) < sizeof(a->cursor);
+    snprintf(a->cursor, sizeof(a->cursor), "%s", j.cursor);
+    snprintf(a->error, sizeof(a->error), "%s", j.error);
+    a->missed = j.missed;
+    a->msgs = j.msgs; /* taken over */
+    a->n = j.n;
+    a->cap = j.cap;
 }
 
 /* Appends s for a query string: with escape, every byte but A-Z a-z 0-9
@@ -384,11 +226,6 @@ static int id_after(const char *a, const char *b) {
     return am > bm || (am == bm && as > bs);
 }
 
-static const char *publish_field(const char *key, const char *p, void *ctx) {
-    if (strcmp(key, "id") == 0) return json_scalar(p, ctx, 64);
-    return json_skip(p);
-}
-
 /* POSTs data to channel; returns the status (0 without an answer) and
  * copies the answer's "id" into id[64] if id is not NULL. No cmocka calls:
  * the stress publisher may run beside client threads. */
@@ -398,8 +235,10 @@ static int publish(int port, const char *channel, const char *data, char *id) {
     it_resp r;
     if (it_http(port, "POST", path, data, strlen(data), NULL, 5000, &r) != 0) return 0;
     if (id) {
+        it_json j;
         id[0] = '\0';
-        if (r.body && json_object(r.body, publish_field, id) == NULL) id[0] = '\0';
+        if (it_json_parse(r.body, &j) == 0) snprintf(id, 64, "%s", j.id);
+        it_json_free(&j);
     }
     int status = r.status;
     it_resp_free(&r);
@@ -1077,34 +916,14 @@ static void test_holdline_cursor_header_equals_the_body_cursor(void **state) {
     answer_free(&a);
 }
 
-typedef struct channel_info {
-    char channel[256];
-    char last_id[64];
-    long long length;
-} channel_info;
-
-static const char *channel_field(const char *key, const char *p, void *ctx) {
-    channel_info *c = ctx;
-    if (strcmp(key, "channel") == 0) return json_scalar(p, c->channel, sizeof(c->channel));
-    if (strcmp(key, "last_id") == 0) return json_scalar(p, c->last_id, sizeof(c->last_id));
-    if (strcmp(key, "length") == 0) {
-        char tok[32];
-        const char *q = json_token(p, tok, sizeof(tok));
-        if (q) c->length = atoll(tok);
-        return q;
-    }
-    return json_skip(p);
-}
-
 static void assert_channel_info(int port, const char *ch, const char *last_id, long long length) {
     char path[300];
     snprintf(path, sizeof(path), "/channels/%s", ch);
     it_resp r;
     assert_int_equal(it_http(port, "GET", path, NULL, 0, NULL, 3000, &r), 0);
-    channel_info c;
-    memset(&c, 0, sizeof(c));
-    c.length = -1;
-    int parsed = r.body && json_object(r.body, channel_field, &c) != NULL;
+    it_json c;
+    int parsed = it_json_parse(r.body, &c) == 0;
+    it_json_free(&c);
     printf("GET %s: %d %s\n", path, r.status, r.body ? r.body : "");
     int status = r.status;
     it_resp_free(&r);
