@@ -35,21 +35,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A port nothing listens on, from $1 upwards.
-free_port() {
-    local p=$1
-    while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
-    echo "$p"
-}
-
-wait_ready() {
-    for _ in $(seq 200); do
-        curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    echo "demo: node on port $1 did not become ready; see $dir" >&2
-    return 1
-}
+me=demo
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 redis_port=$(free_port 6390)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \

@@ -40,6 +40,9 @@ if bash scripts/demo.sh "$HOLDLINE_BIN" --for 4 >"$out" 2>&1 &&
     grep -q "Client: Got response\|got response ok" "$out"; then
     passed=$((passed + 1))
     echo "[       OK ] demo starts, serves the page, answers polls and stops"
+    # The demo keeps its logs for people; a passing smoke run needs none.
+    demo_dir=$(sed -n 's/.*logs kept in \(\/tmp\/holdline-demo-[A-Za-z0-9]*\)).*/\1/p' "$out")
+    [ -n "$demo_dir" ] && rm -rf "$demo_dir"
 else
     failed=$((failed + 1))
     cat "$out"
