@@ -28,6 +28,7 @@ typedef struct waiter {
     long long round;    /* fanout: the last round received */
     int dead;           /* failed; not polling any more */
     int caught_up;      /* stream, stopping: has every seq up to the last */
+    int repoll;         /* fanout: answered this round; polls again when it ends */
     char cursor[CURSOR_MAX];
 } waiter;
 
@@ -51,6 +52,7 @@ typedef struct worker {
     long long round_recv;
     int pub_seen;          /* fanout: PUB for `round` arrived */
     long long deadline_us; /* fanout: the round ends then */
+    long long repolls;     /* fanout: waiters with repoll set */
 
     int stopping;          /* stream: STOP arrived */
     long long last_seq;    /* stream: the last seq published on every channel */
@@ -101,6 +103,32 @@ static void send_poll(worker *k, waiter *w) {
         snprintf(why, sizeof(why), "cannot send a poll: %s", strerror(-r));
         waiter_fail(k, w, why);
     }
+}
+
+/* The next poll after an answer. In a fan-out round it waits for the end
+ * of the round, so the round measures the servers' fan-out alone and not
+ * also their handling of the re-polls arriving in the middle of it (which
+ * is what immediate re-polls would add, to either server alike). */
+static void poll_again(worker *k, waiter *w) {
+    if (k->o->mode == HB_FANOUT && !k->settling) {
+        if (!w->repoll) {
+            w->repoll = 1;
+            k->repolls++;
+        }
+        return;
+    }
+    send_poll(k, w);
+}
+
+static void repoll_all(worker *k) {
+    for (long long i = 0; i < k->n && k->repolls > 0; i++) {
+        waiter *w = &k->w[i];
+        if (!w->repoll) continue;
+        w->repoll = 0;
+        k->repolls--;
+        if (!w->dead) send_poll(k, w);
+    }
+    k->repolls = 0;
 }
 
 static void note_delivery(worker *k, long long wall_us, long long sent_us) {
@@ -167,7 +195,7 @@ static void on_nchan_answer(worker *k, waiter *w, const hb_http_head *h, const c
                             size_t len) {
     char why[256];
     if (h->status == 408 || h->status == 304) {
-        send_poll(k, w);
+        poll_again(k, w);
         return;
     }
     if (h->status != 200) {
@@ -187,7 +215,7 @@ static void on_nchan_answer(worker *k, waiter *w, const hb_http_head *h, const c
     m.data.n = len;
     on_message(k, w, &m, hb_wall_us());
     if (w->dead) return;
-    send_poll(k, w);
+    poll_again(k, w);
 }
 
 static void on_answer(hb_conn *c, const hb_http_head *h, const char *body, size_t len) {
@@ -223,7 +251,7 @@ static void on_answer(hb_conn *c, const hb_http_head *h, const char *body, size_
         waiter_fail(k, w, "malformed messages array");
         return;
     }
-    send_poll(k, w);
+    poll_again(k, w);
 }
 
 static void on_fail(hb_conn *c, const char *why) {
@@ -310,6 +338,7 @@ static int tick(worker *k) {
         k->pub_seen = 0;
         k->round_recv = 0;
         k->round++;
+        repoll_all(k);
     }
     if (k->settling && settled(k, now)) {
         char line[64];
