@@ -23,7 +23,9 @@
 /* A publish that Redis has not answered after this long gets a 503: the
  * message may or may not have gone out, and the client must know it was
  * not confirmed. */
-#define PUBLISH_DEADLINE_MS 5000
+#define PUBLISH_DEADLINE_S 5
+
+static void due_remove(hl_req *r);
 
 static struct MHD_Response *make_response(const hl_worker *w, int origin, const char *ctype,
                                           const void *data, size_t len,
@@ -105,7 +107,7 @@ static enum MHD_Result reply_error(hl_req *r, unsigned status, const char *code,
 }
 
 void hl_http_answer(hl_req *r, hl_shared *answer, unsigned status) {
-    if (event_initialized(&r->timer)) evtimer_del(&r->timer);
+    due_remove(r);
     r->answer = answer;
     r->status = status;
     r->state = HL_REQ_ANSWERED;
@@ -134,6 +136,7 @@ void hl_http_answer_error(hl_req *r, unsigned status, const char *code, const ch
 void hl_http_req_free(hl_req *r) {
     hl_buf_free(&r->body);
     free(r->idem);
+    free(r->channel);
     if (r->links != &r->link1) free(r->links);
     free(r);
 }
@@ -317,20 +320,11 @@ static int origin_of(const hl_worker *w, struct MHD_Connection *conn) {
     return HL_ORIGIN_NONE;
 }
 
-static void on_poll_timeout(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    hl_poll_timeout(arg);
-}
-
-static void on_publish_deadline(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    hl_req *r = arg;
+static void on_publish_deadline(hl_req *r) {
     /* The hiredis callback still holds r (redis_pending); it will see the
      * state is no longer PUBLISHING and leave the answer alone. */
-    hl_warn("a request on '%s' got no answer from Redis within %d ms", r->channel,
-            PUBLISH_DEADLINE_MS);
+    hl_warn("a request on '%s' got no answer from Redis within %d s", r->channel,
+            PUBLISH_DEADLINE_S);
     hl_http_answer_error(
         r, MHD_HTTP_SERVICE_UNAVAILABLE, "redis_timeout",
         r->kind == HL_ROUTE_PUBLISH
@@ -338,14 +332,74 @@ static void on_publish_deadline(evutil_socket_t fd, short what, void *arg) {
             : "Redis did not answer in time");
 }
 
-static void arm_timer(hl_req *r, event_callback_fn fn, long ms) {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+/* ---- Deadlines (hl_worker.dues) -------------------------------------- */
+
+int hl_http_max_due_secs(const hl_config *cfg) {
+    return cfg->poll_max_timeout > PUBLISH_DEADLINE_S ? cfg->poll_max_timeout : PUBLISH_DEADLINE_S;
+}
+
+/* Makes the due timer fire at `at` unless it already fires sooner. */
+static void due_watch(hl_worker *w, long long at) {
+    if (w->due_at != 0 && w->due_at <= at) return;
+    long long ms = at - mono_ms();
+    if (ms < 1) ms = 1;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     /* Inside a callback libevent measures from the time cached when the
-     * loop turn began; a busy turn would then fire a poll's timeout a
-     * little before `timeout` seconds after its arrival. */
-    event_base_update_cache_time(r->w->base);
-    evtimer_assign(&r->timer, r->w->base, fn, r);
-    evtimer_add(&r->timer, &tv);
+     * loop turn began; a busy turn would fire early (the handler then
+     * only watches again). */
+    event_base_update_cache_time(w->base);
+    evtimer_add(w->due_timer, &tv);
+    w->due_at = at;
+}
+
+static void due_remove(hl_req *r) {
+    if (r->due == 0) return;
+    hl_due_list *l = &r->w->dues[r->due_secs];
+    if (r->due_prev)
+        r->due_prev->due_next = r->due_next;
+    else
+        l->head = r->due_next;
+    if (r->due_next)
+        r->due_next->due_prev = r->due_prev;
+    else
+        l->tail = r->due_prev;
+    r->due_prev = r->due_next = NULL;
+    r->due = 0;
+}
+
+/* Arms r to expire `secs` seconds from now (1 <= secs <= ndues - 1). */
+static void due_add(hl_req *r, int secs) {
+    hl_worker *w = r->w;
+    due_remove(r);
+    r->due = mono_ms() + (long long)secs * 1000;
+    r->due_secs = (unsigned)secs;
+    hl_due_list *l = &w->dues[secs];
+    r->due_prev = l->tail;
+    r->due_next = NULL;
+    if (l->tail)
+        l->tail->due_next = r;
+    else
+        l->head = r;
+    l->tail = r;
+    due_watch(w, r->due);
+}
+
+void hl_http_on_due(hl_worker *w) {
+    w->due_at = 0;
+    long long now = mono_ms(), next = 0;
+    for (size_t i = 0; i < w->ndues; i++) {
+        hl_due_list *l = &w->dues[i];
+        while (l->head && l->head->due <= now) {
+            hl_req *r = l->head;
+            due_remove(r);
+            if (r->kind == HL_ROUTE_POLL)
+                hl_poll_timeout(r);
+            else
+                on_publish_deadline(r);
+        }
+        if (l->head && (next == 0 || l->head->due < next)) next = l->head->due;
+    }
+    if (next) due_watch(w, next);
 }
 
 /* The "no event" answer of a node that is stopping: the client's own
@@ -410,7 +464,7 @@ static enum MHD_Result start_poll(hl_req *r, hl_span arg) {
                                "the node cannot hold another waiter");
         return reply(r, MHD_HTTP_OK, resp);
     }
-    arm_timer(r, on_poll_timeout, (long)timeout * 1000);
+    due_add(r, timeout);
     MHD_suspend_connection(r->conn);
     return MHD_YES;
 }
@@ -420,12 +474,14 @@ static enum MHD_Result start_channel_info(hl_req *r, hl_span arg) {
     if (!hl_channel_valid(arg.p, arg.n))
         return reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_channel",
                            "channel names are 1 to 200 bytes of A-Z a-z 0-9 . _ ~ : -");
-    memcpy(r->channel, arg.p, arg.n);
-    r->channel[arg.n] = '\0';
+    r->channel = strndup(arg.p, arg.n);
+    if (r->channel == NULL)
+        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
+                           "the node cannot take this request now");
     if (hl_pubsub_channel_info(r->w, r) != HL_OK)
         return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "redis_unavailable",
                            "Redis is not reachable");
-    arm_timer(r, on_publish_deadline, PUBLISH_DEADLINE_MS);
+    due_add(r, PUBLISH_DEADLINE_S);
     r->state = HL_REQ_PUBLISHING;
     MHD_suspend_connection(r->conn);
     return MHD_YES;
@@ -461,8 +517,10 @@ static enum MHD_Result start_publish(hl_req *r, hl_span arg) {
             return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
                                "the node cannot take this publish now");
     }
-    memcpy(r->channel, arg.p, arg.n);
-    r->channel[arg.n] = '\0';
+    r->channel = strndup(arg.p, arg.n);
+    if (r->channel == NULL)
+        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
+                           "the node cannot take this publish now");
     r->state = HL_REQ_BODY;
     return MHD_YES;
 }
@@ -498,7 +556,7 @@ static enum MHD_Result receive_body(hl_req *r, const char *data, size_t *size) {
     if (hl_pubsub_publish(w, r) != HL_OK)
         return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "redis_unavailable",
                            "Redis is not reachable; the message was not published");
-    arm_timer(r, on_publish_deadline, PUBLISH_DEADLINE_MS);
+    due_add(r, PUBLISH_DEADLINE_S);
     r->state = HL_REQ_PUBLISHING;
     MHD_suspend_connection(r->conn);
     return MHD_YES;
@@ -681,7 +739,7 @@ void hl_http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     if (r == NULL) return;
     *con_cls = NULL;
     hl_poll_detach(r);
-    if (event_initialized(&r->timer)) evtimer_del(&r->timer);
+    due_remove(r);
     hl_shared_release(r->answer);
     r->answer = NULL;
     hl_buf_free(&r->body);

@@ -104,6 +104,12 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
     hl_http_sweep(arg);
 }
 
+static void on_due(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_http_on_due(arg);
+}
+
 static void on_retry(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
@@ -258,8 +264,11 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
     w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
     w->retry = evtimer_new(w->base, on_retry, w);
     w->sweep = event_new(w->base, -1, EV_PERSIST, on_sweep, w);
+    w->due_timer = evtimer_new(w->base, on_due, w);
+    w->ndues = (size_t)hl_http_max_due_secs(cfg) + 1;
+    w->dues = calloc(w->ndues, sizeof(*w->dues));
     if (!w->mhd_io || !w->mhd_timer || !w->stop_ev || !w->drain_timer || !w->tick || !w->retry ||
-        !w->sweep) {
+        !w->sweep || !w->due_timer || !w->dues) {
         hl_set_error(err, errlen, "out of memory");
         goto err;
     }
@@ -291,6 +300,8 @@ void hl_worker_free(hl_worker *w) {
     if (w->tick) event_free(w->tick);
     if (w->retry) event_free(w->retry);
     if (w->sweep) event_free(w->sweep);
+    if (w->due_timer) event_free(w->due_timer);
+    free(w->dues);
     if (w->base) event_base_free(w->base);
     free(w);
 }

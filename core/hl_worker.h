@@ -94,8 +94,12 @@ typedef struct hl_req {
     hl_conn *hc;
     hl_req_state state;
     hl_route_kind kind;
-    int origin;             /* HL_ORIGIN_* or an origin index */
-    struct event timer;     /* poll timeout or publish deadline */
+    int origin; /* HL_ORIGIN_* or an origin index */
+    /* The poll's timeout or the publish's deadline: monotonic ms (0: none),
+     * on the worker's list for its duration (see hl_worker.dues). */
+    long long due;
+    struct hl_req *due_prev, *due_next;
+    unsigned due_secs;
     hl_shared *answer;      /* set with ANSWERED; one reference is ours */
     unsigned status;        /* HTTP status of answer */
     unsigned redis_pending; /* hiredis callbacks that still hold this req */
@@ -111,11 +115,17 @@ typedef struct hl_req {
     int missed;          /* a read found messages gone since the client's cursor */
     int read_failed;     /* a read failed: wait rather than read again */
     /* publish */
-    hl_buf body;                          /* the message so far */
-    int too_large;                        /* the body went over the limit */
-    char *idem;                           /* the Idempotency-Key header's value, or NULL */
-    char channel[HL_CHANNEL_MAX_LEN + 1]; /* publish and channel info: the channel */
+    hl_buf body;   /* the message so far */
+    int too_large; /* the body went over the limit */
+    char *idem;    /* the Idempotency-Key header's value, or NULL */
+    char *channel; /* publish and channel info: the channel */
 } hl_req;
+
+/* The requests armed with one duration, in arming order, which is also
+ * deadline order. */
+typedef struct hl_due_list {
+    struct hl_req *head, *tail;
+} hl_due_list;
 
 typedef struct hl_worker {
     int id;
@@ -138,22 +148,31 @@ typedef struct hl_worker {
     int loading;           /* the library load and epoch read are in flight */
     int redis_trouble;     /* Redis answered with errors since the last good reply */
     struct event *retry;   /* loads, syncs and reads that Redis refused, tried again */
-    uint64_t epoch;        /* the Redis data set's epoch as last seen (0: not yet) */
-    char epoch_key[96];    /* <prefix>epoch */
-    char epoch_mine[17];   /* the epoch this worker proposes if Redis has none (hex) */
-    unsigned sync_seq;     /* numbers sync reads, so stale replies are known */
-    long long redis_ms;    /* Redis's clock at the last reply that told it (0: never) */
-    long long redis_at;    /* this host's monotonic ms when that reply came */
-    struct event *tick;    /* asks Redis's time now and then (hl_pubsub_tick) */
-    int stopping;          /* stop requested: answer and drain */
-    int finished;          /* the loop is leaving */
-    int drain_ms;          /* set by hl_worker_request_stop */
-    int kicked;            /* an MHD run is already due (hl_worker_kick) */
-    size_t reqs;           /* live hl_req objects */
-    size_t admitted;       /* connections that sent a request that was not refused */
-    size_t conn_limit;     /* http.max_connections / workers: beyond it requests get 503 */
-    size_t refusals;       /* requests refused since the limit was last reached */
-    hl_conn *owing_head;   /* connections owing a request, oldest deadline first */
+    /* Poll timeouts and publish deadlines: one list per duration in whole
+     * seconds (the index), each sorted by deadline as it is armed in time
+     * order, so one timer watching the lists' heads serves them all. A
+     * waiter costs two pointers here instead of a libevent timer of its
+     * own and a heap insert. */
+    hl_due_list *dues;
+    size_t ndues;
+    struct event *due_timer;
+    long long due_at;    /* when due_timer fires, monotonic ms (0: not armed) */
+    uint64_t epoch;      /* the Redis data set's epoch as last seen (0: not yet) */
+    char epoch_key[96];  /* <prefix>epoch */
+    char epoch_mine[17]; /* the epoch this worker proposes if Redis has none (hex) */
+    unsigned sync_seq;   /* numbers sync reads, so stale replies are known */
+    long long redis_ms;  /* Redis's clock at the last reply that told it (0: never) */
+    long long redis_at;  /* this host's monotonic ms when that reply came */
+    struct event *tick;  /* asks Redis's time now and then (hl_pubsub_tick) */
+    int stopping;        /* stop requested: answer and drain */
+    int finished;        /* the loop is leaving */
+    int drain_ms;        /* set by hl_worker_request_stop */
+    int kicked;          /* an MHD run is already due (hl_worker_kick) */
+    size_t reqs;         /* live hl_req objects */
+    size_t admitted;     /* connections that sent a request that was not refused */
+    size_t conn_limit;   /* http.max_connections / workers: beyond it requests get 503 */
+    size_t refusals;     /* requests refused since the limit was last reached */
+    hl_conn *owing_head; /* connections owing a request, oldest deadline first */
     hl_conn *owing_tail;
     struct event *sweep; /* every second: request deadlines, then and again hang-ups */
     unsigned sweeps;
@@ -202,6 +221,11 @@ void *hl_http_on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
 /* Closes connections past their request deadline; every fourth call also
  * releases held polls whose client hung up. */
 void hl_http_sweep(hl_worker *w);
+/* The due timer fired: answers the polls past their timeout and the
+ * publishes past their deadline, then watches the next. */
+void hl_http_on_due(hl_worker *w);
+/* The longest duration a request can be armed with, in seconds. */
+int hl_http_max_due_secs(const hl_config *cfg);
 /* Stopping: closes every connection that has not sent a whole request
  * (idle keep-alive, a publish body half sent), so none holds up the
  * drain. */

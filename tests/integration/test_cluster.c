@@ -154,6 +154,41 @@ static void test_poll_with_timeout_2_answers_no_event_after_2_seconds(void **sta
     assert_in_range(took, 2000000, 2300000);
 }
 
+/* Timeouts of different lengths armed out of order: each poll is answered
+ * at its own timeout (the node keeps one deadline list per duration). */
+static void test_mixed_timeouts_each_answer_at_their_own_time(void **state) {
+    (void)state;
+    enum { N = 5 };
+    const int secs[N] = {3, 1, 2, 1, 3};
+    char *req[N];
+    int ports[N];
+    it_conn c[N];
+    for (int i = 0; i < N; i++) {
+        req[i] = poll_request("mixed", secs[i]);
+        ports[i] = node_a.port;
+    }
+    long long t0 = it_now_ms();
+    assert_int_equal(it_multi_open(c, N, ports, (const char *const *)req), 0);
+    long long took[N] = {0};
+    while (it_now_ms() - t0 < 5000) {
+        it_multi_wait(c, N, 10);
+        int left = 0;
+        for (int i = 0; i < N; i++) {
+            if (c[i].done && took[i] == 0) took[i] = it_now_ms() - t0;
+            left += took[i] == 0;
+        }
+        if (left == 0) break;
+    }
+    for (int i = 0; i < N; i++) {
+        fprintf(stderr, "timeout=%d answered after %lld ms\n", secs[i], took[i]);
+        assert_int_equal(c[i].resp.status, 200);
+        assert_in_range(took[i], secs[i] * 1000LL, secs[i] * 1000LL + 300);
+    }
+    it_multi_free(c, N);
+    for (int i = 0; i < N; i++)
+        free(req[i]);
+}
+
 static void test_a_thousand_waiters_over_two_nodes_all_receive_one_publish(void **state) {
     (void)state;
     enum { N = 1000 };
@@ -345,6 +380,7 @@ int main(void) {
         cmocka_unit_test(test_http_publish_on_node_a_reaches_a_waiter_on_node_b),
         cmocka_unit_test(test_redis_cli_publish_reaches_waiters_on_both_nodes),
         cmocka_unit_test(test_poll_with_timeout_2_answers_no_event_after_2_seconds),
+        cmocka_unit_test(test_mixed_timeouts_each_answer_at_their_own_time),
         cmocka_unit_test(test_a_thousand_waiters_over_two_nodes_all_receive_one_publish),
         cmocka_unit_test(test_one_subscription_per_channel_per_worker_and_unsubscribe_after_linger),
         cmocka_unit_test(test_bad_requests_get_their_status_and_a_json_error),
