@@ -14,6 +14,8 @@
 #   BENCH_SCALE=0.05     multiply every waiter and channel count (default 1)
 #   BENCH_DURATION=10    seconds of each hold, stream and publish run
 #   BENCH_KEEP=1         keep the run directory (logs, raw output)
+#   BENCH_SWEEP_RATES="10 20 ..."  the stream sweep's per-channel rates
+#   BENCH_SWEEP_DURATION=5         seconds of each sweep step
 set -euo pipefail
 
 compare=0
@@ -104,6 +106,15 @@ start_redis() {
     done
 }
 
+# Settings of the nodes start_holdline starts (NAME=VALUE environment).
+holdline_env=()
+
+# The lean profile: a 3 KiB connection pool (the default is 8 KiB), for
+# clients that send short requests without cookies. README "Measured
+# speed" says when it fits.
+lean_env=(HOLDLINE_HTTP_CONNECTION_MEMORY=3072 HOLDLINE_HTTP_MAX_URL_BYTES=1024
+    HOLDLINE_HTTP_MAX_HEADER_BYTES=1024)
+
 # redis + two holdline nodes; sets nodes, server_pids, ports.
 start_holdline() {
     local prefix=$1 port next=8081 i
@@ -113,7 +124,8 @@ start_holdline() {
     for i in 1 2; do
         port=$(free_port "$next")
         next=$((port + 1))
-        HOLDLINE_HTTP_BIND=127.0.0.1 HOLDLINE_NODE_NAME="bench-node$i" HOLDLINE_LOG_LEVEL=warn \
+        env "${holdline_env[@]}" HOLDLINE_HTTP_BIND=127.0.0.1 HOLDLINE_NODE_NAME="bench-node$i" \
+            HOLDLINE_LOG_LEVEL=warn \
             "$holdline" -c config/holdline.cfg -p "$port" --redis "127.0.0.1:$redis_port" \
             >"$dir/${prefix}node$i.log" 2>&1 &
         pids=("$!" "${pids[@]}")
@@ -235,6 +247,52 @@ standard_set() {
     run fanout-1kx10 "fanout" -c "$(scaled 10000)" -k "$(scaled 1000)" -r 5
     run stream "stream" -c "$(scaled 1000)" -k "$(scaled 100)" -m 10 -d "$duration"
     run publish "publish" -C 16 -w "$(scaled 1000)" -d "$duration"
+    sweep
+}
+
+# The stream sweep: the stream run's 1,000 waiters over 100 channels, with
+# the per-channel publish rate raised step by step until a step is not
+# sustained: under 95% of the deliveries per second its rate asks for (the
+# server or its publishes fell behind), p99 at or over 100 ms, or any gap,
+# duplicate or error. Every step's RESULT line goes to <prefix>sweep.steps;
+# one line, mode=sweep, with the highest sustained step goes to $results.
+sweep_rates=${BENCH_SWEEP_RATES:-10 20 40 60 80 100 130 160 200 250 320 400 500 640}
+sweep_duration=${BENCH_SWEEP_DURATION:-5}
+sweep() {
+    local w k rate line ok steps=0 best="" all saved_results=$results saved_status=$status
+    w=$(scaled 1000)
+    k=$(scaled 100)
+    results=$dir/${out_prefix}sweep.steps
+    : >"$results"
+    for rate in $sweep_rates; do
+        run "sweep-$rate" "stream" -c "$w" -k "$k" -m "$rate" -d "$sweep_duration"
+        steps=$((steps + 1))
+        line=$(tail -n 1 "$results")
+        ok=$(awk -v want="$((rate * w))" '
+function v(key,   i, kv) {
+    for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == key) return kv[2] }
+    return ""
+}
+{ print ($2 == "exit=0" && v("gaps") == "0" && v("dups") == "0" && v("errors") == "0" &&
+         v("p99_ms") != "" && v("p99_ms") + 0 < 100 &&
+         v("deliveries_per_s") + 0 >= 0.95 * want) ? 1 : 0 }' <<<"$line")
+        [[ $ok == 1 ]] || break
+        best=$line
+    done
+    # Gaps and duplicates over every step, the failing one included.
+    all=$(awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "=");
+                   if (kv[1] == "gaps") g += kv[2]; if (kv[1] == "dups") d += kv[2] } }
+               END { printf "gaps_all=%d dups_all=%d", g, d }' "$results")
+    results=$saved_results
+    # A step that falls behind ends the sweep; it does not fail the bench.
+    status=$saved_status
+    if [[ -z $best ]]; then
+        echo "sweep exit=1 mode=sweep steps=$steps $all (no step sustained: see $dir/${out_prefix}sweep.steps)" >>"$results"
+        status=1
+        return
+    fi
+    # The sustained step's numbers, with mode=sweep and the step count.
+    echo "sweep exit=0 mode=sweep steps=$steps $all $(sed 's/^[^ ]* exit=0 mode=stream //' <<<"$best")" >>"$results"
 }
 
 # print_table RESULTS: the table of one server's set.
@@ -268,10 +326,21 @@ cpu_line() {
     awk '$1 == "hold" { for (i = 2; i <= NF; i++) if ($i ~ /^server_cpu_pct=/) { sub(/.*=/, "", $i); print $i "% of one core" } }' "$1"
 }
 
+# hold-lean: the hold run again, on fresh nodes with the lean profile.
+hold_lean() {
+    stop_all
+    holdline_env=("${lean_env[@]}")
+    start_holdline "${out_prefix}lean-"
+    holdline_env=()
+    run hold-lean "hold" -c "$(scaled 15000)" -d "$duration" --pid "$server_pids"
+    stop_all
+}
+
 if [[ $compare == 0 ]]; then
     server=holdline out_prefix="" results=$dir/results
     : >"$results"
     standard_set
+    hold_lean
 
     echo
     print_table "$results"
@@ -290,7 +359,7 @@ start_holdline "holdline-"
 echo "holdline: redis :$redis_port, nodes :${ports[0]} :${ports[1]}" \
     "(pids $server_pids)"
 standard_set
-stop_all
+hold_lean
 
 server=nchan out_prefix="nchan-" results=$dir/results.nchan
 : >"$results"
@@ -352,6 +421,12 @@ END {
             row(run, "dups", "dups", "lower")
             row(run, "p50 ms", "p50_ms", "lower")
             row(run, "p99 ms", "p99_ms", "lower")
+        } else if (mode == "sweep") {
+            row(run, "sustained rate", "rate", "higher")
+            row(run, "deliveries/s", "deliveries_per_s", "higher")
+            row(run, "p99 ms", "p99_ms", "lower")
+            row(run, "gaps, all steps", "gaps_all", "lower")
+            row(run, "dups, all steps", "dups_all", "lower")
         } else if (mode == "publish") {
             row(run, "publishes/s", "publishes_per_s", "higher")
             row(run, "p50 ms", "p50_ms", "lower")
