@@ -259,7 +259,7 @@ standard_set() {
 sweep_rates=${BENCH_SWEEP_RATES:-10 20 40 60 80 100 130 160 200 250 320 400 500 640}
 sweep_duration=${BENCH_SWEEP_DURATION:-5}
 sweep() {
-    local w k rate line ok steps=0 best="" all saved_results=$results saved_status=$status
+    local w k rate line ok=0 steps=0 best="" all saved_results=$results saved_status=$status
     w=$(scaled 1000)
     k=$(scaled 100)
     results=$dir/${out_prefix}sweep.steps
@@ -285,7 +285,9 @@ function v(key,   i, kv) {
                END { printf "gaps_all=%d dups_all=%d", g, d }' "$results")
     results=$saved_results
     # A step that falls behind ends the sweep; it does not fail the bench.
+    # If none did, the server sustained the last rate tried, and maybe more.
     status=$saved_status
+    [[ $ok == 1 ]] && all="$all ceiling=reached"
     if [[ -z $best ]]; then
         echo "sweep exit=1 mode=sweep steps=$steps $all (no step sustained: see $dir/${out_prefix}sweep.steps)" >>"$results"
         status=1
