@@ -96,10 +96,16 @@ static const hl_setting settings[] = {
     HL_INT("http", "port", http_port, 1, 65535, 8080),
     HL_INT("http", "workers", http_workers, 0, 256, 0),
     HL_INT("http", "max_connections", http_max_connections, 1, 1000000, 20000),
-    HL_INT("http", "connection_memory", http_connection_memory, 2048, 1048576, 8192),
+    HL_INT("http", "pool_tiny", http_pool[0], 0, 1048576, 2048),
+    HL_INT("http", "pool_small", http_pool[1], 0, 1048576, 3072),
+    HL_INT("http", "pool_medium", http_pool[2], 0, 1048576, 8192),
+    HL_INT("http", "pool_large", http_pool[3], 0, 1048576, 16384),
+    HL_INT("http", "pool_xlarge", http_pool[4], 0, 1048576, 32768),
+    HL_INT("http", "pool_huge", http_pool[5], 0, 1048576, 65536),
+    HL_INT("http", "daemons", http_daemons, 1, 64, 16),
     HL_INT("http", "connection_timeout", http_connection_timeout, 1, 3600, 60),
     HL_INT("http", "max_url_bytes", http_max_url_bytes, 64, 65536, 2048),
-    HL_INT("http", "max_header_bytes", http_max_header_bytes, 256, 1048576, 4096),
+    HL_INT("http", "max_header_bytes", http_max_header_bytes, 256, 1048576, 16384),
     HL_STRLIST("http", "cors_origins", http_cors_origins, http_cors_origins_count, check_word),
 
     HL_STR("redis", "host", redis_host, "127.0.0.1", check_word),
@@ -527,6 +533,12 @@ static int load_tree(hl_config *cfg, const config_t *lc, const char *name, char 
             const char *sname = config_setting_name(st);
             const hl_setting *s = find_setting(gname, sname);
 
+            if (s == NULL && strcmp(gname, "http") == 0 && strcmp(sname, "connection_memory") == 0)
+                return hl_set_error(err, errlen,
+                                    "%s:%d: 'http.connection_memory' is gone: connections now "
+                                    "get a pool class by the size of their first request "
+                                    "(http.pool_tiny ... http.pool_huge)",
+                                    name, config_setting_source_line(st));
             if (s == NULL)
                 return hl_set_error(err, errlen, "%s:%d: unknown setting '%s.%s'", name,
                                     config_setting_source_line(st), gname, sname);
@@ -718,6 +730,13 @@ int hl_config_apply_env(hl_config *cfg, hl_getenv_fn *get, char *err, size_t err
     char name[64];
     char why[256];
 
+    /* A deployment that still sets the old pool size would otherwise run
+     * with a different memory budget than it asked for, silently. */
+    if (get("HOLDLINE_HTTP_CONNECTION_MEMORY") != NULL)
+        return hl_set_error(err, errlen,
+                            "HOLDLINE_HTTP_CONNECTION_MEMORY: http.connection_memory is gone: "
+                            "connections now get a pool class by the size of their first "
+                            "request (HOLDLINE_HTTP_POOL_TINY ... HOLDLINE_HTTP_POOL_HUGE)");
     for (size_t i = 0; i < HL_ARRAY_LEN(settings); i++) {
         const char *v;
         env_name(&settings[i], name, sizeof(name));
@@ -820,15 +839,28 @@ int hl_config_validate(const hl_config *cfg, char *err, size_t errlen) {
                             "redis.reconnect_min_ms: must not be greater than "
                             "redis.reconnect_max_ms (%d)",
                             cfg->redis_reconnect_max_ms);
-    if (cfg->http_max_url_bytes + cfg->http_max_header_bytes + HL_CONFIG_RESPONSE_ROOM >
-        cfg->http_connection_memory)
+    static const char *const pool_names[HL_CONFIG_POOL_CLASSES] = {
+        "pool_tiny", "pool_small", "pool_medium", "pool_large", "pool_xlarge", "pool_huge"};
+    int largest = 0;
+    for (int i = 0; i < HL_CONFIG_POOL_CLASSES; i++) {
+        int v = cfg->http_pool[i];
+        if (v == 0) continue;
+        if (v < 1024)
+            return hl_set_error(err, errlen, "http.%s: must be 0 (off) or at least 1024",
+                                pool_names[i]);
+        if (v <= largest)
+            return hl_set_error(err, errlen,
+                                "http.%s: must be larger than the classes before it (%d), or 0",
+                                pool_names[i], largest);
+        largest = v;
+    }
+    if (largest == 0)
+        return hl_set_error(err, errlen, "http.pool_huge: at least one pool class must be on");
+    if (cfg->http_max_url_bytes + HL_CONFIG_RESPONSE_ROOM > largest)
         return hl_set_error(err, errlen,
-                            "http.connection_memory: must be at least http.max_url_bytes + "
-                            "http.max_header_bytes + %d (%d), or those limits could never be "
-                            "reached",
-                            HL_CONFIG_RESPONSE_ROOM,
-                            cfg->http_max_url_bytes + cfg->http_max_header_bytes +
-                                HL_CONFIG_RESPONSE_ROOM);
+                            "http.max_url_bytes: must leave %d bytes of the largest pool "
+                            "class (%d) for the answer, or that limit could never be reached",
+                            HL_CONFIG_RESPONSE_ROOM, largest);
     if (cfg->poll_default_timeout > cfg->poll_max_timeout)
         return hl_set_error(err, errlen,
                             "poll.default_timeout: must be between 1 and %d (poll.max_timeout)",

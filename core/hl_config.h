@@ -21,9 +21,12 @@
 #define HL_CONFIG_MAX_CORS 16
 
 /* Bytes of a connection's memory pool kept free of the request for the
- * answer's headers: http.connection_memory must hold the largest request
+ * answer's headers: the largest pool class must hold the largest request
  * the limits allow plus this. */
 #define HL_CONFIG_RESPONSE_ROOM 1024
+
+/* The connection pool classes (http.pool_tiny ... http.pool_huge). */
+#define HL_CONFIG_POOL_CLASSES 6
 
 typedef struct hl_config {
     /* node */
@@ -31,15 +34,20 @@ typedef struct hl_config {
     int node_drain_ms;  /* how long a stopping node lets requests finish; default 5000 */
 
     /* http */
-    char http_bind[64];          /* IPv4 address to listen on; default 0.0.0.0 */
-    int http_port;               /* default 8080 */
-    int http_workers;            /* worker threads; 0 = number of cores */
-    int http_max_connections;    /* per node, spread over workers; default 20000 */
-    int http_connection_memory;  /* bytes of MHD memory pool per connection; default 8192 */
+    char http_bind[64];       /* IPv4 address to listen on; default 0.0.0.0 */
+    int http_port;            /* default 8080 */
+    int http_workers;         /* worker threads; 0 = number of cores */
+    int http_max_connections; /* per node, spread over workers; default 20000 */
+    /* Bytes of MHD memory pool of each connection class, smallest first;
+     * 0 turns a class off. A connection gets the smallest class its first
+     * request fits (hl_peek). Defaults 2048, 3072, 8192, 16384, 32768,
+     * 65536. */
+    int http_pool[HL_CONFIG_POOL_CLASSES];
+    int http_daemons;            /* MHD daemons per pool class and worker; default 16 */
     int http_connection_timeout; /* seconds a connection not holding a poll has to send a
                                     complete request; default 60 */
     int http_max_url_bytes;      /* request target (path and query) at most; default 2048 */
-    int http_max_header_bytes;   /* request header lines together at most; default 4096 */
+    int http_max_header_bytes;   /* request header lines together at most; default 16384 */
     char http_cors_origins[HL_CONFIG_MAX_CORS][256]; /* allowed Origin values, "*" = any */
     int http_cors_origins_count;
 

@@ -16,6 +16,7 @@
 #include "hl_common.h"
 #include "hl_log.h"
 #include "hl_node.h"
+#include "hl_peek.h"
 #include "hl_worker.h"
 
 #define JSON_TYPE "application/json"
@@ -112,7 +113,10 @@ void hl_http_answer(hl_req *r, hl_shared *answer, unsigned status) {
     r->status = status;
     r->state = HL_REQ_ANSWERED;
     MHD_resume_connection(r->conn);
-    hl_worker_kick(r->w);
+    if (r->hc && r->hc->d)
+        hl_daemon_kick(r->hc->d);
+    else
+        hl_worker_kick(r->w);
 }
 
 /* Out of memory while answering a suspended request: resuming it without
@@ -192,21 +196,22 @@ void hl_http_on_connection(void *cls, struct MHD_Connection *conn, void **socket
                            enum MHD_ConnectionNotificationCode toe) {
     hl_worker *w = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        hl_conn *hc = calloc(1, sizeof(*hc));
+        /* Made by hl_accept.c just before MHD_add_connection. */
+        hl_conn *hc = w->handing;
+        w->handing = NULL;
         *socket_context = hc;
-        if (hc == NULL) return; /* no deadline for it; MHD's idle timeout still applies */
-        hc->w = w;
+        if (hc == NULL) return;
         hc->mc = conn;
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        hc->fd = ci ? ci->connect_fd : -1;
+        hc->d->conns++;
+        w->admitted++;
         owing_add(hc);
         return;
     }
     hl_conn *hc = *socket_context;
     *socket_context = NULL;
     if (hc == NULL) return;
-    if (hc->admitted) w->admitted--;
+    hc->d->conns--;
+    w->admitted--;
     owing_remove(hc);
     free(hc);
 }
@@ -308,16 +313,20 @@ void hl_http_sweep(hl_worker *w) {
 
 /* ---- Requests -------------------------------------------------------- */
 
-static int origin_of(const hl_worker *w, struct MHD_Connection *conn) {
-    const hl_config *cfg = w->cfg;
-    if (cfg->http_cors_origins_count == 0) return HL_ORIGIN_NONE;
-    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
-    if (origin == NULL) return HL_ORIGIN_NONE;
+int hl_http_origin_index(const hl_config *cfg, const char *o, size_t n) {
+    if (cfg->http_cors_origins_count == 0 || o == NULL) return HL_ORIGIN_NONE;
     for (int i = 0; i < cfg->http_cors_origins_count; i++) {
         if (strcmp(cfg->http_cors_origins[i], "*") == 0) return HL_ORIGIN_ANY;
-        if (strcmp(cfg->http_cors_origins[i], origin) == 0) return i;
+        if (strlen(cfg->http_cors_origins[i]) == n && memcmp(cfg->http_cors_origins[i], o, n) == 0)
+            return i;
     }
     return HL_ORIGIN_NONE;
+}
+
+static int origin_of(const hl_worker *w, struct MHD_Connection *conn) {
+    if (w->cfg->http_cors_origins_count == 0) return HL_ORIGIN_NONE;
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    return hl_http_origin_index(w->cfg, origin, origin ? strlen(origin) : 0);
 }
 
 static void on_publish_deadline(hl_req *r) {
@@ -455,6 +464,12 @@ static enum MHD_Result start_poll(hl_req *r, hl_span arg) {
         return reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_cursor", err);
 
     if (w->stopping) return reply_stopping(r, epoch, parts, n);
+    /* A poll on a connection placed for something else (a publish, a
+     * health check) sits in a daemon its channel does not hash to: its
+     * answer closes the connection, so the client's next poll is placed
+     * by channel. */
+    if (r->hc && !r->hc->by_channel)
+        MHD_set_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION, "close");
     r->state = HL_REQ_WAITING;
     int suspend;
     struct MHD_Response *resp = hl_poll_start(r, chans, n, epoch, parts, &suspend);
@@ -598,9 +613,13 @@ static enum MHD_Result start(hl_req *r, const char *url, const char *method) {
     case HL_ROUTE_CLIENT_JS: {
         const hl_asset *a = hl_asset_find(url);
         if (a == NULL) return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
-        return reply(r, MHD_HTTP_OK,
-                     make_response(r->w, r->origin, a->content_type, a->data, a->len,
-                                   MHD_RESPMEM_PERSISTENT));
+        /* A page load's connection was placed for the page; the page's
+         * polls get connections of their own, placed by their channels
+         * and sized by their own headers. */
+        struct MHD_Response *resp = make_response(r->w, r->origin, a->content_type, a->data, a->len,
+                                                  MHD_RESPMEM_PERSISTENT);
+        if (resp) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        return reply(r, MHD_HTTP_OK, resp);
     }
     case HL_ROUTE_HEALTHZ: return reply_json(r, MHD_HTTP_OK, "{\"status\":\"ok\"}");
     case HL_ROUTE_READYZ: return reply_ready(r);
@@ -612,13 +631,21 @@ static enum MHD_Result start(hl_req *r, const char *url, const char *method) {
     return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such path");
 }
 
+/* What a parsed request takes of its connection's pool. */
+typedef struct hl_head_size {
+    size_t bytes;        /* name + value + 4 per header line */
+    unsigned count;      /* records: header lines, cookies, arguments */
+    size_t cookie_bytes; /* the Cookie header's value */
+} hl_head_size;
+
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                     size_t key_size, const char *value, size_t value_size) {
-    (void)kind;
-    (void)key;
     (void)value;
-    size_t *bytes = cls;
-    *bytes += key_size + value_size + 4; /* ": " and CRLF */
+    hl_head_size *hs = cls;
+    hs->count++;
+    if (kind != MHD_HEADER_KIND) return MHD_YES;
+    hs->bytes += key_size + value_size + 4; /* ": " and CRLF */
+    if (key_size == 6 && strncasecmp(key, "Cookie", 6) == 0) hs->cookie_bytes += value_size;
     return MHD_YES;
 }
 
@@ -627,33 +654,6 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
 static int refused(hl_req *r, enum MHD_Result *ret) {
     hl_worker *w = r->w;
     const hl_config *cfg = w->cfg;
-    /* A connection counts from its first request on: in a burst of
-     * connections, exactly the ones beyond the limit are refused. */
-    if (r->hc && !r->hc->admitted && w->admitted >= w->conn_limit) {
-        struct MHD_Response *resp =
-            error_response(w, r->origin, "overloaded",
-                           "the node holds as many connections as http.max_connections allows; "
-                           "try again shortly or another node");
-        if (resp) {
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-        }
-        *ret = reply(r, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
-        if (w->refusals++ == 0)
-            hl_warn("worker %d: %zu connections open, http.max_connections reached: refusing "
-                    "new ones with 503",
-                    w->id, w->admitted);
-        return 1;
-    }
-    if (r->hc && !r->hc->admitted) {
-        r->hc->admitted = 1;
-        w->admitted++;
-        if (w->refusals > 0 && w->admitted < w->conn_limit * 9 / 10) {
-            hl_info("worker %d: below the connection limit again after %zu refusals", w->id,
-                    w->refusals);
-            w->refusals = 0;
-        }
-    }
     if (r->hc && r->hc->url_len > (unsigned)cfg->http_max_url_bytes) {
         char detail[96];
         snprintf(detail, sizeof(detail), "the request target is longer than %d bytes",
@@ -666,8 +666,21 @@ static int refused(hl_req *r, enum MHD_Result *ret) {
                            "the request target holds a NUL byte or more than 16 parameters");
         return 1;
     }
-    size_t hbytes = 0;
-    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, count_header, &hbytes);
+    hl_head_size hs = {0, 0, 0};
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, count_header, &hs);
+    size_t hbytes = hs.bytes;
+    hl_head_size cs = {0, 0, 0};
+    MHD_get_connection_values_n(r->conn, MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, count_header,
+                                &cs);
+    /* The connection's pool was chosen for its first request. When this
+     * one comes close to its end (more cookies, a longer cursor), the
+     * answer closes the connection, so the next request is peeked and
+     * placed again instead of overflowing the pool: MHD would then close
+     * it without an answer. MHD honours a "close" token in any
+     * Connection header of the request, this one included. */
+    if (r->hc && hl_peek_pool_need_parsed(hs.bytes + r->hc->url_len + 32, hs.count + cs.count,
+                                          hs.cookie_bytes) > r->hc->pool)
+        MHD_set_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION, "close");
     if (hbytes > (size_t)cfg->http_max_header_bytes) {
         char detail[96];
         snprintf(detail, sizeof(detail), "the request headers are larger than %d bytes",

@@ -1,12 +1,6 @@
-/* hl_worker.c -- one worker thread: its event loop, the glue that lets
- * libevent drive an MHD daemon in external epoll mode, and the stop
- * sequence.
- *
- * MHD exposes one epoll fd per daemon; libevent watches it and calls
- * MHD_run when it is readable, and a timer follows MHD_get_timeout for
- * connection timeouts. A resume does not make that epoll fd readable in
- * external epoll mode (seen on MHD 0.9.75), so whoever resumes a
- * connection calls hl_worker_kick() to run MHD on the next loop turn. */
+/* hl_worker.c -- one worker thread: its event loop, its parts (the
+ * listening socket and MHD daemons of hl_accept.c, the Redis links, the
+ * timers) and the stop sequence. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -23,35 +17,7 @@
 #include "hl_node.h"
 #include "hl_worker.h"
 
-static void run_mhd(hl_worker *w) {
-    if (w->mhd == NULL) return;
-    w->kicked = 0;
-    MHD_run(w->mhd);
-    MHD_UNSIGNED_LONG_LONG ms;
-    if (MHD_get_timeout(w->mhd, &ms) == MHD_YES) {
-        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-        evtimer_add(w->mhd_timer, &tv);
-    } else {
-        evtimer_del(w->mhd_timer);
-    }
-}
-
-void hl_worker_kick(hl_worker *w) {
-    /* A fan-out resumes thousands of connections in one go; one MHD run
-     * serves them all, so only the first resume arms the timer. */
-    if (w->kicked) return;
-    w->kicked = 1;
-    struct timeval now = {0, 0};
-    evtimer_add(w->mhd_timer, &now);
-}
-
-static void on_mhd_event(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    run_mhd(arg);
-}
-
-static void mhd_logger(void *cls, const char *fmt, va_list ap) {
+void hl_worker_mhd_log(void *cls, const char *fmt, va_list ap) {
     hl_worker *w = cls;
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -80,14 +46,10 @@ static void finish(hl_worker *w) {
     /* Waiters that came in since the stop began were answered at once, so
      * nothing is suspended any more, which MHD_stop_daemon requires. */
     hl_poll_answer_all(w);
-    event_del(w->mhd_io);
-    evtimer_del(w->mhd_timer);
     event_del(w->tick);
     evtimer_del(w->retry);
     event_del(w->sweep);
-    struct MHD_Daemon *d = w->mhd;
-    w->mhd = NULL;
-    MHD_stop_daemon(d);
+    hl_accept_free(w);
     hl_pubsub_free(w);
     event_base_loopbreak(w->base);
 }
@@ -137,15 +99,16 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
     if (w->stopping) return;
     w->stopping = 1;
     hl_worker_update_ready(w);
-    MHD_socket lfd = MHD_quiesce_daemon(w->mhd);
-    if (lfd != MHD_INVALID_SOCKET) close(lfd);
+    /* MHD_quiesce_daemon does nothing on daemons without a listening
+     * socket: closing ours is what stops new connections. */
+    hl_accept_close(w);
     hl_poll_answer_all(w);
     hl_http_close_owing(w);
     int ms = w->drain_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(w->drain_timer, &tv);
     hl_worker_maybe_finish(w);
-    run_mhd(w);
+    hl_worker_kick(w);
 }
 
 void hl_worker_update_ready(hl_worker *w) {
@@ -193,6 +156,7 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
         return NULL;
     }
     w->id = id;
+    w->listen_fd = -1;
     w->node = node;
     w->cfg = cfg;
     w->prefix_len = strlen(cfg->redis_prefix);
@@ -220,45 +184,10 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
         goto err;
     }
 
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)cfg->http_port);
-    if (inet_pton(AF_INET, cfg->http_bind, &sa.sin_addr) != 1) {
-        hl_set_error(err, errlen, "http.bind: '%s' is not an IPv4 address", cfg->http_bind);
-        goto err;
-    }
     unsigned limit = (unsigned)(cfg->http_max_connections / cfg->http_workers);
     if (limit == 0) limit = 1;
     w->conn_limit = limit;
-    /* MHD itself closes connections beyond its limit without a word; past
-     * ours, requests are answered 503. The margin between the two is what
-     * a flood of connections may take before silence. */
-    unsigned margin = limit / 8 > 16 ? limit / 8 : 16;
-    errno = 0;
-    w->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, (uint16_t)cfg->http_port,
-        NULL, NULL, hl_http_on_request, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, w,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)1, MHD_OPTION_CONNECTION_LIMIT, limit + margin,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->http_connection_memory,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_connection_timeout,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_NOTIFY_COMPLETED,
-        hl_http_on_completed, w, MHD_OPTION_UNESCAPE_CALLBACK, hl_http_unescape, NULL,
-        MHD_OPTION_NOTIFY_CONNECTION, hl_http_on_connection, w, MHD_OPTION_URI_LOG_CALLBACK,
-        hl_http_on_uri, w, MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_END);
-    if (w->mhd == NULL) {
-        hl_set_error(err, errlen, "cannot listen on %s:%d: %s", cfg->http_bind, cfg->http_port,
-                     errno ? strerror(errno) : "libmicrohttpd refused to start");
-        goto err;
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    if (info == NULL) {
-        hl_set_error(err, errlen, "libmicrohttpd has no epoll fd");
-        goto err;
-    }
-    w->mhd_io = event_new(w->base, info->epoll_fd, EV_READ | EV_PERSIST, on_mhd_event, w);
-    w->mhd_timer = evtimer_new(w->base, on_mhd_event, w);
+    if (hl_accept_init(w, err, errlen) != HL_OK) goto err;
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->drain_timer = evtimer_new(w->base, on_drain, w);
     w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
@@ -267,8 +196,8 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
     w->due_timer = evtimer_new(w->base, on_due, w);
     w->ndues = (size_t)hl_http_max_due_secs(cfg) + 1;
     w->dues = calloc(w->ndues, sizeof(*w->dues));
-    if (!w->mhd_io || !w->mhd_timer || !w->stop_ev || !w->drain_timer || !w->tick || !w->retry ||
-        !w->sweep || !w->due_timer || !w->dues) {
+    if (!w->stop_ev || !w->drain_timer || !w->tick || !w->retry || !w->sweep || !w->due_timer ||
+        !w->dues) {
         hl_set_error(err, errlen, "out of memory");
         goto err;
     }
@@ -288,13 +217,11 @@ err:
 
 void hl_worker_free(hl_worker *w) {
     if (w == NULL) return;
-    if (w->mhd) MHD_stop_daemon(w->mhd); /* never started: nothing is suspended */
+    hl_accept_free(w); /* never started, or finished: nothing is suspended */
     hl_rlink_stop(&w->sub);
     hl_rlink_stop(&w->cmd);
     hl_pubsub_free(w);
     hl_chantab_free(&w->chans);
-    if (w->mhd_io) event_free(w->mhd_io);
-    if (w->mhd_timer) event_free(w->mhd_timer);
     if (w->stop_ev) event_free(w->stop_ev);
     if (w->drain_timer) event_free(w->drain_timer);
     if (w->tick) event_free(w->tick);
@@ -310,7 +237,7 @@ static void *worker_main(void *arg) {
     hl_worker *w = arg;
     hl_rlink_start(&w->sub);
     hl_rlink_start(&w->cmd);
-    event_add(w->mhd_io, NULL);
+    hl_accept_start(w);
     /* Often enough that a quiet channel's head is never near a TTL old. */
     long ms = (long)w->cfg->history_ttl * 1000 / 4;
     if (ms < 250) ms = 250;
@@ -319,7 +246,6 @@ static void *worker_main(void *arg) {
     event_add(w->tick, &tv);
     struct timeval second = {1, 0};
     event_add(w->sweep, &second);
-    run_mhd(w);
     event_base_dispatch(w->base);
     return NULL;
 }

@@ -1,7 +1,10 @@
 /* hl_worker.h -- the internals of one worker, shared by the three files
  * that make it up (not part of the core's public API):
  *
- *   hl_worker.c  the thread, the event loop, MHD <-> libevent glue, stop
+ *   hl_worker.c  the thread, the event loop, stop
+ *   hl_accept.c  the worker's listening socket, the peek at each new
+ *                connection's first request, the MHD daemons it is handed
+ *                to (pool class, channel hash) and their libevent glue
  *   hl_http.c    the MHD access handler: routes, validation, answers
  *   hl_pubsub.c  channels, Redis subscriptions, fan-out, publish
  *
@@ -14,6 +17,8 @@
 #include <event2/event_struct.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <sys/socket.h>
 
 #include "hl_chantab.h"
 #include "hl_config.h"
@@ -74,17 +79,50 @@ typedef struct hl_link {
     hl_msg *got;                 /* what that read returned, oldest first; the link's */
 } hl_link;
 
-/* One client connection, from accept to close (MHD's socket context):
- * what the limits and the hang-up check need to know about it. */
+/* One MHD daemon of a worker. Each serves one pool class (the memory
+ * pool every connection of it gets) and, within the class, the channels
+ * that hash to it, so that a message resumes connections of one daemon:
+ * an MHD_run after a resume walks every suspended connection of the
+ * daemon (resume_suspended_connections, MHD 0.9.75). */
+typedef struct hl_daemon {
+    struct hl_worker *w;
+    struct MHD_Daemon *mhd;
+    struct event *io;  /* MHD's epoll fd is readable */
+    struct event *run; /* MHD_get_timeout(), or at once after a resume */
+    int kicked;        /* a run is already due */
+    unsigned cls;      /* index into hl_worker.pools */
+    size_t conns;      /* connections it holds */
+} hl_daemon;
+
+/* A socket the worker accepted whose first request head is not complete
+ * yet, or that holdline answered itself (431, 414, 503) and is closing:
+ * what the client still sends is read and dropped until it closes, so the
+ * answer is not lost to a reset. */
+typedef struct hl_pending {
+    struct hl_worker *w;
+    int fd;
+    struct event *ev;   /* readable, or the deadline */
+    long long deadline; /* monotonic ms */
+    unsigned rounds;    /* peeks (or drains) so far */
+    int closing;        /* answered; draining until the client closes */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    struct hl_pending *prev, *next; /* the worker's pending list */
+} hl_pending;
+
+/* One client connection, from its hand-over to MHD to close (MHD's socket
+ * context): what the limits and the hang-up check need to know about it. */
 typedef struct hl_conn {
     struct hl_worker *w;
     struct MHD_Connection *mc;
+    hl_daemon *d;   /* the daemon that serves it */
+    size_t pool;    /* its memory pool, bytes */
+    int by_channel; /* placed by the channel of its first request (a poll) */
     int fd;
     unsigned url_len;            /* the current request's target, as sent */
     long long deadline;          /* monotonic ms by which a request must be in */
     struct hl_conn *prev, *next; /* the worker's list of connections owing a request */
     int owing;                   /* on that list */
-    int admitted;                /* counted against http.max_connections */
     int bad_target;              /* the request target holds a NUL or too many parameters */
 } hl_conn;
 
@@ -132,9 +170,21 @@ typedef struct hl_worker {
     struct hl_node *node; /* owner; for /readyz */
     const hl_config *cfg; /* the node's copy; read-only */
     struct event_base *base;
-    struct MHD_Daemon *mhd;
-    struct event *mhd_io;      /* MHD's epoll fd is readable */
-    struct event *mhd_timer;   /* MHD_get_timeout() */
+    int listen_fd;             /* this worker's own socket on the port (SO_REUSEPORT) */
+    struct event *accept_ev;   /* listen_fd is readable */
+    struct event *accept_wait; /* accepting again after running out of files */
+    /* The enabled pool classes, smallest first, and per_class daemons of
+     * each: daemons[cls * per_class + i]. */
+    int pools[HL_CONFIG_POOL_CLASSES];
+    size_t nclasses;
+    size_t per_class;
+    hl_daemon *daemons;
+    size_t ndaemons;
+    hl_conn *handing;    /* the connection MHD_add_connection is making */
+    hl_pending *pending; /* sockets whose first request is not in yet */
+    size_t npending;
+    char *peek_buf; /* one peek at a time: the worker's own buffer */
+    size_t peek_size;
     struct event *stop_ev;     /* activated by hl_node_stop from another thread */
     struct event *drain_timer; /* the drain deadline */
     hl_rlink sub;              /* subscriber link */
@@ -167,9 +217,8 @@ typedef struct hl_worker {
     int stopping;        /* stop requested: answer and drain */
     int finished;        /* the loop is leaving */
     int drain_ms;        /* set by hl_worker_request_stop */
-    int kicked;          /* an MHD run is already due (hl_worker_kick) */
     size_t reqs;         /* live hl_req objects */
-    size_t admitted;     /* connections that sent a request that was not refused */
+    size_t admitted;     /* connections handed to the daemons and not yet closed */
     size_t conn_limit;   /* http.max_connections / workers: beyond it requests get 503 */
     size_t refusals;     /* requests refused since the limit was last reached */
     hl_conn *owing_head; /* connections owing a request, oldest deadline first */
@@ -202,8 +251,26 @@ void hl_worker_maybe_finish(hl_worker *w); /* called when a request ends */
 /* Draws a new epoch_mine: the next data set this worker finds empty
  * must not get an epoch any client already holds. */
 void hl_worker_new_proposal(hl_worker *w);
-/* Makes the loop run MHD on its next turn (after resuming connections). */
+/* MHD's logger for the worker's daemons (cls is the worker). */
+void hl_worker_mhd_log(void *cls, const char *fmt, va_list ap);
+/* Makes the loop run every daemon on its next turn (rare paths: stop,
+ * connections shut down by the sweep). */
 void hl_worker_kick(hl_worker *w);
+
+/* hl_accept.c */
+/* Opens the worker's listening socket and starts its daemons (nothing
+ * runs until the loop does). Returns HL_OK or HL_ERR with err. */
+int hl_accept_init(hl_worker *w, char *err, size_t errlen);
+/* Adds the listening socket and the daemons to the loop. */
+void hl_accept_start(hl_worker *w);
+/* Stopping: closes the listening socket and every pending socket, so no
+ * new connection comes in; the daemons go on serving theirs. */
+void hl_accept_close(hl_worker *w);
+/* Stops every daemon (nothing may be suspended) and frees what
+ * hl_accept_init made. Never from inside an MHD callback. */
+void hl_accept_free(hl_worker *w);
+/* Runs d on the next loop turn (after resuming one of its connections). */
+void hl_daemon_kick(hl_daemon *d);
 /* NULL if the worker is ready, else why not, for people (any thread). */
 const char *hl_worker_not_ready(const hl_worker *w);
 void hl_worker_update_ready(hl_worker *w);
@@ -230,6 +297,8 @@ int hl_http_max_due_secs(const hl_config *cfg);
  * (idle keep-alive, a publish body half sent), so none holds up the
  * drain. */
 void hl_http_close_owing(hl_worker *w);
+/* The HL_ORIGIN_* or index of an Origin header value o[0..n). */
+int hl_http_origin_index(const hl_config *cfg, const char *o, size_t n);
 /* Builds a response with holdline's common headers for a given origin.
  * data is copied. Returns NULL when out of memory. */
 struct MHD_Response *hl_http_response(const hl_worker *w, int origin, const char *ctype,

@@ -1,11 +1,14 @@
 #!/bin/sh
 # Installs the Debian packages holdline needs to build, test and run its
-# demo, if any is missing. Needs root (apt-get) only when something is
-# missing; prints what it installs.
+# demo, if any is missing, and the npm package the browser test drives
+# Chromium with (tests/browser). Needs root (apt-get) only when something
+# is missing; prints what it installs.
 set -eu
 
+# chromium is Debian's build, driven by the browser test through
+# playwright-core; Playwright's own browser downloads are not used.
 PKGS="build-essential pkg-config libmicrohttpd-dev libhiredis-dev libevent-dev
-libconfig-dev libcmocka-dev redis-server redis-tools curl docker-compose"
+libconfig-dev libcmocka-dev redis-server redis-tools curl docker-compose chromium"
 
 missing=""
 for p in $PKGS; do
@@ -13,14 +16,36 @@ for p in $PKGS; do
         missing="$missing $p"
     fi
 done
-[ -z "$missing" ] && exit 0
-
-echo "deps: installing:$missing"
-if [ "$(id -u)" -ne 0 ]; then
-    echo "deps: not root; run: sudo apt-get install -y$missing" >&2
-    exit 1
+# Debian's nodejs and npm only when there is no node at all: a machine may
+# have a newer Node.js from elsewhere, which Debian's npm package would
+# conflict with.
+if ! command -v node >/dev/null 2>&1; then
+    missing="$missing nodejs"
 fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-# shellcheck disable=SC2086 # the list is meant to split into words
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if ! command -v npm >/dev/null 2>&1; then
+    missing="$missing npm"
+fi
+
+if [ -n "$missing" ]; then
+    echo "deps: installing:$missing"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "deps: not root; run: sudo apt-get install -y$missing" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086 # the list is meant to split into words
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# playwright-core at the version package-lock.json pins, into
+# tests/browser/node_modules. A failure here does not stop the build or
+# the demo: the browser test then fails and says why, so `make test`
+# cannot pass without it.
+browser_dir=$(dirname "$0")/../tests/browser
+if [ ! -f "$browser_dir/node_modules/playwright-core/package.json" ]; then
+    echo "deps: installing playwright-core into tests/browser/node_modules (npm ci)"
+    if ! (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error); then
+        echo "deps: npm ci in tests/browser failed; the browser test will fail" >&2
+    fi
+fi

@@ -2,7 +2,8 @@
 # Runs the test binaries given after the holdline binary, from the repo
 # root, each with a time limit, and ends with one summary line
 # "N passed, N failed" counted from cmocka's own summaries (which cmocka
-# prints on stderr). A binary that crashes or prints no summary counts as
+# prints on stderr), the browser test's own "N passed, N failed" line and
+# the demo smoke run. A binary that crashes or prints no summary counts as
 # one failure. Usage: run-tests.sh BIN/holdline TEST...
 set -u
 
@@ -32,6 +33,26 @@ for t in "$@"; do
     passed=$((passed + p))
     failed=$((failed + f))
 done
+
+# A real browser (Debian's Chromium through playwright-core, both
+# installed by scripts/deps.sh) polls a node with cookie jars of growing
+# size; its cases count like cmocka's. It bounds itself; timeout is the
+# last resort. No summary line (a crash, a hang) counts as one failure.
+echo "== tests/browser/run.sh"
+timeout -k 10 150 bash tests/browser/run.sh "$HOLDLINE_BIN" >"$out" 2>&1
+rc=$?
+cat "$out"
+summary=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$out" | tail -n 1)
+p=${summary% *}
+f=${summary#* }
+p=${p:-0}
+f=${f:-0}
+if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    echo "run-tests: tests/browser/run.sh exited with $rc without a failed case; counting one failure"
+    f=1
+fi
+passed=$((passed + p))
+failed=$((failed + f))
 
 # The demo command must start everything, serve the page and stop cleanly.
 echo "== make demo smoke run (scripts/demo.sh --for 4)"

@@ -43,7 +43,7 @@ static void raise_fd_limit(const hl_config *cfg) {
         setrlimit(RLIMIT_NOFILE, &rl);
         getrlimit(RLIMIT_NOFILE, &rl);
     }
-    /* The connections, the eighth past them that is refused with 503,
+    /* The connections, an eighth more still sending their first request,
      * and some for Redis links, epoll and logs. */
     rlim_t need = (rlim_t)cfg->http_max_connections + (rlim_t)cfg->http_max_connections / 8 + 64;
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)

@@ -30,9 +30,7 @@ static it_node node; /* the table's node: every setting at its default */
 #define MAX_TIMEOUT 120   /* poll.max_timeout, default */
 #define MAX_CHANNELS 16   /* poll.max_channels, default */
 #define MAX_URL 2048      /* http.max_url_bytes, default */
-#define MAX_HEADER 4096   /* http.max_header_bytes, default */
 #define MAX_MESSAGE 65536 /* publish.max_message_bytes, default */
-#define CONN_MEMORY 8192  /* http.connection_memory, default */
 
 static int setup(void **state) {
     (void)state;
@@ -193,29 +191,47 @@ static void build_table(table *t, const char *pid) {
     add_get(t, "dot-dot path", "/../../etc/passwd", REJECT, 0, NULL);
     add_get(t, "absolute-form target elsewhere", "http://evil.example/etc/passwd", REJECT, 0, NULL);
 
-    /* Header and URL sizes. */
+    /* Header and URL sizes. Every refusal is holdline's own JSON: the
+     * first request's head is read before libmicrohttpd sees it, and a
+     * connection gets a pool that fits it (or a 431 when none does). */
+    s = repeat('a', 20 * 1024);
+    big = malloc(24 * 1024);
+    snprintf(big, 24 * 1024, "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: %s\r\n\r\n", s);
+    add(t, "20 KB header", big, JSON, 431, "headers_too_large");
+    free(s);
+    free(big);
     s = repeat('a', 10 * 1024);
     big = malloc(12 * 1024);
     snprintf(big, 12 * 1024, "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: %s\r\n\r\n", s);
-    add(t, "10 KB header (beyond the pool)", big, STATUS, 431, NULL);
+    add(t, "10 KB header (a larger pool)", big, JSON, 200, NULL);
     free(s);
     free(big);
-    big = malloc(16 * 1024);
-    size_t n = (size_t)snprintf(big, 16 * 1024, "GET /healthz HTTP/1.1\r\nHost: t\r\n");
+    big = malloc(32 * 1024);
+    size_t n = (size_t)snprintf(big, 32 * 1024, "GET /healthz HTTP/1.1\r\nHost: t\r\n");
     for (int i = 0; i < 500; i++)
-        n += (size_t)snprintf(big + n, 16 * 1024 - n, "X-%d: v\r\n", i);
-    snprintf(big + n, 16 * 1024 - n, "\r\n");
-    add(t, "500 small headers", big, STATUS, 431, NULL);
+        n += (size_t)snprintf(big + n, 32 * 1024 - n, "X-%d: v\r\n", i);
+    snprintf(big + n, 32 * 1024 - n, "\r\n");
+    add(t, "500 small headers (the largest pool)", big, JSON, 200, NULL);
+    n = (size_t)snprintf(big, 32 * 1024, "GET /healthz HTTP/1.1\r\nHost: t\r\n");
+    for (int i = 0; i < 1200; i++)
+        n += (size_t)snprintf(big + n, 32 * 1024 - n, "X-%d: v\r\n", i);
+    snprintf(big + n, 32 * 1024 - n, "\r\n");
+    add(t, "1200 small headers (beyond every pool)", big, JSON, 431, "headers_too_large");
+    /* Each ',' is a cookie record of 64 bytes to libmicrohttpd. */
+    s = repeat(',', 1500);
+    snprintf(big, 32 * 1024, "GET /healthz HTTP/1.1\r\nHost: t\r\nCookie: %s\r\n\r\n", s);
+    add(t, "1500 empty cookies (beyond every pool)", big, JSON, 431, "headers_too_large");
+    free(s);
     free(big);
-    /* Over max_header_bytes, yet well inside the connection's pool: the
-     * node's own JSON 431. */
-    s = repeat('h', 1400);
-    big = malloc(8 * 1024);
-    snprintf(big, 8 * 1024,
+    /* Over max_header_bytes (16384) in several lines. */
+    s = repeat('h', 5500);
+    big = malloc(24 * 1024);
+    snprintf(big, 24 * 1024,
              "GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: %s\r\nX-B: %s\r\nX-C: %s\r\n\r\n", s, s, s);
-    add(t, "4.3 KB of headers", big, JSON, 431, "headers_too_large");
-    snprintf(big, 8 * 1024, "GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: %s\r\nX-B: %s\r\n\r\n", s, s);
-    add(t, "2.9 KB of headers (allowed)", big, JSON, 200, NULL);
+    add(t, "16.5 KB of headers", big, JSON, 431, "headers_too_large");
+    snprintf(big, 24 * 1024, "GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: %s\r\nX-B: %s\r\n\r\n", s,
+             s);
+    add(t, "11 KB of headers (allowed)", big, JSON, 200, NULL);
     free(s);
     free(big);
     /* Over max_url_bytes: a long query on a path that answers 200. */
@@ -236,7 +252,7 @@ static void build_table(table *t, const char *pid) {
     s = repeat('q', 50 * 1024);
     big = malloc(51 * 1024);
     snprintf(big, 51 * 1024, "/healthz?pad=%s", s);
-    add_get(t, "50 KB URL (beyond the pool)", big, STATUS, 414, NULL);
+    add_get(t, "50 KB URL (beyond the pool)", big, JSON, 414, "url_too_long");
     free(s);
     free(big);
     /* Short URLs with many parameters: libmicrohttpd keeps each in the

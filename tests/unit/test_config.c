@@ -43,7 +43,9 @@ static void compare_fields(const hl_config *a, const hl_config *b, int equal) {
     CMP_INT(http_port);
     CMP_INT(http_workers);
     CMP_INT(http_max_connections);
-    CMP_INT(http_connection_memory);
+    CMP_INT(http_pool[0]);
+    CMP_INT(http_pool[5]);
+    CMP_INT(http_daemons);
     CMP_INT(http_connection_timeout);
     CMP_INT(http_cors_origins_count);
     CMP_STR(redis_host);
@@ -145,10 +147,16 @@ static void test_config_defaults_match_the_header(void **state) {
     assert_int_equal(cfg.http_port, 8080);
     assert_int_equal(cfg.http_workers, 0);
     assert_int_equal(cfg.http_max_connections, 20000);
-    assert_int_equal(cfg.http_connection_memory, 8192);
+    assert_int_equal(cfg.http_pool[0], 2048);
+    assert_int_equal(cfg.http_pool[1], 3072);
+    assert_int_equal(cfg.http_pool[2], 8192);
+    assert_int_equal(cfg.http_pool[3], 16384);
+    assert_int_equal(cfg.http_pool[4], 32768);
+    assert_int_equal(cfg.http_pool[5], 65536);
+    assert_int_equal(cfg.http_daemons, 16);
     assert_int_equal(cfg.http_connection_timeout, 60);
     assert_int_equal(cfg.http_max_url_bytes, 2048);
-    assert_int_equal(cfg.http_max_header_bytes, 4096);
+    assert_int_equal(cfg.http_max_header_bytes, 16384);
     assert_int_equal(cfg.http_cors_origins_count, 0);
     assert_string_equal(cfg.redis_host, "127.0.0.1");
     assert_int_equal(cfg.redis_port, 6379);
@@ -213,7 +221,13 @@ static const env_var not_defaults[] = {
     {"HOLDLINE_HTTP_PORT", "1"},
     {"HOLDLINE_HTTP_WORKERS", "3"},
     {"HOLDLINE_HTTP_MAX_CONNECTIONS", "5"},
-    {"HOLDLINE_HTTP_CONNECTION_MEMORY", "4096"},
+    {"HOLDLINE_HTTP_POOL_TINY", "1024"},
+    {"HOLDLINE_HTTP_POOL_SMALL", "0"},
+    {"HOLDLINE_HTTP_POOL_MEDIUM", "0"},
+    {"HOLDLINE_HTTP_POOL_LARGE", "0"},
+    {"HOLDLINE_HTTP_POOL_XLARGE", "0"},
+    {"HOLDLINE_HTTP_POOL_HUGE", "1088"},
+    {"HOLDLINE_HTTP_DAEMONS", "1"},
     {"HOLDLINE_HTTP_CONNECTION_TIMEOUT", "5"},
     {"HOLDLINE_HTTP_MAX_URL_BYTES", "64"},
     {"HOLDLINE_HTTP_MAX_HEADER_BYTES", "256"},
@@ -652,13 +666,20 @@ static void test_config_load_string_survives_odd_input(void **state) {
 
 static void test_config_env_names_follow_group_and_setting(void **state) {
     static const char *const expected[] = {
+        "HOLDLINE_HTTP_CONNECTION_MEMORY", /* refused with what replaced it */
         "HOLDLINE_NODE_NAME",
         "HOLDLINE_NODE_DRAIN_MS",
         "HOLDLINE_HTTP_BIND",
         "HOLDLINE_HTTP_PORT",
         "HOLDLINE_HTTP_WORKERS",
         "HOLDLINE_HTTP_MAX_CONNECTIONS",
-        "HOLDLINE_HTTP_CONNECTION_MEMORY",
+        "HOLDLINE_HTTP_POOL_TINY",
+        "HOLDLINE_HTTP_POOL_SMALL",
+        "HOLDLINE_HTTP_POOL_MEDIUM",
+        "HOLDLINE_HTTP_POOL_LARGE",
+        "HOLDLINE_HTTP_POOL_XLARGE",
+        "HOLDLINE_HTTP_POOL_HUGE",
+        "HOLDLINE_HTTP_DAEMONS",
         "HOLDLINE_HTTP_CONNECTION_TIMEOUT",
         "HOLDLINE_HTTP_MAX_URL_BYTES",
         "HOLDLINE_HTTP_MAX_HEADER_BYTES",
@@ -985,10 +1006,10 @@ static const struct {
     {INT_FIELD(http_max_connections), 0, "http.max_connections: must be between 1 and 1000000"},
     {INT_FIELD(http_max_connections), 1000001,
      "http.max_connections: must be between 1 and 1000000"},
-    {INT_FIELD(http_connection_memory), 2047,
-     "http.connection_memory: must be between 2048 and 1048576"},
-    {INT_FIELD(http_connection_memory), 1048577,
-     "http.connection_memory: must be between 2048 and 1048576"},
+    {INT_FIELD(http_pool[0]), -1, "http.pool_tiny: must be between 0 and 1048576"},
+    {INT_FIELD(http_pool[5]), 1048577, "http.pool_huge: must be between 0 and 1048576"},
+    {INT_FIELD(http_daemons), 0, "http.daemons: must be between 1 and 64"},
+    {INT_FIELD(http_daemons), 65, "http.daemons: must be between 1 and 64"},
     {INT_FIELD(http_connection_timeout), 0, "http.connection_timeout: must be between 1 and 3600"},
     {INT_FIELD(http_connection_timeout), 3601,
      "http.connection_timeout: must be between 1 and 3600"},
@@ -1016,9 +1037,14 @@ static const struct {
     /* Relations between settings. */
     {INT_FIELD(poll_default_timeout), 121,
      "poll.default_timeout: must be between 1 and 120 (poll.max_timeout)"},
-    {INT_FIELD(http_connection_memory), 7167,
-     "http.connection_memory: must be at least http.max_url_bytes + http.max_header_bytes + 1024 "
-     "(7168), or those limits could never be reached"},
+    {INT_FIELD(http_pool[0]), 1023, "http.pool_tiny: must be 0 (off) or at least 1024"},
+    {INT_FIELD(http_pool[2]), 3072,
+     "http.pool_medium: must be larger than the classes before it (3072), or 0"},
+    {INT_FIELD(http_pool[5]), 20000,
+     "http.pool_huge: must be larger than the classes before it (32768), or 0"},
+    {INT_FIELD(http_max_url_bytes), 65000,
+     "http.max_url_bytes: must leave 1024 bytes of the largest pool class (65536) for the "
+     "answer, or that limit could never be reached"},
     {INT_FIELD(redis_heartbeat_ms), 99, "redis.heartbeat_ms: must be between 100 and 600000"},
     {INT_FIELD(node_drain_ms), 600001, "node.drain_ms: must be between 0 and 600000"},
     {INT_FIELD(redis_reconnect_min_ms), 5001,
@@ -1094,6 +1120,40 @@ static void test_config_validate_rejects_unterminated_strings(void **state) {
     assert_string_equal(err, "http.cors_origins: entry 1 is too long (at most 255 bytes)");
 }
 
+static void test_config_validate_refuses_every_pool_class_off(void **state) {
+    hl_config cfg;
+    char err[256] = "";
+    (void)state;
+
+    hl_config_defaults(&cfg);
+    for (int i = 0; i < HL_CONFIG_POOL_CLASSES; i++)
+        cfg.http_pool[i] = 0;
+    assert_int_equal(hl_config_validate(&cfg, err, sizeof(err)), HL_ERR);
+    assert_string_equal(err, "http.pool_huge: at least one pool class must be on");
+    /* One class alone is enough. */
+    cfg.http_pool[2] = 8192;
+    assert_int_equal(hl_config_validate(&cfg, err, sizeof(err)), HL_OK);
+}
+
+static const char *env_old_pool(const char *name) {
+    return strcmp(name, "HOLDLINE_HTTP_CONNECTION_MEMORY") == 0 ? "8192" : NULL;
+}
+
+static void test_config_connection_memory_is_refused_with_what_replaced_it(void **state) {
+    hl_config cfg;
+    char err[512] = "";
+    (void)state;
+
+    hl_config_defaults(&cfg);
+    assert_int_equal(hl_config_load_string(&cfg, "http = {\n  connection_memory = 8192;\n};\n",
+                                           "old.cfg", err, sizeof(err)),
+                     HL_ERR);
+    assert_non_null(strstr(err, "old.cfg:2: 'http.connection_memory' is gone"));
+    assert_non_null(strstr(err, "http.pool_tiny ... http.pool_huge"));
+    assert_int_equal(hl_config_apply_env(&cfg, env_old_pool, err, sizeof(err)), HL_ERR);
+    assert_non_null(strstr(err, "HOLDLINE_HTTP_CONNECTION_MEMORY: http.connection_memory is gone"));
+}
+
 static void test_config_validate_accepts_the_edges(void **state) {
     hl_config cfg;
     char err[256] = "";
@@ -1104,7 +1164,13 @@ static void test_config_validate_accepts_the_edges(void **state) {
     cfg.redis_port = 65535;
     cfg.http_workers = 256;
     cfg.http_max_connections = 1000000;
-    cfg.http_connection_memory = 2048;
+    cfg.http_pool[0] = 1024;
+    cfg.http_pool[1] = 0;
+    cfg.http_pool[2] = 0;
+    cfg.http_pool[3] = 0;
+    cfg.http_pool[4] = 0;
+    cfg.http_pool[5] = 1088;
+    cfg.http_daemons = 64;
     cfg.http_max_url_bytes = 64;
     cfg.http_max_header_bytes = 256;
     cfg.redis_db = 15;
@@ -1151,6 +1217,8 @@ int main(void) {
         cmocka_unit_test(test_config_validate_rejects_bad_values),
         cmocka_unit_test(test_config_validate_rejects_unterminated_strings),
         cmocka_unit_test(test_config_validate_accepts_the_edges),
+        cmocka_unit_test(test_config_validate_refuses_every_pool_class_off),
+        cmocka_unit_test(test_config_connection_memory_is_refused_with_what_replaced_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

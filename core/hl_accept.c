@@ -1,0 +1,531 @@
+/* hl_accept.c -- how sockets reach libmicrohttpd. Each worker accepts on
+ * its own listening socket (SO_REUSEPORT spreads connections over the
+ * workers, TCP_DEFER_ACCEPT hands them over with their first bytes),
+ * peeks at the first request's head (MSG_PEEK: the bytes stay for MHD)
+ * and hands the socket with MHD_add_connection to one of its daemons:
+ *
+ *   - the pool class is the smallest whose memory pool fits the request by
+ *     libmicrohttpd's own accounting (hl_peek_pool_need): a short request
+ *     from a service gets 2 KiB, a browser with 12 KB of cookies 64 KiB.
+ *     A kept-alive connection keeps its pool as long as it lives, and MHD
+ *     zeroes the whole pool at every keep-alive reset, so the pool is what
+ *     a re-polling waiter costs;
+ *   - within the class, the daemon is picked by a hash of the first
+ *     channel the request names, so that one message resumes waiters of
+ *     one daemon, and an MHD_run after resumes walks only that daemon's
+ *     suspended connections (MHD 0.9.75 walks all of them). Spreading
+ *     connections evenly would make every batch of resumes touch every
+ *     daemon (shared/research/engine-probe-multi-daemon.md). A daemon
+ *     grown well past its class's mean spills to the emptiest one.
+ *
+ * Requests that cannot be served (a head larger than the limits or than
+ * the largest pool, a node at http.max_connections) are answered here
+ * with holdline's JSON errors; MHD would close them without an answer or
+ * send a doubled 431. Only daemons that had a connection resumed are run
+ * (hl_daemon_kick): a resume does not wake MHD's epoll fd. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+#include "hl_common.h"
+#include "hl_log.h"
+#include "hl_peek.h"
+#include "hl_worker.h"
+
+/* Accepts per wake-up, so a flood does not starve the rest of the loop. */
+#define ACCEPT_BATCH 64
+/* Peeks one connection may take before its head is complete: each one
+ * reads the whole head again, so a client trickling a byte at a time is
+ * cut here rather than at its deadline. */
+#define MAX_PEEK_ROUNDS 64
+/* How long a connection holdline answered itself may go on sending
+ * before it is closed anyway, in ms. */
+#define CLOSING_MS 2000
+/* A daemon whose connections pass this many times the class's mean (and
+ * SPILL_MIN) takes no more: new ones go to the class's emptiest daemon. */
+#define SPILL_FACTOR 2
+#define SPILL_MIN 64
+
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- The daemons ------------------------------------------------------ */
+
+static void run_daemon(hl_daemon *d) {
+    d->kicked = 0;
+    MHD_run(d->mhd);
+    MHD_UNSIGNED_LONG_LONG ms;
+    if (MHD_get_timeout(d->mhd, &ms) == MHD_YES) {
+        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+        evtimer_add(d->run, &tv);
+    } else {
+        evtimer_del(d->run);
+    }
+}
+
+static void on_daemon(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    run_daemon(arg);
+}
+
+void hl_daemon_kick(hl_daemon *d) {
+    /* A fan-out resumes many connections of a daemon in one go; one run
+     * serves them all, so only the first resume arms the timer. */
+    if (d->kicked) return;
+    d->kicked = 1;
+    struct timeval now = {0, 0};
+    evtimer_add(d->run, &now);
+}
+
+void hl_worker_kick(hl_worker *w) {
+    for (size_t i = 0; i < w->ndaemons; i++)
+        if (w->daemons[i].mhd) hl_daemon_kick(&w->daemons[i]);
+}
+
+/* ---- Pending sockets -------------------------------------------------- */
+
+static void pending_unlink(hl_pending *p) {
+    hl_worker *w = p->w;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        w->pending = p->next;
+    if (p->next) p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    w->npending--;
+}
+
+static void pending_free(hl_pending *p, int close_fd) {
+    pending_unlink(p);
+    if (p->ev) event_free(p->ev);
+    if (close_fd && p->fd >= 0) close(p->fd);
+    free(p);
+}
+
+static void on_pending(evutil_socket_t fd, short what, void *arg);
+
+/* Watches p for bytes until its deadline, once: the peeked bytes stay in
+ * the socket, so the watch is edge-triggered (only new bytes wake it) and
+ * persistent (re-adding it would report the old bytes again at once).
+ * Returns HL_OK, or HL_ERR (p is then freed with its socket). */
+static int pending_watch(hl_pending *p) {
+    long long ms = p->deadline - mono_ms();
+    if (ms < 1) ms = 1;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    p->ev = event_new(p->w->base, p->fd, EV_READ | EV_PERSIST | EV_ET, on_pending, p);
+    if (p->ev == NULL || event_add(p->ev, &tv) != 0) {
+        pending_free(p, 1);
+        return HL_ERR;
+    }
+    return HL_OK;
+}
+
+/* The socket leaves the worker's own watch before it is handed over or
+ * answered: MHD adds it to its epoll set. */
+static void unwatch(hl_pending *p) {
+    if (p != NULL && p->ev != NULL) event_del(p->ev);
+}
+
+static hl_pending *pending_new(hl_worker *w, int fd, const struct sockaddr_storage *addr,
+                               socklen_t addrlen) {
+    hl_pending *p = calloc(1, sizeof(*p));
+    if (p == NULL) return NULL;
+    p->w = w;
+    p->fd = fd;
+    p->addr = *addr;
+    p->addrlen = addrlen;
+    p->next = w->pending;
+    if (w->pending) w->pending->prev = p;
+    w->pending = p;
+    w->npending++;
+    return p;
+}
+
+/* Reads and drops what the client sent; returns 1 once it has closed
+ * (or failed), 0 while it may send more. */
+static int drain(int fd) {
+    char buf[4096];
+    for (int i = 0; i < 64; i++) {
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n > 0) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* Answers on the raw socket with a JSON error, then closes it gently:
+ * what the client sent is read first and our side shut down, so the
+ * answer is not destroyed by a reset, and the socket is closed once the
+ * client closes (or CLOSING_MS passes). Takes fd over. */
+static void answer_raw(hl_worker *w, int fd, const struct sockaddr_storage *addr, socklen_t alen,
+                       const hl_peek *pk, unsigned status, const char *reason, const char *code,
+                       const char *detail, const char *extra) {
+    hl_buf body, out;
+    hl_buf_init(&body);
+    hl_buf_init(&out);
+    hl_json_error(&body, code, detail);
+    char head[512];
+    int origin = pk ? hl_http_origin_index(w->cfg, pk->origin.p, pk->origin.n) : HL_ORIGIN_NONE;
+    int hn = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\nCache-Control: no-store\r\nConnection: close\r\n%s",
+                      status, reason, body.len, extra ? extra : "");
+    hl_buf_append(&out, head, (size_t)hn);
+    if (origin != HL_ORIGIN_NONE) {
+        hl_buf_puts(&out, "Access-Control-Allow-Origin: ");
+        hl_buf_puts(&out, origin == HL_ORIGIN_ANY ? "*" : w->cfg->http_cors_origins[origin]);
+        hl_buf_puts(&out, origin == HL_ORIGIN_ANY ? "\r\n" : "\r\nVary: Origin\r\n");
+    }
+    hl_buf_puts(&out, "\r\n");
+    if (body.len) hl_buf_append(&out, body.data, body.len);
+    /* The socket's send buffer is empty: a few hundred bytes go out whole. */
+    if (!out.oom) (void)!send(fd, out.data, out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    hl_buf_free(&body);
+    hl_buf_free(&out);
+    if (drain(fd)) {
+        close(fd);
+        return;
+    }
+    shutdown(fd, SHUT_WR);
+    hl_pending *p = pending_new(w, fd, addr, alen);
+    if (p == NULL) {
+        close(fd);
+        return;
+    }
+    p->closing = 1;
+    p->deadline = mono_ms() + CLOSING_MS;
+    pending_watch(p);
+}
+
+/* The daemon of cls for a request on channel ch (empty: not a poll). */
+static hl_daemon *pick_daemon(hl_worker *w, size_t cls, hl_span ch) {
+    hl_daemon *first = &w->daemons[cls * w->per_class];
+    if (w->per_class == 1) return first;
+    /* Daemon 0 of a class takes what is not a poll (publishes, health
+     * checks): publishes are resumed all the time, and their runs then
+     * walk no idle waiters. */
+    if (ch.n == 0) return first;
+    hl_daemon *d = &first[1 + hl_peek_hash(ch.p, ch.n) % (w->per_class - 1)];
+    size_t total = 0;
+    for (size_t i = 1; i < w->per_class; i++)
+        total += first[i].conns;
+    size_t mean = total / (w->per_class - 1);
+    if (d->conns < SPILL_MIN || d->conns <= SPILL_FACTOR * mean) return d;
+    hl_daemon *least = &first[1];
+    for (size_t i = 2; i < w->per_class; i++)
+        if (first[i].conns < least->conns) least = &first[i];
+    return least;
+}
+
+/* The head of fd's first request is in: refuse it, or hand it to its
+ * daemon. Takes fd over. */
+static void route(hl_worker *w, int fd, const struct sockaddr_storage *addr, socklen_t alen,
+                  const hl_peek *pk) {
+    const hl_config *cfg = w->cfg;
+    char detail[160];
+    if (pk->target.n > (size_t)cfg->http_max_url_bytes) {
+        snprintf(detail, sizeof(detail), "the request target is longer than %d bytes",
+                 cfg->http_max_url_bytes);
+        answer_raw(w, fd, addr, alen, pk, 414, "URI Too Long", "url_too_long", detail, NULL);
+        return;
+    }
+    if (pk->header_bytes > (size_t)cfg->http_max_header_bytes) {
+        snprintf(detail, sizeof(detail), "the request headers are larger than %d bytes",
+                 cfg->http_max_header_bytes);
+        answer_raw(w, fd, addr, alen, pk, 431, "Request Header Fields Too Large",
+                   "headers_too_large", detail, NULL);
+        return;
+    }
+    size_t need = hl_peek_pool_need(pk), cls = 0;
+    while (cls < w->nclasses && (size_t)w->pools[cls] < need)
+        cls++;
+    if (cls == w->nclasses) {
+        snprintf(detail, sizeof(detail),
+                 "the request headers need %zu bytes to parse, more than the largest "
+                 "connection pool (%d): fewer cookies or header lines",
+                 need, w->pools[w->nclasses - 1]);
+        answer_raw(w, fd, addr, alen, pk, 431, "Request Header Fields Too Large",
+                   "headers_too_large", detail, NULL);
+        return;
+    }
+    if (w->admitted >= w->conn_limit) {
+        if (w->refusals++ == 0)
+            hl_warn("worker %d: %zu connections open, http.max_connections reached: refusing "
+                    "new ones with 503",
+                    w->id, w->admitted);
+        answer_raw(w, fd, addr, alen, pk, 503, "Service Unavailable", "overloaded",
+                   "the node holds as many connections as http.max_connections allows; try "
+                   "again shortly or another node",
+                   "Retry-After: 1\r\n");
+        return;
+    }
+    if (w->refusals > 0 && w->admitted < w->conn_limit * 9 / 10) {
+        hl_info("worker %d: below the connection limit again after %zu refusals", w->id,
+                w->refusals);
+        w->refusals = 0;
+    }
+    hl_conn *hc = calloc(1, sizeof(*hc));
+    if (hc == NULL) {
+        close(fd);
+        return;
+    }
+    hl_daemon *d = pick_daemon(w, cls, pk->channel);
+    hc->w = w;
+    hc->d = d;
+    hc->fd = fd;
+    hc->pool = (size_t)w->pools[cls];
+    hc->by_channel = pk->channel.n > 0;
+    /* MHD calls hl_http_on_connection from inside MHD_add_connection,
+     * which takes hc from here; on failure MHD has closed fd. */
+    w->handing = hc;
+    enum MHD_Result ok = MHD_add_connection(d->mhd, fd, (const struct sockaddr *)addr, alen);
+    if (w->handing != NULL) {
+        w->handing = NULL;
+        free(hc);
+    }
+    if (ok != MHD_YES) {
+        hl_debug("worker %d: a connection could not be handed to its daemon: %s", w->id,
+                 strerror(errno));
+        return;
+    }
+    /* The request is already in the socket: run the daemon at once rather
+     * than wait for its epoll fd to tell. */
+    hl_daemon_kick(d);
+}
+
+/* Looks at fd's first bytes. Returns 1 if fd was taken over (handed,
+ * answered or closed), 0 if the head is not complete yet. */
+static int peek(hl_worker *w, int fd, const struct sockaddr_storage *addr, socklen_t alen,
+                hl_pending *p) {
+    ssize_t n = recv(fd, w->peek_buf, w->peek_size, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        unwatch(p);
+        close(fd); /* closed or reset before a whole request */
+        return 1;
+    }
+    if (n < 0) return 0;
+    hl_peek pk;
+    if (hl_peek_parse(w->peek_buf, (size_t)n, &pk) == HL_PEEK_DONE) {
+        unwatch(p);
+        route(w, fd, addr, alen, &pk);
+        return 1;
+    }
+    if ((size_t)n < w->peek_size) return 0;
+    unwatch(p);
+    /* The buffer is full and the head goes on: too large whatever it is. */
+    const hl_config *cfg = w->cfg;
+    char detail[128];
+    if (pk.line_len > (size_t)cfg->http_max_url_bytes + 32) {
+        snprintf(detail, sizeof(detail), "the request target is longer than %d bytes",
+                 cfg->http_max_url_bytes);
+        answer_raw(w, fd, addr, alen, &pk, 414, "URI Too Long", "url_too_long", detail, NULL);
+    } else {
+        snprintf(detail, sizeof(detail), "the request headers are larger than %d bytes",
+                 cfg->http_max_header_bytes);
+        answer_raw(w, fd, addr, alen, &pk, 431, "Request Header Fields Too Large",
+                   "headers_too_large", detail, NULL);
+    }
+    return 1;
+}
+
+static void on_pending(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    hl_pending *p = arg;
+    hl_worker *w = p->w;
+    /* A persistent watch moves its timeout with every wake-up, so the
+     * deadline is checked here too. */
+    int late = (what & EV_TIMEOUT) || mono_ms() >= p->deadline;
+    if (p->closing) {
+        if (late || drain(p->fd) || ++p->rounds > MAX_PEEK_ROUNDS) pending_free(p, 1);
+        return;
+    }
+    if (late) {
+        /* No whole request within http.connection_timeout (slowloris, or a
+         * client that connected and said nothing). */
+        pending_free(p, 1);
+        return;
+    }
+    if (++p->rounds > MAX_PEEK_ROUNDS) {
+        hl_debug("worker %d: closed a connection that sent its head in more than %d pieces", w->id,
+                 MAX_PEEK_ROUNDS);
+        pending_free(p, 1);
+        return;
+    }
+    struct sockaddr_storage addr = p->addr;
+    if (peek(w, p->fd, &addr, p->addrlen, p)) {
+        p->fd = -1;
+        pending_free(p, 0);
+    }
+}
+
+static void on_accept_again(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_worker *w = arg;
+    if (w->listen_fd >= 0) event_add(w->accept_ev, NULL);
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg) {
+    (void)what;
+    hl_worker *w = arg;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage addr;
+        socklen_t alen = sizeof(addr);
+        int fd = accept4(lfd, (struct sockaddr *)&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of files: the connection stays in the backlog; try
+                 * again shortly instead of spinning on the listening
+                 * socket. */
+                hl_warn("worker %d: cannot accept: %s; pausing 100 ms", w->id, strerror(errno));
+                event_del(w->accept_ev);
+                struct timeval tv = {0, 100000};
+                evtimer_add(w->accept_wait, &tv);
+            }
+            return;
+        }
+        /* Sockets still owing their first head have a budget of their
+         * own, or a flood of silent connections would take every file. */
+        if (w->npending >= w->conn_limit / 8 + 16) {
+            close(fd);
+            continue;
+        }
+        if (peek(w, fd, &addr, alen, NULL)) continue;
+        hl_pending *p = pending_new(w, fd, &addr, alen);
+        if (p == NULL) {
+            close(fd);
+            continue;
+        }
+        p->deadline = mono_ms() + (long long)w->cfg->http_connection_timeout * 1000;
+        pending_watch(p);
+    }
+}
+
+/* ---- Set-up and stop -------------------------------------------------- */
+
+static int open_listener(hl_worker *w, char *err, size_t errlen) {
+    const hl_config *cfg = w->cfg;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)cfg->http_port);
+    if (inet_pton(AF_INET, cfg->http_bind, &sa.sin_addr) != 1)
+        return hl_set_error(err, errlen, "http.bind: '%s' is not an IPv4 address", cfg->http_bind);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return hl_set_error(err, errlen, "cannot make a socket: %s", strerror(errno));
+    int one = 1;
+    /* Every worker binds the same port; the kernel spreads connections. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 4096) != 0) {
+        int e = errno;
+        close(fd);
+        return hl_set_error(err, errlen, "cannot listen on %s:%d: %s", cfg->http_bind,
+                            cfg->http_port, strerror(e));
+    }
+    /* A connection reaches accept with its first bytes, so most peeks
+     * find the whole head at once. */
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof(one));
+    w->listen_fd = fd;
+    return HL_OK;
+}
+
+static int start_daemon(hl_worker *w, hl_daemon *d, unsigned cls, char *err, size_t errlen) {
+    const hl_config *cfg = w->cfg;
+    d->w = w;
+    d->cls = cls;
+    errno = 0;
+    /* holdline refuses connections past its own limit before MHD sees
+     * them; MHD's default limit (FD_SETSIZE - 4, even in epoll mode)
+     * must not cut in first. */
+    d->mhd = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET, 0,
+        NULL, NULL, hl_http_on_request, w, MHD_OPTION_EXTERNAL_LOGGER, hl_worker_mhd_log, w,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)w->conn_limit + 1,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)w->pools[cls], MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->http_connection_timeout, MHD_OPTION_NOTIFY_COMPLETED, hl_http_on_completed,
+        w, MHD_OPTION_UNESCAPE_CALLBACK, hl_http_unescape, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+        hl_http_on_connection, w, MHD_OPTION_URI_LOG_CALLBACK, hl_http_on_uri, w,
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_END);
+    if (d->mhd == NULL)
+        return hl_set_error(err, errlen, "libmicrohttpd refused to start a daemon: %s",
+                            errno ? strerror(errno) : "no reason given");
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (info == NULL) return hl_set_error(err, errlen, "libmicrohttpd has no epoll fd");
+    d->io = event_new(w->base, info->epoll_fd, EV_READ | EV_PERSIST, on_daemon, d);
+    d->run = evtimer_new(w->base, on_daemon, d);
+    if (d->io == NULL || d->run == NULL) return hl_set_error(err, errlen, "out of memory");
+    return HL_OK;
+}
+
+int hl_accept_init(hl_worker *w, char *err, size_t errlen) {
+    const hl_config *cfg = w->cfg;
+    w->listen_fd = -1;
+    for (int i = 0; i < HL_CONFIG_POOL_CLASSES; i++)
+        if (cfg->http_pool[i] > 0) w->pools[w->nclasses++] = cfg->http_pool[i];
+    if (w->nclasses == 0) return hl_set_error(err, errlen, "no connection pool class is on");
+    w->per_class = (size_t)cfg->http_daemons;
+    /* A peek must hold the largest head the limits allow, or its end
+     * could never be seen. */
+    w->peek_size = (size_t)cfg->http_max_url_bytes + (size_t)cfg->http_max_header_bytes + 256;
+    w->peek_buf = malloc(w->peek_size);
+    w->ndaemons = w->nclasses * w->per_class;
+    w->daemons = calloc(w->ndaemons, sizeof(*w->daemons));
+    w->accept_wait = evtimer_new(w->base, on_accept_again, w);
+    if (w->peek_buf == NULL || w->daemons == NULL || w->accept_wait == NULL)
+        return hl_set_error(err, errlen, "out of memory");
+    if (open_listener(w, err, errlen) != HL_OK) return HL_ERR;
+    w->accept_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, on_accept, w);
+    if (w->accept_ev == NULL) return hl_set_error(err, errlen, "out of memory");
+    for (size_t i = 0; i < w->ndaemons; i++)
+        if (start_daemon(w, &w->daemons[i], (unsigned)(i / w->per_class), err, errlen) != HL_OK)
+            return HL_ERR;
+    return HL_OK;
+}
+
+void hl_accept_start(hl_worker *w) {
+    event_add(w->accept_ev, NULL);
+    for (size_t i = 0; i < w->ndaemons; i++)
+        event_add(w->daemons[i].io, NULL);
+}
+
+void hl_accept_close(hl_worker *w) {
+    if (w->accept_ev) event_del(w->accept_ev);
+    if (w->accept_wait) evtimer_del(w->accept_wait);
+    if (w->listen_fd >= 0) close(w->listen_fd);
+    w->listen_fd = -1;
+    while (w->pending)
+        pending_free(w->pending, 1);
+}
+
+void hl_accept_free(hl_worker *w) {
+    hl_accept_close(w);
+    for (size_t i = 0; w->daemons && i < w->ndaemons; i++) {
+        hl_daemon *d = &w->daemons[i];
+        if (d->io) event_free(d->io);
+        if (d->run) event_free(d->run);
+        d->io = d->run = NULL;
+        if (d->mhd) MHD_stop_daemon(d->mhd);
+        d->mhd = NULL;
+    }
+    free(w->daemons);
+    w->daemons = NULL;
+    w->ndaemons = 0;
+    if (w->accept_ev) event_free(w->accept_ev);
+    if (w->accept_wait) event_free(w->accept_wait);
+    w->accept_ev = w->accept_wait = NULL;
+    free(w->peek_buf);
+    w->peek_buf = NULL;
+}

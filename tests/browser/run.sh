@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# run.sh -- the browser test: starts a private redis-server and one
+# holdline node on free loopback ports, runs test_cookies.mjs (Debian's
+# Chromium through playwright-core) against the node's demo page, and
+# stops everything it started, by pid, whatever happens.
+#
+# Usage: tests/browser/run.sh [BIN/holdline]   (default: $HOLDLINE_BIN,
+#        then bin/holdline; run from anywhere)
+# Prints one line per case and ends with "N passed, N failed"; exits
+# non-zero on any failure. A missing Chromium or playwright-core is a
+# failure, not a skip: scripts/deps.sh installs both.
+set -eu
+
+cd "$(dirname "$0")/../.."
+bin=${1:-${HOLDLINE_BIN:-bin/holdline}}
+
+# A missing piece is reported in the same shape as a failed case, so the
+# suite's summary counts it.
+fail_setup() {
+    echo "[  FAILED  ] browser test: $1"
+    echo "0 passed, 1 failed"
+    exit 1
+}
+[[ -x $bin ]] || fail_setup "$bin is not built"
+[[ -x /usr/bin/chromium ]] || fail_setup "/usr/bin/chromium is missing (scripts/deps.sh installs Debian's chromium)"
+command -v node >/dev/null 2>&1 || fail_setup "node is missing (scripts/deps.sh installs it)"
+[[ -f tests/browser/node_modules/playwright-core/package.json ]] ||
+    fail_setup "playwright-core is missing in tests/browser/node_modules (scripts/deps.sh runs npm ci there)"
+
+dir=$(mktemp -d /tmp/holdline-browser-XXXXXX)
+pids=()
+
+browser_pid=""
+
+# shellcheck disable=SC2317 # run by the EXIT trap, which shellcheck does not follow
+cleanup() {
+    rc=$?
+    trap - EXIT INT TERM
+    # The browser part first: SIGTERM reaches node through timeout, and
+    # playwright-core then closes Chromium.
+    if [[ -n $browser_pid ]]; then
+        kill -TERM "$browser_pid" 2>/dev/null || true
+        wait "$browser_pid" 2>/dev/null || true
+    fi
+    # Chromium runs in its own process group (playwright-core starts it
+    # detached), so if node died before closing it, its processes are
+    # found by this run's own profile directory, which no other process
+    # names.
+    for pid in $(pgrep -f -- "--user-data-dir=$dir/" 2>/dev/null || true); do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    # Then the node (SIGTERM: it answers its waiters), then Redis.
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ $rc -eq 0 ]]; then
+        rm -rf "$dir"
+    else
+        # The node's log (ASan reports among others) helps with a failure;
+        # the profile does not.
+        rm -rf "$dir/profile" "$dir/tmp"
+        echo "browser test: logs kept in $dir"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+me=browser-test
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+redis_port=$(free_port 6490)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$dir" >"$dir/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 200); do
+    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+    sleep 0.05
+done
+
+port=$(free_port 8481)
+env HOLDLINE_HTTP_BIND=127.0.0.1 HOLDLINE_LOG_LEVEL=warn HOLDLINE_NODE_NAME=browser-test \
+    "$bin" -c config/holdline.cfg -p "$port" --redis "127.0.0.1:$redis_port" \
+    >"$dir/node.log" 2>&1 &
+pids=("$!" "${pids[@]}")
+if ! wait_ready "$port"; then
+    # Its last words usually say why (a configuration error, a crash).
+    tail -n 5 "$dir/node.log"
+    fail_setup "the node on port $port did not become ready (log: $dir/node.log)"
+fi
+
+# playwright-core keeps its own temporary files below TMPDIR, and
+# Chromium its crash database and caches below the XDG directories, all in
+# this run's directory, removed at the end, instead of in $HOME. timeout bounds the whole browser part
+# even if node's own bound fails; SIGTERM lets playwright-core close
+# Chromium. It runs in the background so that a signal to this script is
+# handled at once rather than after node ends.
+mkdir -p "$dir/tmp"
+TMPDIR="$dir/tmp" XDG_CONFIG_HOME="$dir/tmp" XDG_CACHE_HOME="$dir/tmp" timeout -k 5 90 node tests/browser/test_cookies.mjs \
+    "http://127.0.0.1:$port/" >"$dir/browser.out" 2>&1 &
+browser_pid=$!
+browser_rc=0
+wait "$browser_pid" || browser_rc=$?
+# Reaped: its pid must not be signalled again by cleanup.
+browser_pid=""
+
+# The cases' lines, without their summary: this script adds one case of
+# its own and prints the summary of all.
+grep -v '^[0-9]* passed, [0-9]* failed$' "$dir/browser.out" || true
+summary=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$dir/browser.out" | tail -n 1)
+if [[ -n $summary ]]; then
+    passed=${summary% *}
+    failed=${summary#* }
+else
+    passed=0
+    failed=1
+    echo "[  FAILED  ] browser test: test_cookies.mjs ended ($browser_rc) without a summary"
+fi
+if [[ $browser_rc -ne 0 && $failed -eq 0 ]]; then
+    failed=1
+    echo "[  FAILED  ] browser test: test_cookies.mjs exited with $browser_rc without a failed case"
+fi
+
+# Like the integration tests: the node must stop cleanly on SIGTERM and
+# leave no sanitizer or crash report in its log (big requests are where a
+# parser would overrun), within 10 s.
+node_pid=${pids[0]}
+kill -TERM "$node_pid" 2>/dev/null || true
+for _ in $(seq 200); do
+    kill -0 "$node_pid" 2>/dev/null || break
+    sleep 0.05
+done
+kill -KILL "$node_pid" 2>/dev/null || true
+node_rc=0
+wait "$node_pid" || node_rc=$?
+if [[ $node_rc -eq 0 ]] &&
+    ! grep -q -E 'AddressSanitizer|LeakSanitizer|runtime error:|Segmentation|Assertion' "$dir/node.log"; then
+    passed=$((passed + 1))
+    echo "[       OK ] the node stopped cleanly, no sanitizer or crash report in its log"
+else
+    failed=$((failed + 1))
+    echo "[  FAILED  ] the node exited with $node_rc or left a sanitizer or crash report in $dir/node.log:"
+    grep -E 'AddressSanitizer|LeakSanitizer|runtime error:|Segmentation|Assertion|SUMMARY' "$dir/node.log" | head -n 5 || true
+fi
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
