@@ -178,7 +178,7 @@ uninstall:
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 20
 FUZZ_OUT := build/fuzz
-FUZZ_TARGETS := request cursor frame config
+FUZZ_TARGETS := request cursor frame config peek
 FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_OUT)/fuzz_%)
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS = $(BASE_CFLAGS) -Ifuzz $(WARN) $(CFLAGS_PKGS) -O1 -g $(FUZZ_SAN) \
@@ -199,6 +199,7 @@ $(FUZZ_OUT)/fuzz_frame: $(FUZZ_OUT)/fuzz/fuzz_frame.o $(FUZZ_OUT)/core/hl_histor
 	$(FUZZ_OUT)/core/hl_common.o
 $(FUZZ_OUT)/fuzz_config: $(FUZZ_OUT)/fuzz/fuzz_config.o $(FUZZ_OUT)/core/hl_config.o \
 	$(FUZZ_OUT)/core/hl_common.o
+$(FUZZ_OUT)/fuzz_peek: $(FUZZ_OUT)/fuzz/fuzz_peek.o $(FUZZ_OUT)/core/hl_peek.o
 $(FUZZ_OUT)/fuzz_config: FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs libconfig)
 
 $(FUZZ_BIN):

@@ -15,8 +15,11 @@
  *     one daemon, and an MHD_run after resumes walks only that daemon's
  *     suspended connections (MHD 0.9.75 walks all of them). Spreading
  *     connections evenly would make every batch of resumes touch every
- *     daemon (shared/research/engine-probe-multi-daemon.md). A daemon
- *     grown well past its class's mean spills to the emptiest one.
+ *     daemon (shared/research/engine-probe-multi-daemon.md). Channels with
+ *     news and quiet ones hash to separate daemons, so idle waiters are
+ *     never walked for a message (a connection that changes sides is
+ *     answered with "Connection: close" and placed again: hl_http.c). A
+ *     daemon grown well past its tier's mean spills to the emptiest one.
  *
  * Requests that cannot be served (a head larger than the limits or than
  * the largest pool, a node at http.max_connections) are answered here
@@ -209,23 +212,49 @@ static void answer_raw(hl_worker *w, int fd, const struct sockaddr_storage *addr
     pending_watch(p);
 }
 
-/* The daemon of cls for a request on channel ch (empty: not a poll). */
-static hl_daemon *pick_daemon(hl_worker *w, size_t cls, hl_span ch) {
+/* Whether channel ch had news lately on this worker: within a default
+ * poll timeout, so its waiters are answered by messages rather than by
+ * their timeouts. */
+static int channel_busy(hl_worker *w, hl_span ch) {
+    const hl_chan *c = hl_chantab_find(&w->chans, ch.p, ch.n);
+    if (c == NULL || c->news_ms == 0) return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return now - c->news_ms < (long long)w->cfg->poll_default_timeout * 1000;
+}
+
+/* The daemons of a class: the first takes what is not a poll (publishes,
+ * health checks: resumed all the time, their runs then walk no idle
+ * waiters); the rest are split into busy ones, for channels with news,
+ * and quiet ones, each channel hashed to one daemon of its tier. A batch
+ * of resumes for a message then walks only the waiters of busy channels
+ * that share its daemon, however many idle waiters the node holds. With
+ * fewer than 3 daemons there are no tiers. Sets *busy to the tier. */
+static hl_daemon *pick_daemon(hl_worker *w, size_t cls, hl_span ch, int *busy) {
     hl_daemon *first = &w->daemons[cls * w->per_class];
-    if (w->per_class == 1) return first;
-    /* Daemon 0 of a class takes what is not a poll (publishes, health
-     * checks): publishes are resumed all the time, and their runs then
-     * walk no idle waiters. */
-    if (ch.n == 0) return first;
-    hl_daemon *d = &first[1 + hl_peek_hash(ch.p, ch.n) % (w->per_class - 1)];
+    *busy = 0;
+    if (w->per_class == 1 || ch.n == 0) return first;
+    hl_daemon *tier = first + 1;
+    size_t n = w->per_class - 1;
+    if (w->per_class >= 3) {
+        size_t nbusy = n / 2;
+        *busy = channel_busy(w, ch);
+        if (*busy) {
+            n = nbusy;
+        } else {
+            tier += nbusy;
+            n -= nbusy;
+        }
+    }
+    hl_daemon *d = &tier[hl_peek_hash(ch.p, ch.n) % n];
     size_t total = 0;
-    for (size_t i = 1; i < w->per_class; i++)
-        total += first[i].conns;
-    size_t mean = total / (w->per_class - 1);
-    if (d->conns < SPILL_MIN || d->conns <= SPILL_FACTOR * mean) return d;
-    hl_daemon *least = &first[1];
-    for (size_t i = 2; i < w->per_class; i++)
-        if (first[i].conns < least->conns) least = &first[i];
+    for (size_t i = 0; i < n; i++)
+        total += tier[i].conns;
+    if (d->conns < SPILL_MIN || d->conns <= SPILL_FACTOR * (total / n)) return d;
+    hl_daemon *least = &tier[0];
+    for (size_t i = 1; i < n; i++)
+        if (tier[i].conns < least->conns) least = &tier[i];
     return least;
 }
 
@@ -281,12 +310,15 @@ static void route(hl_worker *w, int fd, const struct sockaddr_storage *addr, soc
         close(fd);
         return;
     }
-    hl_daemon *d = pick_daemon(w, cls, pk->channel);
+    int busy;
+    hl_daemon *d = pick_daemon(w, cls, pk->channel, &busy);
     hc->w = w;
     hc->d = d;
     hc->fd = fd;
     hc->pool = (size_t)w->pools[cls];
     hc->by_channel = pk->channel.n > 0;
+    hc->busy = busy;
+    hc->tiered = w->per_class >= 3 && hc->by_channel;
     /* MHD calls hl_http_on_connection from inside MHD_add_connection,
      * which takes hc from here; on failure MHD has closed fd. */
     w->handing = hc;

@@ -53,6 +53,8 @@ typedef struct hl_chan {
     hl_msg *early;       /* READING: messages that arrived meanwhile, oldest first */
     hl_msg **early_tail; /* where the next early message is linked */
     void *reads;         /* history reads in flight for this channel's polls (hl_pubsub.c) */
+    long long news_ms;   /* coarse monotonic ms of the newest message (0: none yet): new
+                            connections on a channel with news go to the busy daemons */
     size_t len;          /* of name */
     char name[];         /* NUL-terminated channel name, without prefix */
 } hl_chan;

@@ -107,8 +107,22 @@ static enum MHD_Result reply_error(hl_req *r, unsigned status, const char *code,
     return reply(r, status, error_response(r->w, r->origin, code, detail));
 }
 
+/* A poll's connection sits in the busy or the quiet tier of daemons
+ * (hl_accept.c). A message answering a connection of the quiet tier, or a
+ * timeout one of the busy tier, means its channel changed sides: the
+ * answer closes the connection, so the client's next poll is placed
+ * again. Each waiter pays one reconnect when its channel wakes up or
+ * falls quiet, not one per message. */
+static void replace_if_moved(hl_req *r) {
+    hl_conn *hc = r->hc;
+    if (r->kind != HL_ROUTE_POLL || hc == NULL || !hc->tiered) return;
+    if (hc->busy == r->timed_out)
+        MHD_set_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
 void hl_http_answer(hl_req *r, hl_shared *answer, unsigned status) {
     due_remove(r);
+    replace_if_moved(r);
     r->answer = answer;
     r->status = status;
     r->state = HL_REQ_ANSWERED;
@@ -401,9 +415,10 @@ void hl_http_on_due(hl_worker *w) {
         while (l->head && l->head->due <= now) {
             hl_req *r = l->head;
             due_remove(r);
-            if (r->kind == HL_ROUTE_POLL)
+            if (r->kind == HL_ROUTE_POLL) {
+                r->timed_out = 1;
                 hl_poll_timeout(r);
-            else
+            } else
                 on_publish_deadline(r);
         }
         if (l->head && (next == 0 || l->head->due < next)) next = l->head->due;

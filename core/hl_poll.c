@@ -19,6 +19,7 @@
  * one response. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hl_common.h"
 #include "hl_log.h"
@@ -389,8 +390,16 @@ static int alone_at(const hl_worker *w, const hl_req *r, const hl_link *l, hl_si
            r->epoch == w->epoch;
 }
 
+/* When c last had news, for placing new connections (hl_accept.c). */
+static void note_news(hl_chan *c) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    c->news_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void hl_poll_message(hl_worker *w, hl_chan *c, hl_sid id, hl_sid prev, const char *json,
                      size_t jlen) {
+    note_news(c);
     shared_answer sa;
     shared_init(&sa);
     size_t shared = 0, others = 0;
@@ -420,6 +429,7 @@ void hl_poll_message(hl_worker *w, hl_chan *c, hl_sid id, hl_sid prev, const cha
 }
 
 void hl_poll_plain(hl_worker *w, hl_chan *c, const char *json, size_t jlen) {
+    note_news(c);
     shared_answer sa;
     shared_init(&sa);
     hl_link *l = c->waiters;

@@ -118,6 +118,8 @@ typedef struct hl_conn {
     hl_daemon *d;   /* the daemon that serves it */
     size_t pool;    /* its memory pool, bytes */
     int by_channel; /* placed by the channel of its first request (a poll) */
+    int tiered;     /* in a daemon of the busy or the quiet tier */
+    int busy;       /* that tier: the busy one (its channel had news) */
     int fd;
     unsigned url_len;            /* the current request's target, as sent */
     long long deadline;          /* monotonic ms by which a request must be in */
@@ -139,6 +141,7 @@ typedef struct hl_req {
     struct hl_req *due_prev, *due_next;
     unsigned due_secs;
     hl_shared *answer;      /* set with ANSWERED; one reference is ours */
+    int timed_out;          /* answered by its timeout */
     unsigned status;        /* HTTP status of answer */
     unsigned redis_pending; /* hiredis callbacks that still hold this req */
     int orphaned;           /* connection gone: the last of those callbacks frees the req */
