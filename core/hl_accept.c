@@ -6,7 +6,7 @@
  *
  *   - the pool class is the smallest whose memory pool fits the request by
  *     libmicrohttpd's own accounting (hl_peek_pool_need): a short request
- *     from a service gets 2 KiB, a browser with 12 KB of cookies 64 KiB.
+ *     from a service gets 1.5 KiB, a browser with 12 KB of cookies 64 KiB.
  *     A kept-alive connection keeps its pool as long as it lives, and MHD
  *     zeroes the whole pool at every keep-alive reset, so the pool is what
  *     a re-polling waiter costs;

@@ -96,7 +96,7 @@ static const hl_setting settings[] = {
     HL_INT("http", "port", http_port, 1, 65535, 8080),
     HL_INT("http", "workers", http_workers, 0, 256, 0),
     HL_INT("http", "max_connections", http_max_connections, 1, 1000000, 20000),
-    HL_INT("http", "pool_tiny", http_pool[0], 0, 1048576, 2048),
+    HL_INT("http", "pool_tiny", http_pool[0], 0, 1048576, 1536),
     HL_INT("http", "pool_small", http_pool[1], 0, 1048576, 3072),
     HL_INT("http", "pool_medium", http_pool[2], 0, 1048576, 8192),
     HL_INT("http", "pool_large", http_pool[3], 0, 1048576, 16384),

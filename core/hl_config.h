@@ -40,7 +40,7 @@ typedef struct hl_config {
     int http_max_connections; /* per node, spread over workers; default 20000 */
     /* Bytes of MHD memory pool of each connection class, smallest first;
      * 0 turns a class off. A connection gets the smallest class its first
-     * request fits (hl_peek). Defaults 2048, 3072, 8192, 16384, 32768,
+     * request fits (hl_peek). Defaults 1536, 3072, 8192, 16384, 32768,
      * 65536. */
     int http_pool[HL_CONFIG_POOL_CLASSES];
     int http_daemons;            /* MHD daemons per pool class and worker; default 16 */

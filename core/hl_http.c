@@ -651,6 +651,7 @@ typedef struct hl_head_size {
     size_t bytes;        /* name + value + 4 per header line */
     unsigned count;      /* records: header lines, cookies, arguments */
     size_t cookie_bytes; /* the Cookie header's value */
+    size_t origin_bytes; /* the Origin header's value, which CORS answers repeat */
 } hl_head_size;
 
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -661,6 +662,7 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
     if (kind != MHD_HEADER_KIND) return MHD_YES;
     hs->bytes += key_size + value_size + 4; /* ": " and CRLF */
     if (key_size == 6 && strncasecmp(key, "Cookie", 6) == 0) hs->cookie_bytes += value_size;
+    if (key_size == 6 && strncasecmp(key, "Origin", 6) == 0) hs->origin_bytes += value_size;
     return MHD_YES;
 }
 
@@ -681,10 +683,10 @@ static int refused(hl_req *r, enum MHD_Result *ret) {
                            "the request target holds a NUL byte or more than 16 parameters");
         return 1;
     }
-    hl_head_size hs = {0, 0, 0};
+    hl_head_size hs = {0, 0, 0, 0};
     MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, count_header, &hs);
     size_t hbytes = hs.bytes;
-    hl_head_size cs = {0, 0, 0};
+    hl_head_size cs = {0, 0, 0, 0};
     MHD_get_connection_values_n(r->conn, MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, count_header,
                                 &cs);
     /* The connection's pool was chosen for its first request. When this
@@ -693,8 +695,9 @@ static int refused(hl_req *r, enum MHD_Result *ret) {
      * placed again instead of overflowing the pool: MHD would then close
      * it without an answer. MHD honours a "close" token in any
      * Connection header of the request, this one included. */
-    if (r->hc && hl_peek_pool_need_parsed(hs.bytes + r->hc->url_len + 32, hs.count + cs.count,
-                                          hs.cookie_bytes) > r->hc->pool)
+    if (r->hc &&
+        hl_peek_pool_need_parsed(hs.bytes + r->hc->url_len + 32, hs.count + cs.count,
+                                 hs.cookie_bytes, r->hc->url_len + hs.origin_bytes) > r->hc->pool)
         MHD_set_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION, "close");
     if (hbytes > (size_t)cfg->http_max_header_bytes) {
         char detail[96];

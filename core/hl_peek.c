@@ -96,8 +96,9 @@ hl_peek_status hl_peek_parse(const char *buf, size_t len, hl_peek *p) {
     return HL_PEEK_MORE;
 }
 
-size_t hl_peek_pool_need_parsed(size_t request_bytes, unsigned records, size_t cookie_bytes) {
-    size_t need = request_bytes + (size_t)records * HL_PEEK_RECORD + HL_PEEK_ROOM;
+size_t hl_peek_pool_need_parsed(size_t request_bytes, unsigned records, size_t cookie_bytes,
+                                size_t echo_bytes) {
+    size_t need = request_bytes + (size_t)records * HL_PEEK_RECORD + HL_PEEK_ROOM + echo_bytes;
     /* A browser's jar grows between two polls of one kept-alive
      * connection (a site sets a cookie): half again of it is kept free. */
     if (cookie_bytes > 0) need += ((cookie_bytes + 1 + 15) & ~(size_t)15) + cookie_bytes / 2;
@@ -105,7 +106,8 @@ size_t hl_peek_pool_need_parsed(size_t request_bytes, unsigned records, size_t c
 }
 
 size_t hl_peek_pool_need(const hl_peek *p) {
-    return hl_peek_pool_need_parsed(p->head_len, p->lines + p->args + p->cookies, p->cookie_bytes);
+    return hl_peek_pool_need_parsed(p->head_len, p->lines + p->args + p->cookies, p->cookie_bytes,
+                                    p->target.n + p->origin.n);
 }
 
 uint32_t hl_peek_hash(const char *s, size_t n) {

@@ -22,10 +22,13 @@
 /* Pool bytes libmicrohttpd 0.9.75 takes per header line, query argument
  * and cookie (a 56-byte record rounded up to its 16-byte alignment). */
 #define HL_PEEK_RECORD 64
-/* Pool bytes kept for the answer's own header lines (Content-Type, CORS,
- * Holdline-Cursor...) and for a next request on the same connection a
- * little longer than the first (a cursor that grew, one more cookie). */
-#define HL_PEEK_ROOM 768
+/* Pool bytes kept for the answer's own header lines (status, Date,
+ * Content-Type, Cache-Control, ...; about 250) and for a next request on
+ * the same connection a little longer than the first (a cursor that grew,
+ * one more cookie). The lines that echo the request (Holdline-Cursor, as
+ * long as the cursor the client sends, and the CORS origin) are counted
+ * on top, from the request. */
+#define HL_PEEK_ROOM 448
 
 typedef enum hl_peek_status {
     HL_PEEK_MORE = 0, /* no blank line yet: the head is incomplete */
@@ -54,13 +57,15 @@ typedef struct hl_peek {
  * here: libmicrohttpd answers those; only their size matters for the pool. */
 hl_peek_status hl_peek_parse(const char *buf, size_t len, hl_peek *p);
 
-/* Pool bytes the request needs, by the model above, HL_PEEK_ROOM
- * included. */
+/* Pool bytes the request needs, by the model above, HL_PEEK_ROOM and the
+ * echoes included. */
 size_t hl_peek_pool_need(const hl_peek *p);
 
 /* The same for a request as libmicrohttpd parsed it (used to tell when a
- * kept-alive connection's next request comes close to its pool). */
-size_t hl_peek_pool_need_parsed(size_t request_bytes, unsigned records, size_t cookie_bytes);
+ * kept-alive connection's next request comes close to its pool):
+ * echo_bytes is what its answer repeats of it (target and origin). */
+size_t hl_peek_pool_need_parsed(size_t request_bytes, unsigned records, size_t cookie_bytes,
+                                size_t echo_bytes);
 
 /* FNV-1a of s[0..n): spreads channels over a class's daemons. */
 uint32_t hl_peek_hash(const char *s, size_t n);

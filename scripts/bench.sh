@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench.sh -- the standard holdline benchmark set (`make bench`): starts a
 # private redis-server and two nodes on free loopback ports, runs
-# holdline-bench through hold, fan-out, stream and publish runs, prints one
-# table, and stops everything it started, by pid.
+# holdline-bench through hold, fan-out, stream, publish, sweep, idle-cost
+# and steady-hold runs, prints one table, and stops everything it started,
+# by pid.
 #
 # Usage: bench.sh [--compare] [BINDIR]   (BINDIR holds holdline and
 #                                          holdline-bench; bin)
@@ -12,17 +13,23 @@
 #               one with both and the ratio holdline/nchan per row
 # Environment:
 #   BENCH_SCALE=0.05     multiply every waiter and channel count (default 1)
-#   BENCH_DURATION=10    seconds of each hold, stream and publish run
+#   BENCH_DURATION=10    seconds of each hold, stream and publish run, and of
+#                        the idle-cost rows' CPU window
 #   BENCH_KEEP=1         keep the run directory (logs, raw output)
 #   BENCH_SWEEP_RATES="10 20 ..."  the stream sweep's per-channel rates
 #   BENCH_SWEEP_DURATION=5         seconds of each sweep step
+#   BENCH_STEADY_DURATION=20       seconds of each hold-steady run (>= 8)
+#   BENCH_ONLY="hold-steady idle-cost"  run only these rows or groups:
+#                  hold fanout (fanout-1k fanout-10k fanout-1kx10) stream
+#                  publish sweep idle-cost (idle-0 idle-15k idle-30k)
+#                  hold-steady (hold-steady hold-steady-browser)
 set -euo pipefail
 
 compare=0
 bindir=bin
 while [[ $# -gt 0 ]]; do
     case $1 in
-    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
     --compare) compare=1; shift ;;
     *) bindir=$1; shift ;;
     esac
@@ -47,6 +54,30 @@ awk -v s="$scale" 'BEGIN { exit !(s > 0 && s <= 100) }' ||
     { echo "bench: BENCH_SCALE must be a number above 0, got '$scale'" >&2; exit 2; }
 [[ $duration =~ ^[0-9]+$ && $duration -ge 1 ]] ||
     { echo "bench: BENCH_DURATION must be whole seconds >= 1, got '$duration'" >&2; exit 2; }
+steady_duration=${BENCH_STEADY_DURATION:-20}
+# Every waiter must re-poll 5 times at 1 msg/s before its window starts.
+[[ $steady_duration =~ ^[0-9]+$ && $steady_duration -ge 8 ]] ||
+    { echo "bench: BENCH_STEADY_DURATION must be whole seconds >= 8, got '$steady_duration'" >&2; exit 2; }
+
+# BENCH_ONLY: row and group names; a typo would silently run nothing.
+only=${BENCH_ONLY:-}
+known=(hold fanout fanout-1k fanout-10k fanout-1kx10 stream publish sweep idle-cost idle-0
+    idle-15k idle-30k hold-steady hold-steady-browser)
+for w in $only; do
+    [[ " ${known[*]} " == *" $w "* ]] ||
+        { echo "bench: BENCH_ONLY: '$w' is not one of: ${known[*]}" >&2; exit 2; }
+done
+
+# want ROW [GROUP]: whether BENCH_ONLY (empty: everything) names the row or
+# its group.
+want() {
+    [[ -z $only ]] && return 0
+    local w
+    for w in $only; do
+        [[ $w == "$1" || $w == "${2:-}" ]] && return 0
+    done
+    return 1
+}
 
 dir=$(mktemp -d /tmp/holdline-bench-XXXXXX)
 pids=()
@@ -109,12 +140,6 @@ start_redis() {
 # Settings of the nodes start_holdline starts (NAME=VALUE environment).
 holdline_env=()
 
-# The lean profile: a 3 KiB connection pool (the default is 8 KiB), for
-# clients that send short requests without cookies. README "Measured
-# speed" says when it fits.
-lean_env=(HOLDLINE_HTTP_CONNECTION_MEMORY=3072 HOLDLINE_HTTP_MAX_URL_BYTES=1024
-    HOLDLINE_HTTP_MAX_HEADER_BYTES=1024)
-
 # redis + two holdline nodes; sets nodes, server_pids, ports.
 start_holdline() {
     local prefix=$1 port next=8081 i
@@ -132,7 +157,8 @@ start_holdline() {
         node_pids+=("$!")
         ports+=("$port")
     done
-    for port in "${ports[@]}"; do wait_ready "$port"; done
+    # Explicit returns: fresh_start calls this where set -e does not act.
+    for port in "${ports[@]}"; do wait_ready "$port" || return 1; done
     nodes="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}"
     server_pids="${node_pids[0]},${node_pids[1]},$redis_pid"
 }
@@ -164,10 +190,11 @@ wait_nchan_ready() {
 
 # redis + two nginx instances (2 workers each) with nchan, each with its own
 # prefix directory (config, pid file, logs, temp paths) under the run's
-# directory; sets nodes, server_pids (masters, workers, redis), ports.
+# directory, named after PREFIX (nchan-); sets nodes, server_pids (masters,
+# workers, redis), ports.
 start_nchan() {
-    local port next=8181 i inst master kids
-    start_redis "nchan-"
+    local prefix=${1:-nchan-} port next=8181 i inst master kids
+    start_redis "$prefix"
     ports=()
     local spids=()
     # Workers may drop to "nobody": they must reach their temp paths.
@@ -175,7 +202,7 @@ start_nchan() {
     for i in 1 2; do
         port=$(free_port "$next")
         next=$((port + 1))
-        inst=$dir/nginx$i
+        inst=$dir/${prefix}nginx$i
         mkdir -p "$inst/tmp"
         chmod 755 "$inst" "$inst/tmp"
         sed -e "s|@NCHAN_MODULE@|$nchan_module|g" -e "s|@PREFIX@|$inst|g" \
@@ -186,7 +213,7 @@ start_nchan() {
         master=$!
         pids=("$master" "${pids[@]}")
         ports+=("$port")
-        wait_nchan_ready "$port" "$master" "$inst"
+        wait_nchan_ready "$port" "$master" "$inst" || return 1
         kids=$(cat "/proc/$master/task/$master/children" 2>/dev/null || true)
         # shellcheck disable=SC2206 # pids, split on blanks
         kids=($kids)
@@ -238,16 +265,86 @@ run() {
     [[ $rc -eq 0 ]] || status=1
 }
 
-# The standard set of issue 5. Hold goes first, on fresh nodes, so the
-# memory it reports is the waiters' and not what earlier runs left.
+# start_server PREFIX: fresh servers of the kind in $server.
+start_server() {
+    if [[ $server == nchan ]]; then start_nchan "$1"; else start_holdline "$1"; fi
+}
+
+# fresh_start ROW MODE PREFIX: stops the servers and starts fresh ones for
+# ROW. If they do not start, ROW is recorded as failed and 1 returned, and
+# the set goes on.
+fresh_start() {
+    stop_all
+    start_server "$3" && return 0
+    echo "bench: $out_prefix$1: the servers did not start; see $dir/$3*" >&2
+    echo "$1 exit=1 mode=$2 (none: the servers did not start; see $dir/$3*)" >>"$results"
+    status=1
+    stop_all
+    return 1
+}
+
+# The standard set of issue 5, on the servers already started. Hold goes
+# first, on fresh nodes, so the memory it reports is the waiters' and not
+# what earlier runs left.
 standard_set() {
-    run hold "hold" -c "$(scaled 15000)" -d "$duration" --pid "$server_pids"
-    run fanout-1k "fanout" -c "$(scaled 1000)" -r 5
-    run fanout-10k "fanout" -c "$(scaled 10000)" -r 5
-    run fanout-1kx10 "fanout" -c "$(scaled 10000)" -k "$(scaled 1000)" -r 5
-    run stream "stream" -c "$(scaled 1000)" -k "$(scaled 100)" -m 10 -d "$duration"
-    run publish "publish" -C 16 -w "$(scaled 1000)" -d "$duration"
-    sweep
+    if want hold; then run hold "hold" -c "$(scaled 15000)" -d "$duration" --pid "$server_pids"; fi
+    if want fanout-1k fanout; then run fanout-1k "fanout" -c "$(scaled 1000)" -r 5; fi
+    if want fanout-10k fanout; then run fanout-10k "fanout" -c "$(scaled 10000)" -r 5; fi
+    if want fanout-1kx10 fanout; then
+        run fanout-1kx10 "fanout" -c "$(scaled 10000)" -k "$(scaled 1000)" -r 5
+    fi
+    if want stream; then
+        run stream "stream" -c "$(scaled 1000)" -k "$(scaled 100)" -m 10 -d "$duration"
+    fi
+    if want publish; then run publish "publish" -C 16 -w "$(scaled 1000)" -d "$duration"; fi
+    if want sweep; then sweep; fi
+    idle_cost
+}
+
+# idle-cost: what held waiters cost a server that is busy elsewhere. The
+# stream run (1,000 waiters over 100 channels at 10 msg/s per channel,
+# 10,000 deliveries/s) beside 0, 15,000 and 30,000 idle waiters on 1,000
+# channels nobody publishes to, held in the same holdline-bench run (its
+# workers spread them over processes by the open-file limit). The servers'
+# CPU is taken over the steady window only: after every idle waiter is
+# held and every stream waiter has re-polled 20 times (the first 2 s of
+# the stream, which runs BENCH_DURATION + 2 s for that). The idle polls ask for holdline's longest timeout (120 s; nchan
+# holds them for its nchan_subscriber_timeout, 60 s), so they stay held
+# through the run; idle_repolls counts those that timed out anyway.
+idle_cost() {
+    local spec name n args
+    for spec in idle-0:0 idle-15k:15000 idle-30k:30000; do
+        name=${spec%%:*}
+        n=${spec#*:}
+        want "$name" idle-cost || continue
+        args=(stream -c "$(scaled 1000)" -k "$(scaled 100)" -m 10 -d "$((duration + 2))" -t 120
+            --steady-polls 20 --pid "$server_pids")
+        # scaled never gives 0, so idle-0 has no idle waiters at any scale.
+        [[ $n -gt 0 ]] && args+=(-I "$(scaled "$n")" --idle-channels "$(scaled 1000)")
+        run "$name" "${args[@]}"
+    done
+}
+
+# hold-steady: the memory of waiters that keep receiving, as browsers on a
+# live page do: 15,000 waiters over 1,000 channels at 1 msg/s per channel
+# (each waiter answered about once a second and polling again on its
+# keep-alive connection) for BENCH_STEADY_DURATION seconds. RSS growth per
+# waiter is taken at the end, on servers that were fresh when the waiters
+# opened, and only once every waiter has re-polled 5 times: a connection
+# only touches all of its memory pool after a keep-alive request ends
+# (libmicrohttpd clears the whole pool for the next one), so the first
+# poll understates it. hold-steady-browser is the same with the requests a
+# browser sends: ~700 bytes of Chrome's headers and a 2 KB Cookie header.
+hold_steady() {
+    local name args
+    for name in hold-steady hold-steady-browser; do
+        want "$name" hold-steady || continue
+        fresh_start "$name" stream "${out_prefix}${name}-" || continue
+        args=(stream -c "$(scaled 15000)" -k "$(scaled 1000)" -m 1 -d "$steady_duration"
+            --steady-polls 5 --pid "$server_pids")
+        [[ $name == hold-steady-browser ]] && args+=(--browser --cookie-bytes 2048)
+        run "$name" "${args[@]}"
+    done
 }
 
 # The stream sweep: the stream run's 1,000 waiters over 100 channels, with
@@ -308,33 +405,34 @@ function v(key,   i, kv) {
     return "-"
 }
 BEGIN {
-    fmt = "%-13s %7s %7s %7s %5s %5s %8s %8s %8s %8s %9s %9s %6s %4s\n"
-    printf fmt, "run", "waiters", "held", "got", "miss", "gaps", "p50 ms", "p90 ms", "p99 ms",
-        "max ms", "rate/s", "B/waiter", "errors", "exit"
+    fmt = "%-19s %7s %6s %7s %7s %5s %5s %8s %8s %8s %8s %9s %9s %7s %6s %8s %6s %4s\n"
+    printf fmt, "run", "waiters", "idle", "held", "got", "miss", "gaps", "p50 ms", "p90 ms",
+        "p99 ms", "max ms", "rate/s", "B/waiter", "repolls", "cpu %", "us/deliv", "errors", "exit"
 }
 {
     w = v("waiters"); if (w == "-") w = v("bg_waiters")
     got = v("received"); if (got == "-") got = v("deliveries")
     rate = v("deliveries_per_s"); if (rate == "-") rate = v("publishes_per_s")
     miss = v("missing"); gaps = v("gaps")
+    # The idle-cost rows run on servers earlier runs used, whose freed
+    # memory the idle waiters reuse: their RSS growth is no cost per waiter.
+    bpw = $1 ~ /^idle-/ ? "-" : v("per_waiter_bytes")
     split($2, e, "=")
-    printf fmt, $1, w, v("held"), got, miss, gaps, v("p50_ms"), v("p90_ms"), v("p99_ms"),
-        v("max_ms"), rate, v("per_waiter_bytes"), v("errors"), e[2]
+    printf fmt, $1, w, v("idle_held"), v("held"), got, miss, gaps, v("p50_ms"), v("p90_ms"),
+        v("p99_ms"), v("max_ms"), rate, bpw, v("min_repolls"),
+        v("server_cpu_pct"), v("cpu_us_per_delivery"), v("errors"), e[2]
 }' "$1"
 }
 
 # The CPU line under a table.
 cpu_line() {
-    awk '$1 == "hold" { for (i = 2; i <= NF; i++) if ($i ~ /^server_cpu_pct=/) { sub(/.*=/, "", $i); print $i "% of one core" } }' "$1"
+    awk '$1 == "hold" { for (i = 2; i <= NF; i++) if ($i ~ /^server_cpu_pct=/) { sub(/.*=/, "", $i); print $i "% of one core"; n++ } }
+         END { if (!n) print "- (no hold run)" }' "$1"
 }
 
-# hold-lean: the hold run again, on fresh nodes with the lean profile.
-hold_lean() {
-    stop_all
-    holdline_env=("${lean_env[@]}")
-    start_holdline "${out_prefix}lean-"
-    holdline_env=()
-    run hold-lean "hold" -c "$(scaled 15000)" -d "$duration" --pid "$server_pids"
+# The rows that need servers of their own, after the standard set.
+fresh_server_rows() {
+    hold_steady
     stop_all
 }
 
@@ -342,7 +440,7 @@ if [[ $compare == 0 ]]; then
     server=holdline out_prefix="" results=$dir/results
     : >"$results"
     standard_set
-    hold_lean
+    fresh_server_rows
 
     echo
     print_table "$results"
@@ -361,7 +459,7 @@ start_holdline "holdline-"
 echo "holdline: redis :$redis_port, nodes :${ports[0]} :${ports[1]}" \
     "(pids $server_pids)"
 standard_set
-hold_lean
+fresh_server_rows
 
 server=nchan out_prefix="nchan-" results=$dir/results.nchan
 : >"$results"
@@ -369,7 +467,7 @@ start_nchan
 echo "nchan: redis :$redis_port, nginx :${ports[0]} :${ports[1]}" \
     "(pids $server_pids: masters, workers, redis)"
 standard_set
-stop_all
+fresh_server_rows
 
 echo
 echo "holdline (redis + 2 nodes):"
@@ -394,10 +492,12 @@ function row(run, label, key, better,   a, b, r) {
     if (!(run in H) && !(run in N)) return
     a = (run in H) ? v(H[run], key) : "-"
     b = (run in N) ? v(N[run], key) : "-"
+    # A metric neither run has (idle-0 has no idle waiters) is no row.
+    if (a == "-" && b == "-") return
     r = (a != "-" && b != "-" && b + 0 != 0) ? sprintf("%.2f", a / b) : "-"
     printf fmt, run, label, a, b, r, better
 }
-BEGIN { fmt = "%-13s %-16s %12s %12s %8s %7s\n" }
+BEGIN { fmt = "%-19s %-18s %12s %12s %8s %7s\n" }
 FNR == 1 { file++ }
 file == 1 { H[$1] = $0; if (!($1 in seen)) { seen[$1] = 1; order[++nrun] = $1 } }
 file == 2 { N[$1] = $0; if (!($1 in seen)) { seen[$1] = 1; order[++nrun] = $1 } }
@@ -406,7 +506,26 @@ END {
     for (i = 1; i <= nrun; i++) {
         run = order[i]
         mode = v((run in H) ? H[run] : N[run], "mode")
-        if (mode == "hold") {
+        if (run ~ /^hold-steady/) {
+            row(run, "B/waiter", "per_waiter_bytes", "lower")
+            row(run, "min re-polls", "min_repolls", "higher")
+            row(run, "deliveries", "deliveries", "higher")
+            row(run, "gaps", "gaps", "lower")
+            row(run, "dups", "dups", "lower")
+            row(run, "server CPU %", "server_cpu_pct", "lower")
+            row(run, "cpu us/delivery", "cpu_us_per_delivery", "lower")
+            row(run, "p99 ms", "p99_ms", "lower")
+        } else if (run ~ /^idle-/) {
+            row(run, "idle held", "idle_held", "higher")
+            row(run, "server CPU %", "server_cpu_pct", "lower")
+            row(run, "cpu us/delivery", "cpu_us_per_delivery", "lower")
+            row(run, "deliveries/s", "deliveries_per_s", "higher")
+            row(run, "gaps", "gaps", "lower")
+            row(run, "dups", "dups", "lower")
+            row(run, "p50 ms", "p50_ms", "lower")
+            row(run, "p99 ms", "p99_ms", "lower")
+            row(run, "idle re-polls", "idle_repolls", "lower")
+        } else if (mode == "hold") {
             row(run, "held", "held", "higher")
             row(run, "B/waiter", "per_waiter_bytes", "lower")
             row(run, "server CPU %", "server_cpu_pct", "lower")

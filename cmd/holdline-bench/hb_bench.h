@@ -2,13 +2,19 @@
  *
  * The parent process (hb_coord.c) forks worker processes (hb_worker.c),
  * each holding a share of the waiters, and keeps the publishers itself.
- * Waiter g (0 <= g < N) belongs to worker g % procs, polls channel g % K on
- * node g % nodes from source address g % sources. Parent and worker talk
- * over a socketpair in lines:
+ * Waiter g (0 <= g < N + I) belongs to worker g % procs, polls node
+ * g % nodes from source address g % sources; g < N polls channel g % K,
+ * and in stream mode g >= N is one of the I idle waiters, on idle channel
+ * (g - N) % idle_channels, which nobody publishes to. Parent and worker
+ * talk over a socketpair in lines:
  *
  *   worker -> parent   READY <round> <live>   every waiter is held (idle
  *                                             for settle_ms); round 0 after
  *                                             opening, r after fan-out round r
+ *                      PROGRESS <min> <n>     stream: the fewest re-polls
+ *                                             (polls after the first) among
+ *                                             its n live stream waiters,
+ *                                             when either changed
  *                      STAT ... / HIST ...    the worker's counters (hb_stats)
  *                      END                    after its counters; it exits
  *   parent -> worker   PUB <round>            round r was published: wait at
@@ -20,7 +26,14 @@
  * Waiters start on fresh channels (the names carry a per-run prefix) with
  * cursor 0, so a message published after the parent saw READY reaches them
  * even if a node reads their poll late; the settle delay only keeps such
- * stragglers out of the latency figures. */
+ * stragglers out of the latency figures.
+ *
+ * A stream's steady window starts when every live stream waiter has
+ * re-polled steady_polls times (from the PROGRESS lines) and ends when the
+ * last message is published; the servers' CPU, and their RSS at its end,
+ * are taken over it. A first poll understates a server's memory: a
+ * libmicrohttpd connection touches its whole pool only when a keep-alive
+ * request ends and the pool is reset for the next one. */
 #ifndef HB_BENCH_H
 #define HB_BENCH_H
 
@@ -71,8 +84,18 @@ typedef struct hb_opts {
     char key[256];           /* publish key, "" for none */
     pid_t pids[HB_MAX_PIDS]; /* server processes to measure */
     int npids;
-    int verbose; /* progress lines on stderr */
+    long long idle_waiters;  /* stream: I, waiters on channels nobody publishes to */
+    long long idle_channels; /* stream: the channels those are spread over */
+    long long steady_polls;  /* stream: re-polls of every waiter that start the window */
+    int browser;             /* polls carry a browser's headers (hb_browser_headers) */
+    long long cookie_bytes;  /* polls carry a Cookie header value this long, 0 = none */
+    int verbose;             /* progress lines on stderr */
 } hb_opts;
+
+/* Every connection the workers hold: N, plus the idle waiters. */
+static inline long long hb_all_waiters(const hb_opts *o) {
+    return o->waiters + o->idle_waiters;
+}
 
 /* Runs worker number idx of o->procs, talking to the parent over ctl.
  * Never returns. */
@@ -84,7 +107,8 @@ void hb_worker_main(const hb_opts *o, int idx, int ctl);
 int hb_coord_run(const hb_opts *o);
 
 /* Channel name k of this run into buf. kind is "" for the measured
- * channels, "bg" for publish mode's background waiters. */
+ * channels, "bg" for publish mode's background waiters, "idle" for stream
+ * mode's idle waiters. */
 void hb_channel_name(const hb_opts *o, const char *kind, long long k, char *buf, size_t len);
 
 /* The data of a message: the fields, then padding to o->size bytes. Returns

@@ -37,6 +37,8 @@ typedef struct child {
     long long live;        /* waiters alive at that READY */
     int ended;             /* END arrived */
     int gone;              /* the socket closed */
+    long long min_repolls; /* stream: the last PROGRESS, -1 before the first */
+    long long stream_live; /* stream: its live stream waiters at that PROGRESS */
     hb_stats st;
 } child;
 
@@ -48,6 +50,7 @@ typedef struct pubconn {
     long long tick;   /* stream: seqs sent on every one of its channels */
     long long slot;   /* stream: its next channel within the tick */
     long long nslots; /* stream: its channels j, j + npubs, ... */
+    long long ch;     /* stream: the channel of the publish in flight */
 } pubconn;
 
 struct coord {
@@ -76,18 +79,56 @@ struct coord {
     long long lag_max_us;    /* stream: worst lateness of a send behind schedule */
     long long window_end_us; /* publish: answers after this are not counted */
     long long in_window;
-    char *data; /* scratch for one message's data */
+    int steady;               /* stream: the steady window has started */
+    long long steady_us;      /* stream: when */
+    long long steady_cpu_us;  /* stream: the servers' CPU time then, -1 if unread */
+    long long win_deliveries; /* stream: deliveries the window's publishes ask for */
+    char *data;               /* scratch for one message's data */
     size_t data_cap;
 };
 
 /* ------------------------------------------------------------------ */
 /* Workers                                                            */
 
+static long long sum_cpu_us(const hb_opts *o);
+
+/* Stream: the fewest re-polls of any live stream waiter, from the workers'
+ * last PROGRESS lines (a lower bound: they lag by up to a tenth of a
+ * second); -1 while a worker has not said or when nobody is left. */
+static long long kids_min_repolls(coord *c) {
+    long long min = -1;
+    for (int i = 0; i < c->nkids; i++) {
+        const child *k = &c->kids[i];
+        if (k->gone) continue;
+        if (k->min_repolls < 0) return -1;
+        if (k->stream_live == 0) continue;
+        if (min < 0 || k->min_repolls < min) min = k->min_repolls;
+    }
+    return min;
+}
+
+/* Starts the steady window once every stream waiter has re-polled
+ * steady_polls times while the stream runs. */
+static void check_steady(coord *c) {
+    const hb_opts *o = c->o;
+    if (o->mode != HB_STREAM || !c->publishing || c->steady) return;
+    long long min = kids_min_repolls(c);
+    if (min < 0 || min < o->steady_polls) return;
+    c->steady = 1;
+    c->steady_us = hb_now_us();
+    c->steady_cpu_us = o->npids ? sum_cpu_us(o) : -1;
+    hb_log(o, "steady: every waiter has re-polled %lld times", min);
+}
+
 static void kid_line(coord *c, child *k, const char *line) {
     long long r, live;
     if (sscanf(line, "READY %lld %lld", &r, &live) == 2) {
         k->ready_round = r;
         k->live = live;
+    } else if (sscanf(line, "PROGRESS %lld %lld", &r, &live) == 2) {
+        k->min_repolls = r;
+        k->stream_live = live;
+        check_steady(c);
     } else if (strcmp(line, "END") == 0) {
         k->ended = 1;
     } else if (hb_stats_read_line(&k->st, line) != 0) {
@@ -166,6 +207,7 @@ static int spawn_kids(coord *c) {
         k->w.fd = sv[0];
         k->w.on_event = on_kid_event;
         k->ready_round = -1;
+        k->min_repolls = -1;
     }
     return 0;
 }
@@ -226,6 +268,7 @@ static void pub_next(coord *c, pubconn *p) {
         if (now - due > c->lag_max_us) c->lag_max_us = now - due;
         wall = hb_wall_us();
         snprintf(fields, sizeof(fields), "s=%lld k=%lld t=%lld", p->tick + 1, ch, wall);
+        p->ch = ch;
         if (++p->slot == p->nslots) {
             p->slot = 0;
             p->tick++;
@@ -262,6 +305,10 @@ static void on_pub_answer(hb_conn *hc, const hb_http_head *h, const char *body, 
         c->published++;
         hb_hist_add(&c->pub_lat, now - hc->sent_us);
         if (c->o->mode == HB_PUBLISH && now <= c->window_end_us) c->in_window++;
+        /* Channel ch has the stream waiters g < N with g % K == ch. */
+        if (c->o->mode == HB_STREAM && c->steady)
+            c->win_deliveries +=
+                c->o->waiters / c->o->channels + (p->ch < c->o->waiters % c->o->channels);
     } else {
         c->pub_errors++;
         if (++c->failures <= LOG_FAILURES) hb_warn("publish answered %d: %.150s", h->status, body);
@@ -372,11 +419,14 @@ static int wait_for(coord *c, cond_fn cond, long long arg, long long timeout_ms,
     return 0;
 }
 
-static long long sum_rss_kb(const hb_opts *o) {
+/* The servers' RSS in KiB, summed, and each one's into kb (HB_MAX_PIDS
+ * entries; may be NULL); -1 if one cannot be read. */
+static long long sum_rss_kb(const hb_opts *o, long long *kb) {
     long long t = 0;
     for (int i = 0; i < o->npids; i++) {
         long long v = hb_proc_rss_kb(o->pids[i]);
         if (v < 0) return -1;
+        if (kb != NULL) kb[i] = v;
         t += v;
     }
     return t;
@@ -497,11 +547,14 @@ static const char *mode_name(hb_mode m) {
 
 /* What a run measured, for the RESULT line. */
 typedef struct outcome {
-    hb_stats total;           /* the workers' counters, merged */
-    int held_ok;              /* every worker said READY in time */
-    long long open_us;        /* from the start until then */
-    long long rss0, rss1;     /* hold: servers' RSS before and at the end, KiB */
-    long long cpu0, cpu1;     /* hold: servers' CPU time over the hold, us */
+    hb_stats total;       /* the workers' counters, merged */
+    int held_ok;          /* every worker said READY in time */
+    long long open_us;    /* from the start until then */
+    long long rss0, rss1; /* servers' RSS before the waiters and at the end, KiB */
+    long long pid_rss0[HB_MAX_PIDS], pid_rss1[HB_MAX_PIDS]; /* the same, each server */
+    long long cpu0, cpu1;     /* servers' CPU time over the hold or steady window, us */
+    double win_s;             /* stream: the steady window, 0 if it never started */
+    long long min_repolls;    /* stream: the fewest re-polls at its end */
     double hold_s, pub_s;     /* how long the hold or the publishing lasted */
     long long last_seq;       /* stream: the last seq sent on every channel */
     long long pub_start_wall; /* stream: wall clock of the first due publish */
@@ -515,7 +568,7 @@ static void run_hold(coord *c, outcome *out) {
              (long long)(o->duration_s * 1000) + 1000, NULL);
     out->hold_s = (hb_now_us() - t0) / 1e6;
     out->cpu1 = o->npids ? sum_cpu_us(o) : -1;
-    out->rss1 = o->npids ? sum_rss_kb(o) : -1;
+    out->rss1 = o->npids ? sum_rss_kb(o, out->pid_rss1) : -1;
     collect(c, &out->total, 1);
 }
 
@@ -553,6 +606,18 @@ static void run_stream(coord *c, outcome *out) {
         c->publishing = 1;
         if (wait_for(c, stream_sent, 0, (long long)(o->duration_s * 1000) + o->drain_ms, NULL) != 0)
             hb_warn("the publisher fell behind its schedule; stopping it");
+        /* The end of the steady window: the last publish was answered. */
+        out->min_repolls = kids_min_repolls(c);
+        if (c->steady) {
+            out->win_s = (hb_now_us() - c->steady_us) / 1e6;
+            out->cpu0 = c->steady_cpu_us;
+            out->cpu1 = o->npids ? sum_cpu_us(o) : -1;
+            out->rss1 = o->npids ? sum_rss_kb(o, out->pid_rss1) : -1;
+        } else {
+            hb_warn("the stream ended before every waiter had re-polled %lld times (fewest: "
+                    "%lld); no steady window",
+                    o->steady_polls, out->min_repolls);
+        }
         c->publishing = 0;
         wait_for(c, idle, 0, 5000, "waiting for the last publishes");
         out->pub_s = (hb_now_us() - c->start_us) / 1e6;
@@ -624,8 +689,38 @@ static int report(coord *c, const outcome *out) {
             t->deliveries, span > 0 ? t->deliveries / span : 0.0, t->gaps);
         add_pcts(res, sizeof(res), &t->lat);
         add(res, sizeof(res), " pub_lag_max_ms=%.1f", c->lag_max_us / 1e3);
-        /* A publisher behind its schedule did not measure the rate asked. */
-        bad |= t->gaps > 0 || out->last_seq < c->ticks;
+        add(res, sizeof(res), " held=%lld min_repolls=%lld steady_polls=%lld steady_s=%.1f",
+            t->held - t->idle_held, out->min_repolls > 0 ? out->min_repolls : 0, o->steady_polls,
+            out->win_s);
+        if (o->idle_waiters > 0)
+            add(res, sizeof(res),
+                " idle_waiters=%lld idle_channels=%lld idle_held=%lld idle_repolls=%lld",
+                o->idle_waiters, o->idle_channels, t->idle_held, t->idle_answers);
+        if (o->npids > 0 && out->win_s > 0) {
+            /* Growth per waiter held, idle ones included: each is a
+             * connection the servers keep. */
+            if (out->rss0 >= 0 && out->rss1 >= 0) {
+                add(res, sizeof(res), " rss_before_kb=%lld rss_after_kb=%lld", out->rss0,
+                    out->rss1);
+                if (t->held > 0)
+                    add(res, sizeof(res), " per_waiter_bytes=%lld",
+                        (out->rss1 - out->rss0) * 1024 / t->held);
+                add(res, sizeof(res), " rss_growth_kb=");
+                for (int i = 0; i < o->npids; i++)
+                    add(res, sizeof(res), "%s%lld", i ? "," : "",
+                        out->pid_rss1[i] - out->pid_rss0[i]);
+            }
+            if (out->cpu0 >= 0 && out->cpu1 >= 0) {
+                add(res, sizeof(res), " server_cpu_pct=%.2f window_deliveries=%lld",
+                    (out->cpu1 - out->cpu0) / 1e4 / out->win_s, c->win_deliveries);
+                if (c->win_deliveries > 0)
+                    add(res, sizeof(res), " cpu_us_per_delivery=%.2f",
+                        (double)(out->cpu1 - out->cpu0) / (double)c->win_deliveries);
+            }
+        }
+        /* A publisher behind its schedule did not measure the rate asked;
+         * servers asked to be measured were not, without a window. */
+        bad |= t->gaps > 0 || out->last_seq < c->ticks || (o->npids > 0 && out->win_s <= 0);
         break;
     }
     case HB_PUBLISH:
@@ -655,8 +750,8 @@ int hb_coord_run(const hb_opts *o) {
     signal(SIGPIPE, SIG_IGN);
 
     /* The servers' memory before the first waiter connects. */
-    out.rss0 = o->npids ? sum_rss_kb(o) : -1;
-    out.rss1 = out.cpu0 = out.cpu1 = -1;
+    out.rss0 = o->npids ? sum_rss_kb(o, out.pid_rss0) : -1;
+    out.rss1 = out.cpu0 = out.cpu1 = out.min_repolls = -1;
     long long t_start = hb_now_us();
     if (spawn_kids(c) != 0 || setup(c) != 0) {
         hb_warn("cannot start: %s", strerror(errno));

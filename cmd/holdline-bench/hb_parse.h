@@ -1,7 +1,8 @@
-/* hb_parse.h -- the pure parsing holdline-bench needs: the head of an
+/* hb_parse.h -- the pure text work holdline-bench needs: the head of an
  * HTTP/1.1 response, the JSON of a poll answer, the key=value data the
- * bench itself publishes, and command-line values. Nothing here does I/O
- * or allocates; every output points into the caller's buffer. */
+ * bench itself publishes, command-line values, and the browser-like header
+ * lines its polls may carry. Nothing here does I/O or allocates; every
+ * output points into the caller's buffer. */
 #ifndef HB_PARSE_H
 #define HB_PARSE_H
 
@@ -75,5 +76,26 @@ int hb_parse_double(const char *s, double min, double max, double *out);
  * sentence in err naming the bad item. */
 int hb_parse_addrs(const char *s, int want_port, struct sockaddr_in *out, int max, int *n,
                    char *err, size_t errlen);
+
+/* The smallest Cookie value hb_browser_headers builds: one short cookie. */
+#define HB_COOKIE_MIN 16
+/* Room hb_browser_headers needs for a host of up to 64 bytes: the browser
+ * lines (under 800 bytes), "Cookie: ", the value, CRLF and the NUL. */
+#define HB_BROWSER_HEADERS_MAX(cookie_bytes) (1024 + (size_t)(cookie_bytes) + 11)
+
+/* Writes the header lines of a browser's same-origin fetch() GET to a page
+ * served from host (e.g. "127.0.0.1:8081") into buf, each ending in CRLF,
+ * without Host, the request line or the blank line. With browser, about
+ * 700 bytes of what Chrome sends: User-Agent, Accept, Accept-Language,
+ * Accept-Encoding, a Referer on host, the sec-ch-ua and Sec-Fetch-*
+ * lines, and no Origin (a same-origin GET has none). With cookie_bytes >
+ * 0 (at least HB_COOKIE_MIN), a Cookie header whose value is exactly
+ * cookie_bytes long: cookies of the names and sizes analytics, consent and
+ * session cookies have, in a fixed order, the last one lengthened to fill
+ * the value; the values are the same on every call. Returns the length
+ * written (0 when neither is asked for), or -1 if cap is too small for it
+ * and its NUL or cookie_bytes is below HB_COOKIE_MIN; buf then holds "". */
+long hb_browser_headers(char *buf, size_t cap, const char *host, int browser,
+                        long long cookie_bytes);
 
 #endif

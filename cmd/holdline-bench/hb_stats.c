@@ -75,6 +75,8 @@ static const struct {
     {"missed", offsetof(hb_stats, missed), SUM},
     {"errors", offsetof(hb_stats, errors), SUM},
     {"reconnects", offsetof(hb_stats, reconnects), SUM},
+    {"idle_held", offsetof(hb_stats, idle_held), SUM},
+    {"idle_answers", offsetof(hb_stats, idle_answers), SUM},
     {"first_us", offsetof(hb_stats, first_us), MIN_NZ},
     {"last_us", offsetof(hb_stats, last_us), MAX},
     {"max_us", offsetof(hb_stats, lat.max_us), MAX},

@@ -29,19 +29,21 @@ long long hb_hist_pct(const hb_hist *h, double pct);
 
 /* Counters of one process; a parent adds its workers' into its own. */
 typedef struct hb_stats {
-    long long waiters;    /* waiters this process opened */
-    long long held;       /* waiters still connected and polling at the end */
-    long long received;   /* fanout: round messages received before the deadline */
-    long long late;       /* fanout: round messages after the deadline */
-    long long deliveries; /* stream: new messages delivered in order or after a gap */
-    long long gaps;       /* stream: messages skipped over or never delivered */
-    long long dups;       /* messages delivered twice (or older than one seen) */
-    long long missed;     /* answers saying "missed":true */
-    long long errors;     /* failed connections, bad answers, unexpected messages */
-    long long reconnects; /* connections reopened after Connection: close */
-    long long first_us;   /* wall clock of the first delivery, 0 if none */
-    long long last_us;    /* wall clock of the last delivery */
-    hb_hist lat;          /* delivery latency */
+    long long waiters;      /* waiters this process opened */
+    long long held;         /* waiters still connected and polling at the end */
+    long long received;     /* fanout: round messages received before the deadline */
+    long long late;         /* fanout: round messages after the deadline */
+    long long deliveries;   /* stream: new messages delivered in order or after a gap */
+    long long gaps;         /* stream: messages skipped over or never delivered */
+    long long dups;         /* messages delivered twice (or older than one seen) */
+    long long missed;       /* answers saying "missed":true */
+    long long errors;       /* failed connections, bad answers, unexpected messages */
+    long long reconnects;   /* connections reopened after Connection: close */
+    long long idle_held;    /* stream: idle waiters still connected and polling at the end */
+    long long idle_answers; /* stream: answers to idle waiters (timeouts: each is a re-poll) */
+    long long first_us;     /* wall clock of the first delivery, 0 if none */
+    long long last_us;      /* wall clock of the last delivery */
+    hb_hist lat;            /* delivery latency */
 } hb_stats;
 
 void hb_stats_merge(hb_stats *into, const hb_stats *from);

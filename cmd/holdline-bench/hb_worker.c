@@ -20,6 +20,11 @@
 #define CURSOR_MAX 160
 /* Failures reported one by one on stderr; the rest are only counted. */
 #define LOG_FAILURES 5
+/* Stream: how often the fewest re-polls are checked for a PROGRESS line. */
+#define PROGRESS_MS 100
+/* A poll's request line, Host and nchan's cursor lines, besides the
+ * browser headers. */
+#define POLL_HEAD_MAX 1024
 
 typedef struct waiter {
     hb_conn conn; /* first: the callbacks' hb_conn is the waiter */
@@ -29,6 +34,8 @@ typedef struct waiter {
     int dead;           /* failed; not polling any more */
     int caught_up;      /* stream, stopping: has every seq up to the last */
     int repoll;         /* fanout: answered this round; polls again when it ends */
+    int idle;           /* stream: on an idle channel, which nobody publishes to */
+    long long polls;    /* polls sent */
     char cursor[CURSOR_MAX];
 } waiter;
 
@@ -45,6 +52,9 @@ typedef struct worker {
     long long live;   /* waiters not dead */
     const char *kind; /* channel kind: "" or "bg" */
     char host[HB_MAX_NODES][32];
+    char *extra[HB_MAX_NODES]; /* per node: the browser and Cookie lines, or "" */
+    char *req;                 /* scratch for one poll request */
+    size_t req_cap;
     hb_stats st;
 
     int settling;    /* waiting to be idle, then READY */
@@ -54,10 +64,13 @@ typedef struct worker {
     long long deadline_us; /* fanout: the round ends then */
     long long repolls;     /* fanout: waiters with repoll set */
 
-    int stopping;          /* stream: STOP arrived */
-    long long last_seq;    /* stream: the last seq published on every channel */
-    long long caught_up;   /* stream: live waiters with every seq */
-    long long drain_until; /* stream: give up waiting then */
+    int stopping;           /* stream: STOP arrived */
+    long long last_seq;     /* stream: the last seq published on every channel */
+    long long caught_up;    /* stream: live waiters with every seq */
+    long long drain_until;  /* stream: give up waiting then */
+    long long progress_due; /* stream: when the fewest re-polls is looked at next */
+    long long progress_min; /* stream: the fewest re-polls last sent, -1 before */
+    long long progress_n;   /* stream: live stream waiters last sent */
 
     int end; /* END arrived, or the drain finished */
     long long failures;
@@ -76,9 +89,11 @@ static void waiter_fail(worker *k, waiter *w, const char *why) {
 
 static void send_poll(worker *k, waiter *w) {
     const hb_opts *o = k->o;
-    char ch[160], req[512];
+    char ch[160];
+    char *req = k->req;
     long long g = (long long)(w - k->w) * o->procs + k->idx;
-    hb_channel_name(o, k->kind, w->chan, ch, sizeof(ch));
+    const char *extra = k->extra[g % o->nnodes];
+    hb_channel_name(o, w->idle ? "idle" : k->kind, w->chan, ch, sizeof(ch));
     int n;
     if (o->server == HB_SERVER_NCHAN) {
         /* The cursor is "<Last-Modified>\n<Etag>" of the last message, or
@@ -90,19 +105,21 @@ static void send_poll(worker *k, waiter *w) {
         if (nl != NULL)
             snprintf(cond, sizeof(cond), "If-Modified-Since: %.*s\r\nIf-None-Match: %s\r\n",
                      (int)(nl - w->cursor), w->cursor, nl + 1);
-        n = snprintf(req, sizeof(req), "GET /sub/%s HTTP/1.1\r\nHost: %s\r\n%s\r\n", ch,
-                     k->host[g % o->nnodes], cond);
+        n = snprintf(req, k->req_cap, "GET /sub/%s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n", ch,
+                     k->host[g % o->nnodes], extra, cond);
     } else {
-        n = snprintf(req, sizeof(req),
-                     "GET /poll/%s?timeout=%d&cursor=%s HTTP/1.1\r\nHost: %s\r\n\r\n", ch,
-                     o->timeout_s, w->cursor, k->host[g % o->nnodes]);
+        n = snprintf(req, k->req_cap,
+                     "GET /poll/%s?timeout=%d&cursor=%s HTTP/1.1\r\nHost: %s\r\n%s\r\n", ch,
+                     o->timeout_s, w->cursor, k->host[g % o->nnodes], extra);
     }
-    int r = n > 0 && (size_t)n < sizeof(req) ? hb_conn_request(&w->conn, req, (size_t)n) : -E2BIG;
-    if (r != 0) {
-        char why[128];
-        snprintf(why, sizeof(why), "cannot send a poll: %s", strerror(-r));
-        waiter_fail(k, w, why);
+    int r = n > 0 && (size_t)n < k->req_cap ? hb_conn_request(&w->conn, req, (size_t)n) : -E2BIG;
+    if (r == 0) {
+        w->polls++;
+        return;
     }
+    char why[128];
+    snprintf(why, sizeof(why), "cannot send a poll: %s", strerror(-r));
+    waiter_fail(k, w, why);
 }
 
 /* The next poll after an answer. In a fan-out round it waits for the end
@@ -180,7 +197,9 @@ static void on_stream_message(worker *k, waiter *w, const hb_msg *m, long long w
 }
 
 static void on_message(worker *k, waiter *w, const hb_msg *m, long long wall_us) {
-    if (k->o->mode == HB_FANOUT)
+    if (w->idle)
+        waiter_fail(k, w, "a message on an idle channel, which nobody publishes to");
+    else if (k->o->mode == HB_FANOUT)
         on_fanout_message(k, w, m, wall_us);
     else if (k->o->mode == HB_STREAM)
         on_stream_message(k, w, m, wall_us);
@@ -194,6 +213,7 @@ static void on_message(worker *k, waiter *w, const hb_msg *m, long long wall_us)
 static void on_nchan_answer(worker *k, waiter *w, const hb_http_head *h, const char *body,
                             size_t len) {
     char why[256];
+    if (w->idle) k->st.idle_answers++;
     if (h->status == 408 || h->status == 304) {
         poll_again(k, w);
         return;
@@ -226,6 +246,7 @@ static void on_answer(hb_conn *c, const hb_http_head *h, const char *body, size_
         on_nchan_answer(k, w, h, body, len);
         return;
     }
+    if (w->idle) k->st.idle_answers++;
     if (h->status != 200) {
         snprintf(why, sizeof(why), "poll answered %d: %.150s", h->status, body);
         waiter_fail(k, w, why);
@@ -285,7 +306,8 @@ static void on_command(worker *k, const char *line) {
         k->drain_until = hb_now_us() + (long long)k->o->drain_ms * 1000;
         for (long long i = 0; i < k->n; i++) {
             waiter *w = &k->w[i];
-            if (!w->dead && w->next_seq > v) {
+            /* Idle waiters have nothing to catch up on. */
+            if (!w->dead && (w->idle || w->next_seq > v)) {
                 w->caught_up = 1;
                 k->caught_up++;
             }
@@ -323,6 +345,30 @@ static int settled(worker *k, long long now) {
            now - k->loop.last_io_us >= (long long)k->o->settle_ms * 1000;
 }
 
+/* Stream: tells the parent the fewest re-polls among the live stream
+ * waiters (PROGRESS), when it or their number changed, so that it can start
+ * the steady window once every waiter of every worker is past the first
+ * few polls. */
+static void progress(worker *k, long long now) {
+    if (k->o->mode != HB_STREAM || now < k->progress_due) return;
+    k->progress_due = now + PROGRESS_MS * 1000LL;
+    long long min = -1, n = 0;
+    for (long long i = 0; i < k->n; i++) {
+        const waiter *w = &k->w[i];
+        if (w->dead || w->idle) continue;
+        long long re = w->polls > 0 ? w->polls - 1 : 0;
+        if (min < 0 || re < min) min = re;
+        n++;
+    }
+    if (min < 0) min = 0;
+    if (min == k->progress_min && n == k->progress_n) return;
+    char line[64];
+    snprintf(line, sizeof(line), "PROGRESS %lld %lld\n", min, n);
+    if (send_line(k, line) != 0) _exit(1);
+    k->progress_min = min;
+    k->progress_n = n;
+}
+
 /* Moves the worker along; returns how long the loop may sleep (ms). */
 static int tick(worker *k) {
     const hb_opts *o = k->o;
@@ -346,9 +392,10 @@ static int tick(worker *k) {
         if (send_line(k, line) != 0) _exit(1);
         k->settling = 0;
     }
+    progress(k, now);
     if (k->stopping && (k->caught_up >= k->live || now >= k->drain_until)) k->end = 1;
     if (k->opened < k->n || k->settling || k->pub_seen || k->stopping) return 10;
-    return o->mode == HB_FANOUT ? 10 : 500;
+    return o->mode == HB_FANOUT ? 10 : o->mode == HB_STREAM ? PROGRESS_MS : 500;
 }
 
 static void report(worker *k) {
@@ -357,8 +404,14 @@ static void report(worker *k) {
     k->st.reconnects = k->loop.reconnects;
     if (k->o->mode == HB_STREAM) {
         /* What never arrived counts as a gap too. */
-        for (long long i = 0; i < k->n; i++)
-            if (k->w[i].next_seq <= k->last_seq) k->st.gaps += k->last_seq - k->w[i].next_seq + 1;
+        for (long long i = 0; i < k->n; i++) {
+            const waiter *w = &k->w[i];
+            if (w->idle) {
+                if (!w->dead) k->st.idle_held++;
+            } else if (w->next_seq <= k->last_seq) {
+                k->st.gaps += k->last_seq - w->next_seq + 1;
+            }
+        }
     }
     if (hb_stats_write(k->ctl.fd, &k->st) != 0 || send_line(k, "END\n") != 0) _exit(1);
 }
@@ -371,6 +424,7 @@ void hb_worker_main(const hb_opts *o, int idx, int ctl) {
     k.kind = o->mode == HB_PUBLISH ? "bg" : "";
     k.settling = 1;
     k.round = 1;
+    k.progress_min = k.progress_n = -1;
     if (hb_loop_init(&k.loop) != 0) {
         hb_warn("worker %d: epoll: %s", idx, strerror(errno));
         _exit(1);
@@ -387,10 +441,23 @@ void hb_worker_main(const hb_opts *o, int idx, int ctl) {
         unsigned a = ntohl(o->nodes[i].sin_addr.s_addr);
         snprintf(ip, sizeof(ip), "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
         snprintf(k.host[i], sizeof(k.host[i]), "%s:%u", ip, ntohs(o->nodes[i].sin_port));
+        /* The browser's lines name the node in their Referer, as a page
+         * served by it would; built once, they are the same every poll. */
+        size_t cap = HB_BROWSER_HEADERS_MAX(o->cookie_bytes);
+        k.extra[i] = malloc(cap);
+        if (k.extra[i] == NULL ||
+            hb_browser_headers(k.extra[i], cap, k.host[i], o->browser, o->cookie_bytes) < 0) {
+            hb_warn("worker %d: cannot build the browser headers", idx);
+            _exit(1);
+        }
     }
+    k.req_cap = POLL_HEAD_MAX + HB_BROWSER_HEADERS_MAX(o->cookie_bytes);
+    k.req = malloc(k.req_cap);
+    if (k.req == NULL) _exit(1);
 
     /* Waiters g = idx, idx + procs, idx + 2 procs, ... */
-    k.n = o->waiters > idx ? (o->waiters - idx + o->procs - 1) / o->procs : 0;
+    long long all = hb_all_waiters(o);
+    k.n = all > idx ? (all - idx + o->procs - 1) / o->procs : 0;
     k.w = calloc((size_t)(k.n ? k.n : 1), sizeof(waiter));
     if (k.w == NULL) {
         hb_warn("worker %d: out of memory for %lld waiters", idx, k.n);
@@ -401,7 +468,10 @@ void hb_worker_main(const hb_opts *o, int idx, int ctl) {
         waiter *w = &k.w[i];
         const struct sockaddr_in *src = o->nsources ? &o->sources[g % o->nsources] : NULL;
         hb_conn_init(&w->conn, &k.loop, &o->nodes[g % o->nnodes], src);
-        w->chan = o->mode == HB_PUBLISH ? g : g % o->channels;
+        w->idle = g >= o->waiters;
+        w->chan = w->idle                 ? (g - o->waiters) % o->idle_channels
+                  : o->mode == HB_PUBLISH ? g
+                                          : g % o->channels;
         w->next_seq = 1;
         snprintf(w->cursor, sizeof(w->cursor), "%s", o->server == HB_SERVER_NCHAN ? "" : "0");
     }
@@ -419,6 +489,9 @@ void hb_worker_main(const hb_opts *o, int idx, int ctl) {
     for (long long i = 0; i < k.n; i++)
         hb_conn_free(&k.w[i].conn);
     free(k.w);
+    free(k.req);
+    for (int i = 0; i < o->nnodes; i++)
+        free(k.extra[i]);
     hb_loop_close(&k.loop);
     close(ctl);
     exit(0);

@@ -32,7 +32,10 @@ static const char usage_text[] =
     "  stream   N waiters on K channels follow cursors while the publisher\n"
     "           sends numbered, timestamped messages at M per second per\n"
     "           channel for D seconds; report deliveries/s, gaps, duplicates\n"
-    "           and latency\n"
+    "           and latency; with --pid, the servers' CPU over the steady\n"
+    "           window (from when every waiter has re-polled S times to the\n"
+    "           last publish) and their RSS growth per waiter at its end;\n"
+    "           with -I, beside idle waiters held on other channels\n"
     "  publish  C publishers in a closed loop for D seconds, optionally with\n"
     "           W background waiters held on other channels; report\n"
     "           publishes/s and the publish round trip\n"
@@ -52,7 +55,19 @@ static const char usage_text[] =
     "  -S, --sources ADDR,...      source addresses, e.g. 127.0.0.2,127.0.0.3\n"
     "                              (each gives ~28k ports per node) [kernel's]\n"
     "  -t, --timeout S             poll timeout asked of the server [60]\n"
-    "      --pid PID,...           hold: server pids (nodes, redis) to measure\n"
+    "      --pid PID,...           hold, stream: server pids (nodes, redis) to measure\n"
+    "  -I, --idle-waiters I        stream: waiters held on channels nobody\n"
+    "                              publishes to, beside the N that follow [0]\n"
+    "      --idle-channels K       stream: the channels of the idle waiters [1000,\n"
+    "                              or I if fewer]\n"
+    "      --steady-polls S        stream: re-polls every waiter makes before the\n"
+    "                              steady window starts [5]\n"
+    "      --browser               polls carry ~700 bytes of Chrome's headers for a\n"
+    "                              same-origin fetch() (User-Agent, Accept*,\n"
+    "                              Referer, sec-ch-ua*, Sec-Fetch-*)\n"
+    "      --cookie-bytes B        polls carry a Cookie header whose value is B\n"
+    "                              bytes of cookies of realistic sizes (28 of\n"
+    "                              them in 2048) (0, or 16 to 65536) [0]\n"
     "      --settle-ms MS          idle time after which a poll counts as held [300]\n"
     "      --round-timeout-ms MS   fanout: how long a round waits for answers [5000]\n"
     "      --drain-ms MS           stream: how long to wait for the last messages [5000]\n"
@@ -82,6 +97,10 @@ enum {
     OPT_PREFIX,
     OPT_KEY,
     OPT_SERVER,
+    OPT_IDLE_CHANNELS,
+    OPT_STEADY_POLLS,
+    OPT_BROWSER,
+    OPT_COOKIE_BYTES,
 };
 
 static const struct option long_opts[] = {
@@ -105,6 +124,11 @@ static const struct option long_opts[] = {
     {"prefix", required_argument, NULL, OPT_PREFIX},
     {"key", required_argument, NULL, OPT_KEY},
     {"server", required_argument, NULL, OPT_SERVER},
+    {"idle-waiters", required_argument, NULL, 'I'},
+    {"idle-channels", required_argument, NULL, OPT_IDLE_CHANNELS},
+    {"steady-polls", required_argument, NULL, OPT_STEADY_POLLS},
+    {"browser", no_argument, NULL, OPT_BROWSER},
+    {"cookie-bytes", required_argument, NULL, OPT_COOKIE_BYTES},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -124,7 +148,10 @@ static const struct {
     {'d', M(HB_HOLD) | M(HB_STREAM) | M(HB_PUBLISH)},
     {'m', M(HB_STREAM)},
     {'C', M(HB_FANOUT) | M(HB_STREAM) | M(HB_PUBLISH)},
-    {OPT_PID, M(HB_HOLD)},
+    {OPT_PID, M(HB_HOLD) | M(HB_STREAM)},
+    {'I', M(HB_STREAM)},
+    {OPT_IDLE_CHANNELS, M(HB_STREAM)},
+    {OPT_STEADY_POLLS, M(HB_STREAM)},
     {OPT_ROUND_TIMEOUT, M(HB_FANOUT)},
     {OPT_DRAIN, M(HB_STREAM)},
 };
@@ -196,6 +223,8 @@ int main(int argc, char **argv) {
     o.round_timeout_ms = 5000;
     o.drain_ms = 5000;
     o.open_timeout_ms = 60000;
+    o.idle_channels = -1;
+    o.steady_polls = 5;
     long long procs = 0;
     char err[160];
 
@@ -217,7 +246,7 @@ int main(int argc, char **argv) {
     optind = 2;
     int opt;
     char name[32];
-    while ((opt = getopt_long(argc, argv, "n:c:w:k:r:d:m:C:P:S:t:qh", long_opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "n:c:w:k:r:d:m:C:P:S:t:I:qh", long_opts, NULL)) != -1) {
         for (size_t i = 0; i < sizeof(applies) / sizeof(applies[0]); i++)
             if (applies[i].opt == opt && !(applies[i].modes & M(o.mode)))
                 usage_error("%s does not apply to mode %s", opt_name(opt, name, sizeof(name)),
@@ -246,6 +275,16 @@ int main(int argc, char **argv) {
         case OPT_DRAIN: o.drain_ms = (int)want_ll(opt, optarg, 0, 3600000); break;
         case OPT_OPEN_TIMEOUT: o.open_timeout_ms = (int)want_ll(opt, optarg, 1, 3600000); break;
         case OPT_SIZE: o.size = want_ll(opt, optarg, 0, 1 << 20); break;
+        case 'I': o.idle_waiters = want_ll(opt, optarg, 0, 10000000); break;
+        case OPT_IDLE_CHANNELS: o.idle_channels = want_ll(opt, optarg, 1, 1000000); break;
+        case OPT_STEADY_POLLS: o.steady_polls = want_ll(opt, optarg, 0, 1000000); break;
+        case OPT_BROWSER: o.browser = 1; break;
+        case OPT_COOKIE_BYTES:
+            o.cookie_bytes = want_ll(opt, optarg, 0, 65536);
+            if (o.cookie_bytes > 0 && o.cookie_bytes < HB_COOKIE_MIN)
+                usage_error("--cookie-bytes: '%s' is not 0 or from %d to 65536", optarg,
+                            HB_COOKIE_MIN);
+            break;
         case OPT_PREFIX:
             if (strlen(optarg) == 0 || strlen(optarg) > 40 || !valid_channel_chars(optarg))
                 usage_error("--prefix: '%s' is not 1 to 40 of A-Z a-z 0-9 . _ ~ : -", optarg);
@@ -290,6 +329,11 @@ int main(int argc, char **argv) {
     if (o.mode != HB_PUBLISH && o.channels > o.waiters)
         usage_error("-k: %lld channels for %lld waiters: every channel needs a waiter", o.channels,
                     o.waiters);
+    if (o.idle_channels < 0) o.idle_channels = o.idle_waiters < 1000 ? o.idle_waiters : 1000;
+    if (o.idle_channels > o.idle_waiters)
+        usage_error("--idle-channels: %lld channels for %lld idle waiters: every channel needs a "
+                    "waiter",
+                    o.idle_channels, o.idle_waiters);
     for (int i = 0; i < o.npids; i++)
         if (kill(o.pids[i], 0) != 0) usage_error("--pid: no process %d", (int)o.pids[i]);
     if (o.prefix[0] == '\0') {
@@ -310,15 +354,16 @@ int main(int argc, char **argv) {
     getrlimit(RLIMIT_NOFILE, &rl);
     long long per_proc = (long long)rl.rlim_cur - FD_RESERVE;
     if (per_proc < 1) per_proc = 1;
-    long long need = (o.waiters + per_proc - 1) / per_proc;
+    long long all = hb_all_waiters(&o);
+    long long need = (all + per_proc - 1) / per_proc;
     if (procs == 0) procs = need > 0 ? need : 1;
     if (procs < need)
         usage_error("-P %lld: %lld waiters need at least %lld processes of at most %lld "
                     "connections each (the open-file limit, %lld, less %d)",
-                    procs, o.waiters, need, per_proc, (long long)rl.rlim_cur, FD_RESERVE);
+                    procs, all, need, per_proc, (long long)rl.rlim_cur, FD_RESERVE);
     if (procs > HB_MAX_PROCS)
-        usage_error("%lld waiters need more than %d processes", o.waiters, HB_MAX_PROCS);
-    if (o.waiters > 0 && procs > o.waiters) procs = o.waiters;
+        usage_error("%lld waiters need more than %d processes", all, HB_MAX_PROCS);
+    if (all > 0 && procs > all) procs = all;
     o.procs = (int)procs;
     if (o.publishers + FD_RESERVE > (long long)rl.rlim_cur)
         usage_error("-C: more publishers than the open-file limit (%lld) allows",
@@ -327,9 +372,9 @@ int main(int argc, char **argv) {
     /* Every (source, node) pair has one ephemeral port range. */
     long long pairs = (long long)(o.nsources ? o.nsources : 1) * o.nnodes;
     long range = hb_proc_port_range();
-    if ((o.waiters + pairs - 1) / pairs > range)
+    if ((all + pairs - 1) / pairs > range)
         usage_error("%lld waiters over %lld source/node pairs exceed the %ld ephemeral ports "
                     "per pair; add -S addresses",
-                    o.waiters, pairs, range);
+                    all, pairs, range);
     return hb_coord_run(&o);
 }

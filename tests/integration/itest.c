@@ -515,8 +515,33 @@ int it_node_start(it_node *n, int redis_port, const char *const extra[]) {
     return it_node_start_env(n, redis_port, extra, NULL);
 }
 
+static int log_says(const char *path, const char *what) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return 0;
+    char line[1024];
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, what) != NULL;
+    fclose(f);
+    return found;
+}
+
+static int node_start_once(it_node *n, int redis_port, const char *const extra[],
+                           const char *const env[]);
+
+/* A port it_free_port handed out may be taken by another process's
+ * outgoing connection (it is in the ephemeral range) before the node binds
+ * it: then the node is started again on another port. */
 int it_node_start_env(it_node *n, int redis_port, const char *const extra[],
                       const char *const env[]) {
+    for (int tries = 0;; tries++) {
+        int rc = node_start_once(n, redis_port, extra, env);
+        if (rc == 0 || tries == 4 || !log_says(n->log, "Address already in use")) return rc;
+    }
+}
+
+static int node_start_once(it_node *n, int redis_port, const char *const extra[],
+                           const char *const env[]) {
     n->port = it_free_port();
     snprintf(n->log, sizeof(n->log), "%s/node-%d.log", it_run_dir(), n->port);
     unlink(n->log);

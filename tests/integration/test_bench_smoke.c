@@ -222,6 +222,113 @@ static void test_stream_follows_cursors_without_gaps_or_duplicates(void **state)
     assert_percentiles(&r);
 }
 
+/* The servers' pids for --pid: both nodes and Redis. */
+static const char *server_pids(void) {
+    static char pids[64];
+    snprintf(pids, sizeof(pids), "%d,%d,%d", (int)node_a.pid, (int)node_b.pid, (int)redis.pid);
+    return pids;
+}
+
+static void test_stream_with_pid_measures_the_servers_once_every_waiter_re_polled(void **state) {
+    (void)state;
+    const char *args[] = {"stream", "-n",    nodes,         "-c", "200", "-k",
+                          "10",     "-m",    "5",           "-d", "3",   "--steady-polls",
+                          "3",      "--pid", server_pids(), NULL};
+    bench_run r;
+    run_bench(&r, args);
+    assert_clean(&r);
+    assert_true(result_num(&r, "gaps") == 0);
+    assert_true(result_num(&r, "deliveries") == 3000);
+    assert_true(result_num(&r, "held") == 200);
+    /* The window starts at 3 re-polls (0.6 s in) and ends at the last
+     * publish; every waiter got 15 messages by then, less PROGRESS lag. */
+    assert_true(result_num(&r, "steady_polls") == 3);
+    assert_true(result_num(&r, "min_repolls") >= 3);
+    assert_true(result_num(&r, "steady_s") > 1);
+    assert_true(result_num(&r, "steady_s") < 3);
+    assert_true(result_num(&r, "rss_after_kb") > 0);
+    (void)result_num(&r, "per_waiter_bytes");
+    assert_true(result_num(&r, "server_cpu_pct") >= 0);
+    double in_window = result_num(&r, "window_deliveries");
+    assert_true(in_window > 0 && in_window < 3000);
+    assert_true(result_num(&r, "cpu_us_per_delivery") >= 0);
+    assert_percentiles(&r);
+}
+
+static void test_stream_polls_carry_browser_headers_and_cookies_poll_after_poll(void **state) {
+    (void)state;
+    /* 1 KB of cookies with the browser's lines, on every poll. */
+    const char *args[] = {
+        "stream",         "-n",   nodes, "-c", "100", "-k", "10", "-m", "5", "-d", "2", "--browser",
+        "--cookie-bytes", "1024", NULL};
+    bench_run r;
+    run_bench(&r, args);
+    assert_clean(&r);
+    assert_true(result_num(&r, "deliveries") == 1000);
+    assert_true(result_num(&r, "gaps") == 0);
+    /* Every waiter polled again and again with them (a node may close a
+     * connection to place it anew, so reconnects are the server's choice). */
+    assert_true(result_num(&r, "min_repolls") >= 5);
+}
+
+static void test_a_cookie_beyond_the_nodes_header_limit_reaches_them_and_fails(void **state) {
+    (void)state;
+    /* The nodes refuse headers over http.max_header_bytes (at most 16 KiB
+     * by default), which shows the bench really sends what it builds. */
+    const char *args[] = {"stream", "-n", nodes, "-c", "20", "-k",
+                          "2",      "-m", "5",   "-d", "1",  "--cookie-bytes",
+                          "60000",  NULL};
+    bench_run r;
+    run_bench(&r, args);
+    assert_int_equal(r.status, 1);
+    assert_true(result_num(&r, "errors") > 0);
+    assert_true(result_num(&r, "deliveries") == 0);
+}
+
+static void test_stream_beside_idle_waiters_holds_them_and_delivers_to_the_stream(void **state) {
+    (void)state;
+    const char *args[] = {"stream",
+                          "-n",
+                          nodes,
+                          "-c",
+                          "100",
+                          "-k",
+                          "10",
+                          "-m",
+                          "10",
+                          "-d",
+                          "2",
+                          "-I",
+                          "300",
+                          "--idle-channels",
+                          "30",
+                          "-P",
+                          "2",
+                          "-S",
+                          "127.0.0.2,127.0.0.3",
+                          "--pid",
+                          server_pids(),
+                          NULL};
+    bench_run r;
+    run_bench(&r, args);
+    assert_clean(&r);
+    assert_true(result_num(&r, "procs") == 2);
+    assert_true(result_num(&r, "waiters") == 100);
+    assert_true(result_num(&r, "held") == 100);
+    assert_true(result_num(&r, "idle_waiters") == 300);
+    assert_true(result_num(&r, "idle_channels") == 30);
+    assert_true(result_num(&r, "idle_held") == 300);
+    /* -t 60: no idle poll timed out, and none got a message. */
+    assert_true(result_num(&r, "idle_repolls") == 0);
+    /* 10 channels x 10 msg/s x 2 s, each to its 10 stream waiters. */
+    assert_true(result_num(&r, "expected") == 2000);
+    assert_true(result_num(&r, "deliveries") == 2000);
+    assert_true(result_num(&r, "gaps") == 0);
+    assert_true(result_num(&r, "server_cpu_pct") >= 0);
+    assert_true(result_num(&r, "cpu_us_per_delivery") >= 0);
+    assert_percentiles(&r);
+}
+
 static void test_publish_runs_a_closed_loop_beside_background_waiters(void **state) {
     (void)state;
     const char *args[] = {"publish", "-n", nodes, "-C", "4", "-w", "100", "-d", "2", NULL};
@@ -262,15 +369,53 @@ static void test_a_bad_flag_exits_2_naming_the_flag(void **state) {
     assert_non_null(strstr(text, "-c: 'many' is not a whole number"));
 }
 
+/* The log of a run, for a test to look for its message. */
+static void read_log(const bench_run *r, char *text, size_t cap) {
+    FILE *f = fopen(r->log, "r");
+    assert_non_null(f);
+    size_t n = fread(text, 1, cap - 1, f);
+    text[n] = '\0';
+    fclose(f);
+}
+
+static void test_idle_and_cookie_flags_out_of_range_exit_2(void **state) {
+    (void)state;
+    static const struct {
+        const char *args[8];
+        const char *says;
+    } cases[] = {
+        {{"stream", "--idle-channels", "5", NULL}, "--idle-channels: 5 channels for 0 idle"},
+        {{"stream", "-I", "10", "--idle-channels", "11", NULL}, "every channel needs a waiter"},
+        {{"fanout", "-I", "10", NULL}, "-I does not apply to mode fanout"},
+        {{"hold", "--steady-polls", "3", NULL}, "--steady-polls does not apply to mode hold"},
+        {{"stream", "--cookie-bytes", "8", NULL}, "--cookie-bytes: '8' is not 0 or from 16"},
+        {{"hold", "--cookie-bytes", "70000", NULL}, "--cookie-bytes: '70000' is not a whole"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bench_run r;
+        run_bench(&r, cases[i].args);
+        assert_int_equal(r.status, 2);
+        char text[1024];
+        read_log(&r, text, sizeof(text));
+        if (strstr(text, cases[i].says) == NULL)
+            fail_msg("case %zu: no '%s' in '%s'", i, cases[i].says, text);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hold_keeps_200_waiters_held_and_measures_the_servers),
         cmocka_unit_test(test_fanout_reaches_200_waiters_on_two_nodes_in_every_round),
         cmocka_unit_test(test_fanout_over_two_processes_and_two_source_addresses_merges_one_result),
         cmocka_unit_test(test_stream_follows_cursors_without_gaps_or_duplicates),
+        cmocka_unit_test(test_stream_with_pid_measures_the_servers_once_every_waiter_re_polled),
+        cmocka_unit_test(test_stream_polls_carry_browser_headers_and_cookies_poll_after_poll),
+        cmocka_unit_test(test_a_cookie_beyond_the_nodes_header_limit_reaches_them_and_fails),
+        cmocka_unit_test(test_stream_beside_idle_waiters_holds_them_and_delivers_to_the_stream),
         cmocka_unit_test(test_publish_runs_a_closed_loop_beside_background_waiters),
         cmocka_unit_test(test_a_node_nobody_listens_on_makes_the_run_fail_with_status_1),
         cmocka_unit_test(test_a_bad_flag_exits_2_naming_the_flag),
+        cmocka_unit_test(test_idle_and_cookie_flags_out_of_range_exit_2),
     };
     return it_finish(cmocka_run_group_tests_name("holdline-bench smoke (redis + 2 nodes)", tests,
                                                  setup, teardown));

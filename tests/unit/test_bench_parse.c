@@ -1,8 +1,8 @@
 /* Unit tests for holdline-bench's pure parts (cmd/holdline-bench/hb_parse.c
  * and hb_stats.c): response heads, poll answers, the data the bench
- * publishes, flag values, and the latency histogram with its hand-over
- * between processes. Inputs are copied into blocks of exactly their
- * length, so with ASan a read one byte too far fails the test. */
+ * publishes, flag values, the browser-like headers of its polls, and the
+ * latency histogram with its hand-over between processes. Inputs are copied into blocks of exactly
+ * their length, so with ASan a read one byte too far fails the test. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -296,6 +296,132 @@ static void test_parse_addrs_lists_nodes_and_sources(void **state) {
     }
 }
 
+/* ---- Browser request headers --------------------------------------------- */
+
+/* Whether c may be in an HTTP header name (RFC 9110 tchar). */
+static int is_tchar(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* Checks that buf[0..n) is header lines, each "Name: value" ending in
+ * CRLF, with no bare CR or LF and no blank line; returns how many. */
+static int check_header_lines(const char *buf, size_t n) {
+    int lines = 0;
+    size_t i = 0;
+    while (i < n) {
+        const char *line = buf + i;
+        const char *crlf = strstr(line, "\r\n");
+        if (crlf == NULL || (size_t)(crlf - buf) + 2 > n) fail_msg("line %d has no CRLF", lines);
+        size_t len = (size_t)(crlf - line);
+        if (len == 0) fail_msg("a blank line after %d lines", lines);
+        size_t name = 0;
+        while (name < len && is_tchar(line[name]))
+            name++;
+        if (name == 0 || name + 2 > len || line[name] != ':' || line[name + 1] != ' ')
+            fail_msg("line %d is not 'Name: value': '%.*s'", lines, (int)len, line);
+        for (size_t j = 0; j < len; j++)
+            if (line[j] == '\r' || line[j] == '\n') fail_msg("a bare CR or LF in line %d", lines);
+        i += len + 2;
+        lines++;
+    }
+    return lines;
+}
+
+static void test_browser_headers_are_about_700_bytes_of_what_chrome_sends(void **state) {
+    (void)state;
+    char buf[2048];
+    long n = hb_browser_headers(buf, sizeof(buf), "127.0.0.1:8081", 1, 0);
+    assert_true(n >= 650 && n <= 750);
+    assert_int_equal(strlen(buf), (size_t)n);
+    assert_true(check_header_lines(buf, (size_t)n) >= 12);
+    const char *must[] = {"\r\nUser-Agent: Mozilla/5.0 (",
+                          "\r\nAccept: ",
+                          "\r\nAccept-Language: ",
+                          "\r\nAccept-Encoding: gzip",
+                          "\r\nsec-ch-ua: ",
+                          "\r\nsec-ch-ua-mobile: ",
+                          "\r\nsec-ch-ua-platform: ",
+                          "\r\nSec-Fetch-Site: same-origin\r\n",
+                          "\r\nSec-Fetch-Mode: ",
+                          "\r\nSec-Fetch-Dest: ",
+                          "\r\nReferer: http://127.0.0.1:8081/"};
+    for (size_t i = 0; i < sizeof(must) / sizeof(must[0]); i++)
+        if (strstr(buf, must[i]) == NULL) fail_msg("no '%s' in:\n%s", must[i] + 2, buf);
+    /* A same-origin GET has no Origin; Host and the cookies are not its. */
+    assert_null(strstr(buf, "Origin:"));
+    assert_null(strstr(buf, "Host:"));
+    assert_null(strstr(buf, "Cookie:"));
+}
+
+static void test_cookie_header_value_is_exactly_the_bytes_asked(void **state) {
+    (void)state;
+    static const long long sizes[] = {HB_COOKIE_MIN, HB_COOKIE_MIN + 1, 31, 100, 700, 2048, 4000,
+                                      65536};
+    static char buf[70000], again[70000];
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        long long want = sizes[i];
+        long n = hb_browser_headers(buf, sizeof(buf), "h:1", 0, want);
+        if (n != want + 10) fail_msg("%lld bytes: length %ld, want %lld", want, n, want + 10);
+        assert_int_equal(check_header_lines(buf, (size_t)n), 1);
+        assert_memory_equal(buf, "Cookie: ", 8);
+        /* name=value pairs joined by "; ", values of cookie-octets only. */
+        const char *v = buf + 8, *end = buf + n - 2;
+        int cookies = 0;
+        while (v < end) {
+            const char *semi = strstr(v, "; ");
+            const char *stop = semi != NULL && semi < end ? semi : end;
+            const char *eq = memchr(v, '=', (size_t)(stop - v));
+            if (eq == NULL || eq == v || eq + 1 == stop)
+                fail_msg("%lld bytes: cookie %d is not name=value", want, cookies);
+            for (const char *c = v; c < eq; c++)
+                if (!is_tchar(*c)) fail_msg("%lld bytes: '%c' in a cookie name", want, *c);
+            for (const char *c = eq + 1; c < stop; c++)
+                if (*c <= ' ' || *c == '"' || *c == ',' || *c == ';' || *c == '\\' || *c > '~')
+                    fail_msg("%lld bytes: '%c' in a cookie value", want, *c);
+            cookies++;
+            v = stop == end ? end : stop + 2;
+        }
+        if (want == 2048 && (cookies < 20 || cookies > 40))
+            fail_msg("2 KB of cookies in %d cookies, want 20 to 40", cookies);
+        /* The same every call, so every poll of a run is the same size. */
+        assert_int_equal(hb_browser_headers(again, sizeof(again), "h:1", 0, want), n);
+        assert_memory_equal(buf, again, (size_t)n);
+    }
+}
+
+static void test_browser_headers_with_cookies_are_both_together(void **state) {
+    (void)state;
+    char both[4096], browser[2048], cookie[4096];
+    long b = hb_browser_headers(browser, sizeof(browser), "127.0.0.1:8081", 1, 0);
+    long c = hb_browser_headers(cookie, sizeof(cookie), "127.0.0.1:8081", 0, 2048);
+    long n = hb_browser_headers(both, sizeof(both), "127.0.0.1:8081", 1, 2048);
+    assert_int_equal(n, b + c);
+    assert_memory_equal(both, browser, (size_t)b);
+    assert_memory_equal(both + b, cookie, (size_t)c);
+}
+
+static void test_browser_headers_refuse_a_small_buffer_or_cookie(void **state) {
+    (void)state;
+    char buf[4096];
+    assert_int_equal(hb_browser_headers(buf, sizeof(buf), "h:1", 0, 0), 0);
+    assert_string_equal(buf, "");
+    long n = hb_browser_headers(buf, sizeof(buf), "h:1", 1, 100);
+    assert_true(n > 0);
+    /* Room for the lines and their NUL, and not one byte less. */
+    char *exact_fit = malloc((size_t)n + 1);
+    assert_non_null(exact_fit);
+    assert_int_equal(hb_browser_headers(exact_fit, (size_t)n + 1, "h:1", 1, 100), n);
+    assert_int_equal(hb_browser_headers(exact_fit, (size_t)n, "h:1", 1, 100), -1);
+    assert_string_equal(exact_fit, "");
+    assert_int_equal(hb_browser_headers(exact_fit, 100, "h:1", 1, 0), -1);
+    assert_string_equal(exact_fit, "");
+    free(exact_fit);
+    assert_int_equal(hb_browser_headers(buf, sizeof(buf), "h:1", 0, HB_COOKIE_MIN - 1), -1);
+    assert_int_equal(hb_browser_headers(buf, sizeof(buf), "h:1", 0, -1), -1);
+    assert_int_equal(hb_browser_headers(buf, 0, "h:1", 1, 0), -1);
+}
+
 /* ---- Histogram and the hand-over of counters ------------------------------ */
 
 static void test_hist_percentiles_are_within_its_resolution(void **state) {
@@ -340,6 +466,7 @@ static void test_stats_written_by_two_workers_merge_into_one(void **state) {
     memset(&direct, 0, sizeof(direct));
     a.waiters = 3, a.held = 3, a.received = 10, a.errors = 1, a.first_us = 500, a.last_us = 900;
     b.waiters = 2, b.held = 1, b.gaps = 4, b.dups = 2, b.first_us = 400, b.last_us = 800;
+    a.idle_held = 7, b.idle_held = 5, b.idle_answers = 3;
     for (long long v = 0; v < 5000; v += 7)
         hb_hist_add(&a.lat, v);
     for (long long v = 100; v < 900000; v += 1111)
@@ -373,6 +500,8 @@ static void test_stats_written_by_two_workers_merge_into_one(void **state) {
     assert_int_equal(merged.gaps, 4);
     assert_int_equal(merged.dups, 2);
     assert_int_equal(merged.errors, 1);
+    assert_int_equal(merged.idle_held, 12);
+    assert_int_equal(merged.idle_answers, 3);
     assert_int_equal(merged.first_us, 400);
     assert_int_equal(merged.last_us, 900);
     assert_int_equal(merged.lat.n, a.lat.n + b.lat.n);
@@ -406,6 +535,10 @@ int main(void) {
         cmocka_unit_test(test_data_field_refuses_what_is_not_a_field),
         cmocka_unit_test(test_parse_numbers_within_their_ranges),
         cmocka_unit_test(test_parse_addrs_lists_nodes_and_sources),
+        cmocka_unit_test(test_browser_headers_are_about_700_bytes_of_what_chrome_sends),
+        cmocka_unit_test(test_cookie_header_value_is_exactly_the_bytes_asked),
+        cmocka_unit_test(test_browser_headers_with_cookies_are_both_together),
+        cmocka_unit_test(test_browser_headers_refuse_a_small_buffer_or_cookie),
         cmocka_unit_test(test_hist_percentiles_are_within_its_resolution),
         cmocka_unit_test(test_hist_is_exact_for_small_values_and_clamps_the_rest),
         cmocka_unit_test(test_stats_written_by_two_workers_merge_into_one),

@@ -147,7 +147,7 @@ static void test_config_defaults_match_the_header(void **state) {
     assert_int_equal(cfg.http_port, 8080);
     assert_int_equal(cfg.http_workers, 0);
     assert_int_equal(cfg.http_max_connections, 20000);
-    assert_int_equal(cfg.http_pool[0], 2048);
+    assert_int_equal(cfg.http_pool[0], 1536);
     assert_int_equal(cfg.http_pool[1], 3072);
     assert_int_equal(cfg.http_pool[2], 8192);
     assert_int_equal(cfg.http_pool[3], 16384);
