@@ -18,7 +18,8 @@
  *     daemon (shared/research/engine-probe-multi-daemon.md). Channels with
  *     news and quiet ones hash to separate daemons, so idle waiters are
  *     never walked for a message (a connection that changes sides is
- *     answered with "Connection: close" and placed again: hl_http.c). A
+ *     answered with "Connection: close" and placed again: hl_http.c and
+ *     hl_daemon_promote). A
  *     daemon grown well past its tier's mean spills to the emptiest one.
  *
  * Requests that cannot be served (a head larger than the limits or than
@@ -64,8 +65,30 @@ static long long mono_ms(void) {
 
 /* ---- The daemons ------------------------------------------------------ */
 
+/* A run walks every suspended connection of d to answer the resumed
+ * ones; past this many walked per answer, the waiters a message answered
+ * on a quiet daemon move to the busy tier. A fan-out to many waiters of
+ * one channel answers most of what it walks and stays put. */
+#define PROMOTE_WASTE 16
+
+void hl_daemon_promote(hl_daemon *d, hl_req *r) {
+    r->promoting = 1;
+    r->promote_next = d->promote;
+    d->promote = r;
+}
+
 static void run_daemon(hl_daemon *d) {
     d->kicked = 0;
+    int move = d->conns > PROMOTE_WASTE * d->resumed;
+    for (hl_req *r = d->promote, *next; r; r = next) {
+        next = r->promote_next;
+        r->promote_next = NULL;
+        r->promoting = 0;
+        if (move)
+            MHD_set_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
+    d->promote = NULL;
+    d->resumed = 0;
     MHD_run(d->mhd);
     MHD_UNSIGNED_LONG_LONG ms;
     if (MHD_get_timeout(d->mhd, &ms) == MHD_YES) {

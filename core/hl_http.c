@@ -108,16 +108,19 @@ static enum MHD_Result reply_error(hl_req *r, unsigned status, const char *code,
 }
 
 /* A poll's connection sits in the busy or the quiet tier of daemons
- * (hl_accept.c). A message answering a connection of the quiet tier, or a
- * timeout one of the busy tier, means its channel changed sides: the
- * answer closes the connection, so the client's next poll is placed
- * again. Each waiter pays one reconnect when its channel wakes up or
- * falls quiet, not one per message. */
+ * (hl_accept.c). A timeout answering a connection of the busy tier means
+ * its channel fell quiet: the answer closes the connection, so the
+ * client's next poll is placed again. A message answering one of the
+ * quiet tier is left to the daemon's run to judge (hl_daemon_promote):
+ * moving is only worth a reconnect when the run would walk many more
+ * waiters than it answers. */
 static void replace_if_moved(hl_req *r) {
     hl_conn *hc = r->hc;
     if (r->kind != HL_ROUTE_POLL || hc == NULL || !hc->tiered) return;
-    if (hc->busy == r->timed_out)
+    if (hc->busy && r->timed_out)
         MHD_set_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION, "close");
+    else if (!hc->busy && !r->timed_out && !r->promoting)
+        hl_daemon_promote(hc->d, r);
 }
 
 void hl_http_answer(hl_req *r, hl_shared *answer, unsigned status) {
@@ -127,10 +130,12 @@ void hl_http_answer(hl_req *r, hl_shared *answer, unsigned status) {
     r->status = status;
     r->state = HL_REQ_ANSWERED;
     MHD_resume_connection(r->conn);
-    if (r->hc && r->hc->d)
+    if (r->hc && r->hc->d) {
+        r->hc->d->resumed++;
         hl_daemon_kick(r->hc->d);
-    else
+    } else {
         hl_worker_kick(r->w);
+    }
 }
 
 /* Out of memory while answering a suspended request: resuming it without

@@ -87,11 +87,13 @@ typedef struct hl_link {
 typedef struct hl_daemon {
     struct hl_worker *w;
     struct MHD_Daemon *mhd;
-    struct event *io;  /* MHD's epoll fd is readable */
-    struct event *run; /* MHD_get_timeout(), or at once after a resume */
-    int kicked;        /* a run is already due */
-    unsigned cls;      /* index into hl_worker.pools */
-    size_t conns;      /* connections it holds */
+    struct event *io;       /* MHD's epoll fd is readable */
+    struct event *run;      /* MHD_get_timeout(), or at once after a resume */
+    int kicked;             /* a run is already due */
+    size_t resumed;         /* connections resumed since the last run */
+    struct hl_req *promote; /* quiet-tier polls answered by a message since the last run */
+    unsigned cls;           /* index into hl_worker.pools */
+    size_t conns;           /* connections it holds */
 } hl_daemon;
 
 /* A socket the worker accepted whose first request head is not complete
@@ -140,8 +142,10 @@ typedef struct hl_req {
     long long due;
     struct hl_req *due_prev, *due_next;
     unsigned due_secs;
-    hl_shared *answer;      /* set with ANSWERED; one reference is ours */
-    int timed_out;          /* answered by its timeout */
+    hl_shared *answer; /* set with ANSWERED; one reference is ours */
+    int timed_out;     /* answered by its timeout */
+    int promoting;     /* on its daemon's promote list (until the next run) */
+    struct hl_req *promote_next;
     unsigned status;        /* HTTP status of answer */
     unsigned redis_pending; /* hiredis callbacks that still hold this req */
     int orphaned;           /* connection gone: the last of those callbacks frees the req */
@@ -274,6 +278,12 @@ void hl_accept_close(hl_worker *w);
 void hl_accept_free(hl_worker *w);
 /* Runs d on the next loop turn (after resuming one of its connections). */
 void hl_daemon_kick(hl_daemon *d);
+/* r, a poll on a quiet-tier connection of d, is answered by a message: at
+ * d's next run, if that run walks many more waiters than it answers, r's
+ * answer closes its connection so that the client's next poll goes to the
+ * busy tier. r stays valid until then: MHD completes it only inside that
+ * run, which takes the list first. */
+void hl_daemon_promote(hl_daemon *d, hl_req *r);
 /* NULL if the worker is ready, else why not, for people (any thread). */
 const char *hl_worker_not_ready(const hl_worker *w);
 void hl_worker_update_ready(hl_worker *w);
