@@ -303,10 +303,13 @@ void hl_http_close_owing(hl_worker *w) {
     }
 }
 
-/* Held polls are peeked for a hang-up every this many sweeps (seconds):
- * one recv per held poll each time, about 0.1% of a core per 10,000
- * polls at 4 s, against a poll timeout of 30 s by default. */
-#define HANGUP_EVERY 4
+/* Held polls are peeked for a hang-up every 4 s (HANGUP_SHARES sweeps of
+ * 250 ms): one recv per held poll each time, about 0.1% of a core per
+ * 10,000 polls, against a poll timeout of 30 s by default. Each sweep
+ * takes the polls of one share of the channels, so that neither the
+ * peeks nor the release of many clients gone at once (a proxy restarted)
+ * stall the loop in one go. */
+#define HANGUP_SHARES 16
 
 void hl_http_sweep(hl_worker *w) {
     long long now = mono_ms();
@@ -324,9 +327,8 @@ void hl_http_sweep(hl_worker *w) {
                  w->id, late, w->cfg->http_connection_timeout);
         hl_worker_kick(w);
     }
-    if (++w->sweeps % HANGUP_EVERY != 0) return;
     size_t gone = 0;
-    hl_poll_foreach(w, check_hangup, &gone);
+    hl_poll_foreach_share(w, w->sweeps++ % HANGUP_SHARES, HANGUP_SHARES, check_hangup, &gone);
     if (gone > 0) hl_debug("worker %d: released %zu held polls whose clients hung up", w->id, gone);
 }
 

@@ -311,10 +311,12 @@ void hl_poll_hangup(hl_req *r) {
 typedef struct foreach_ctx {
     void (*fn)(hl_req *r, void *ud);
     void *ud;
+    unsigned share, shares; /* only channels whose hash falls in share (shares 0: all) */
 } foreach_ctx;
 
 static void foreach_chan(hl_chan *c, void *ud) {
     foreach_ctx *x = ud;
+    if (x->shares > 0 && (unsigned)((c->hash >> 32) % x->shares) != x->share) return;
     hl_link *l = c->waiters;
     while (l) {
         /* fn may answer r, which takes its links off their lists. */
@@ -325,7 +327,13 @@ static void foreach_chan(hl_chan *c, void *ud) {
 }
 
 void hl_poll_foreach(hl_worker *w, void (*fn)(hl_req *r, void *ud), void *ud) {
-    foreach_ctx x = {fn, ud};
+    foreach_ctx x = {fn, ud, 0, 0};
+    hl_chantab_foreach(&w->chans, foreach_chan, &x);
+}
+
+void hl_poll_foreach_share(hl_worker *w, unsigned share, unsigned shares,
+                           void (*fn)(hl_req *r, void *ud), void *ud) {
+    foreach_ctx x = {fn, ud, share, shares};
     hl_chantab_foreach(&w->chans, foreach_chan, &x);
 }
 

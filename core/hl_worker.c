@@ -244,8 +244,8 @@ static void *worker_main(void *arg) {
     if (ms > 300000) ms = 300000;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     event_add(w->tick, &tv);
-    struct timeval second = {1, 0};
-    event_add(w->sweep, &second);
+    struct timeval quarter = {0, 250000};
+    event_add(w->sweep, &quarter);
     event_base_dispatch(w->base);
     return NULL;
 }

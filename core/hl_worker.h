@@ -230,7 +230,7 @@ typedef struct hl_worker {
     size_t refusals;     /* requests refused since the limit was last reached */
     hl_conn *owing_head; /* connections owing a request, oldest deadline first */
     hl_conn *owing_tail;
-    struct event *sweep; /* every second: request deadlines, then and again hang-ups */
+    struct event *sweep; /* every 250 ms: request deadlines, and a share of the hang-ups */
     unsigned sweeps;
     size_t prefix_len; /* strlen(cfg->redis_prefix) */
     int not_ready;     /* an hl_not_ready reason; HL_READY when ready (atomic) */
@@ -298,8 +298,8 @@ size_t hl_http_unescape(void *cls, struct MHD_Connection *conn, char *s);
 void hl_http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                            enum MHD_ConnectionNotificationCode toe);
 void *hl_http_on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
-/* Closes connections past their request deadline; every fourth call also
- * releases held polls whose client hung up. */
+/* Closes connections past their request deadline, and releases the held
+ * polls of one share of the channels whose client hung up. */
 void hl_http_sweep(hl_worker *w);
 /* The due timer fired: answers the polls past their timeout and the
  * publishes past their deadline, then watches the next. */
@@ -348,6 +348,10 @@ struct MHD_Response *hl_poll_start(hl_req *r, const hl_span *chans, size_t n, ui
 void hl_poll_hangup(hl_req *r);
 /* Calls fn for every held poll of the worker, once each. fn may answer it. */
 void hl_poll_foreach(hl_worker *w, void (*fn)(hl_req *r, void *ud), void *ud);
+/* The same for the polls whose first channel falls in share `share` of
+ * `shares` (by its hash), so that a sweep can take them a share at a time. */
+void hl_poll_foreach_share(hl_worker *w, unsigned share, unsigned shares,
+                           void (*fn)(hl_req *r, void *ud), void *ud);
 /* The poll's timeout: answers with no messages and its current cursor. */
 void hl_poll_timeout(hl_req *r);
 /* The connection went away (or the node stops): leave every channel. */
