@@ -70,6 +70,31 @@ static long long mono_ms(void) {
  * on a quiet daemon move to the busy tier. A fan-out to many waiters of
  * one channel answers most of what it walks and stays put. */
 #define PROMOTE_WASTE 16
+/* Moves cost a reconnect each (accept, peek, a new MHD connection: some
+ * 40 us of a core), so a worker makes at most PROMOTE_RATE of them a
+ * second, in bursts of at most PROMOTE_BURST: a thousand channels waking
+ * at once then move over seconds instead of in one reconnect storm, and
+ * moving never takes more than about 1% of a core. */
+#define PROMOTE_RATE 256
+#define PROMOTE_BURST 64
+
+/* Takes one move from the worker's budget; 0 if it is spent. */
+static int promote_token(hl_worker *w) {
+    long long now = mono_ms();
+    if (w->promote_at == 0) {
+        w->promote_at = now;
+        w->promote_tokens = PROMOTE_BURST;
+    }
+    long long add = (now - w->promote_at) * PROMOTE_RATE / 1000;
+    if (add > 0) {
+        w->promote_tokens += add;
+        if (w->promote_tokens > PROMOTE_BURST) w->promote_tokens = PROMOTE_BURST;
+        w->promote_at += add * 1000 / PROMOTE_RATE;
+    }
+    if (w->promote_tokens <= 0) return 0;
+    w->promote_tokens--;
+    return 1;
+}
 
 void hl_daemon_promote(hl_daemon *d, hl_req *r) {
     r->promoting = 1;
@@ -84,7 +109,7 @@ static void run_daemon(hl_daemon *d) {
         next = r->promote_next;
         r->promote_next = NULL;
         r->promoting = 0;
-        if (move)
+        if (move && promote_token(d->w))
             MHD_set_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION, "close");
     }
     d->promote = NULL;

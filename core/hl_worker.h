@@ -187,8 +187,10 @@ typedef struct hl_worker {
     size_t per_class;
     hl_daemon *daemons;
     size_t ndaemons;
-    hl_conn *handing;    /* the connection MHD_add_connection is making */
-    hl_pending *pending; /* sockets whose first request is not in yet */
+    hl_conn *handing;         /* the connection MHD_add_connection is making */
+    long long promote_tokens; /* moves to the busy tier left in the budget (hl_accept.c) */
+    long long promote_at;     /* monotonic ms the budget was last filled up to */
+    hl_pending *pending;      /* sockets whose first request is not in yet */
     size_t npending;
     char *peek_buf; /* one peek at a time: the worker's own buffer */
     size_t peek_size;
