@@ -116,5 +116,13 @@ uint32_t hl_peek_hash(const char *s, size_t n) {
         h ^= (unsigned char)s[i];
         h *= 16777619u;
     }
+    /* A finishing mix, so that names that differ in their last byte only
+     * (news1, news2...) spread over any number of daemons, powers of two
+     * included. */
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
     return h;
 }

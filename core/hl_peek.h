@@ -67,7 +67,8 @@ size_t hl_peek_pool_need(const hl_peek *p);
 size_t hl_peek_pool_need_parsed(size_t request_bytes, unsigned records, size_t cookie_bytes,
                                 size_t echo_bytes);
 
-/* FNV-1a of s[0..n): spreads channels over a class's daemons. */
+/* FNV-1a of s[0..n) with a finishing mix: spreads channels over a
+ * class's daemons. */
 uint32_t hl_peek_hash(const char *s, size_t n);
 
 #endif

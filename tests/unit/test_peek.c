@@ -177,6 +177,17 @@ static void test_peek_hash_spreads_and_is_stable(void **state) {
         assert_true(bins[i] > 1000 / 15 / 2);
         assert_true(bins[i] < 1000 / 15 * 2);
     }
+    /* Over a power of two too, where only the low bits count: plain
+     * FNV-1a put names that differ in their last digit in few bins. */
+    unsigned bins8[8] = {0};
+    for (int i = 0; i < 80; i++) {
+        int n = snprintf(name, sizeof(name), "idle%d", i);
+        bins8[hl_peek_hash(name, (size_t)n) % 8]++;
+    }
+    for (int i = 0; i < 8; i++) {
+        assert_true(bins8[i] >= 3);
+        assert_true(bins8[i] <= 20);
+    }
 }
 
 int main(void) {
