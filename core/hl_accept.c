@@ -234,10 +234,11 @@ static void answer_raw(hl_worker *w, int fd, const struct sockaddr_storage *addr
                       "Content-Length: %zu\r\nCache-Control: no-store\r\nConnection: close\r\n%s",
                       status, reason, body.len, extra ? extra : "");
     hl_buf_append(&out, head, (size_t)hn);
-    if (origin != HL_ORIGIN_NONE) {
+    const char *allow = hl_http_cors_allow(w->cfg, origin);
+    if (allow) {
         hl_buf_puts(&out, "Access-Control-Allow-Origin: ");
-        hl_buf_puts(&out, origin == HL_ORIGIN_ANY ? "*" : w->cfg->http_cors_origins[origin]);
-        hl_buf_puts(&out, origin == HL_ORIGIN_ANY ? "\r\n" : "\r\nVary: Origin\r\n");
+        hl_buf_puts(&out, allow);
+        hl_buf_puts(&out, origin >= 0 ? "\r\nVary: Origin\r\n" : "\r\n");
     }
     hl_buf_puts(&out, "\r\n");
     if (body.len) hl_buf_append(&out, body.data, body.len);
@@ -306,6 +307,25 @@ static hl_daemon *pick_daemon(hl_worker *w, size_t cls, hl_span ch, int *busy) {
     return least;
 }
 
+/* The two size limits' refusals, as hl_http.c words them for a later
+ * request on a kept-alive connection. Take fd over. */
+static void refuse_url(hl_worker *w, int fd, const struct sockaddr_storage *addr, socklen_t alen,
+                       const hl_peek *pk) {
+    char detail[96];
+    snprintf(detail, sizeof(detail), "the request target is longer than %d bytes",
+             w->cfg->http_max_url_bytes);
+    answer_raw(w, fd, addr, alen, pk, 414, "URI Too Long", "url_too_long", detail, NULL);
+}
+
+static void refuse_headers(hl_worker *w, int fd, const struct sockaddr_storage *addr,
+                           socklen_t alen, const hl_peek *pk) {
+    char detail[96];
+    snprintf(detail, sizeof(detail), "the request headers are larger than %d bytes",
+             w->cfg->http_max_header_bytes);
+    answer_raw(w, fd, addr, alen, pk, 431, "Request Header Fields Too Large", "headers_too_large",
+               detail, NULL);
+}
+
 /* The head of fd's first request is in: refuse it, or hand it to its
  * daemon. Takes fd over. */
 static void route(hl_worker *w, int fd, const struct sockaddr_storage *addr, socklen_t alen,
@@ -313,16 +333,11 @@ static void route(hl_worker *w, int fd, const struct sockaddr_storage *addr, soc
     const hl_config *cfg = w->cfg;
     char detail[160];
     if (pk->target.n > (size_t)cfg->http_max_url_bytes) {
-        snprintf(detail, sizeof(detail), "the request target is longer than %d bytes",
-                 cfg->http_max_url_bytes);
-        answer_raw(w, fd, addr, alen, pk, 414, "URI Too Long", "url_too_long", detail, NULL);
+        refuse_url(w, fd, addr, alen, pk);
         return;
     }
     if (pk->header_bytes > (size_t)cfg->http_max_header_bytes) {
-        snprintf(detail, sizeof(detail), "the request headers are larger than %d bytes",
-                 cfg->http_max_header_bytes);
-        answer_raw(w, fd, addr, alen, pk, 431, "Request Header Fields Too Large",
-                   "headers_too_large", detail, NULL);
+        refuse_headers(w, fd, addr, alen, pk);
         return;
     }
     size_t need = hl_peek_pool_need(pk), cls = 0;
@@ -366,7 +381,6 @@ static void route(hl_worker *w, int fd, const struct sockaddr_storage *addr, soc
     hc->pool = (size_t)w->pools[cls];
     hc->by_channel = pk->channel.n > 0;
     hc->busy = busy;
-    hc->tiered = w->per_class >= 3 && hc->by_channel;
     /* MHD calls hl_http_on_connection from inside MHD_add_connection,
      * which takes hc from here; on failure MHD has closed fd. */
     w->handing = hc;
@@ -405,18 +419,10 @@ static int peek(hl_worker *w, int fd, const struct sockaddr_storage *addr, sockl
     if ((size_t)n < w->peek_size) return 0;
     unwatch(p);
     /* The buffer is full and the head goes on: too large whatever it is. */
-    const hl_config *cfg = w->cfg;
-    char detail[128];
-    if (pk.line_len > (size_t)cfg->http_max_url_bytes + 32) {
-        snprintf(detail, sizeof(detail), "the request target is longer than %d bytes",
-                 cfg->http_max_url_bytes);
-        answer_raw(w, fd, addr, alen, &pk, 414, "URI Too Long", "url_too_long", detail, NULL);
-    } else {
-        snprintf(detail, sizeof(detail), "the request headers are larger than %d bytes",
-                 cfg->http_max_header_bytes);
-        answer_raw(w, fd, addr, alen, &pk, 431, "Request Header Fields Too Large",
-                   "headers_too_large", detail, NULL);
-    }
+    if (pk.line_len > (size_t)w->cfg->http_max_url_bytes + 32)
+        refuse_url(w, fd, addr, alen, &pk);
+    else
+        refuse_headers(w, fd, addr, alen, &pk);
     return 1;
 }
 

@@ -5,13 +5,19 @@
 
 /* FNV-1a: channel names are short, and the table is private to a worker,
  * so a keyed hash buys nothing against an attacker who could just open
- * more channels. */
+ * more channels. Its high bits hardly move with a name's last bytes
+ * (news1, news2...), so a finishing mix spreads them over every bit:
+ * callers take shares of the table by the high ones (hl_poll.c). The mix
+ * is a bijection, so names that collide still collide and no more. */
 static uint64_t name_hash(const char *s, size_t n) {
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < n; i++) {
         h ^= (unsigned char)s[i];
         h *= 1099511628211ULL;
     }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
     return h;
 }
 

@@ -36,13 +36,9 @@ static struct MHD_Response *make_response(const hl_worker *w, int origin, const 
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    if (origin == HL_ORIGIN_ANY) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
-    } else if (origin >= 0) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN,
-                                w->cfg->http_cors_origins[origin]);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
-    }
+    const char *allow = hl_http_cors_allow(w->cfg, origin);
+    if (allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+    if (origin >= 0) MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
     if (origin != HL_ORIGIN_NONE)
         MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Holdline-Cursor");
     /* While draining, close keep-alive connections after each answer so
@@ -116,7 +112,7 @@ static enum MHD_Result reply_error(hl_req *r, unsigned status, const char *code,
  * waiters than it answers. */
 static void replace_if_moved(hl_req *r) {
     hl_conn *hc = r->hc;
-    if (r->kind != HL_ROUTE_POLL || hc == NULL || !hc->tiered) return;
+    if (r->kind != HL_ROUTE_POLL || hc == NULL || !hc->by_channel || hc->w->per_class < 3) return;
     if (hc->busy && r->timed_out)
         MHD_set_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION, "close");
     else if (!hc->busy && !r->timed_out && !r->promoting)
@@ -130,7 +126,7 @@ void hl_http_answer(hl_req *r, hl_shared *answer, unsigned status) {
     r->status = status;
     r->state = HL_REQ_ANSWERED;
     MHD_resume_connection(r->conn);
-    if (r->hc && r->hc->d) {
+    if (r->hc) {
         r->hc->d->resumed++;
         hl_daemon_kick(r->hc->d);
     } else {
@@ -333,6 +329,11 @@ void hl_http_sweep(hl_worker *w) {
 }
 
 /* ---- Requests -------------------------------------------------------- */
+
+const char *hl_http_cors_allow(const hl_config *cfg, int origin) {
+    if (origin == HL_ORIGIN_ANY) return "*";
+    return origin >= 0 ? cfg->http_cors_origins[origin] : NULL;
+}
 
 int hl_http_origin_index(const hl_config *cfg, const char *o, size_t n) {
     if (cfg->http_cors_origins_count == 0 || o == NULL) return HL_ORIGIN_NONE;
@@ -691,22 +692,18 @@ static int refused(hl_req *r, enum MHD_Result *ret) {
         return 1;
     }
     hl_head_size hs = {0, 0, 0, 0};
-    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, count_header, &hs);
-    size_t hbytes = hs.bytes;
-    hl_head_size cs = {0, 0, 0, 0};
-    MHD_get_connection_values_n(r->conn, MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, count_header,
-                                &cs);
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND,
+                                count_header, &hs);
     /* The connection's pool was chosen for its first request. When this
      * one comes close to its end (more cookies, a longer cursor), the
      * answer closes the connection, so the next request is peeked and
      * placed again instead of overflowing the pool: MHD would then close
      * it without an answer. MHD honours a "close" token in any
      * Connection header of the request, this one included. */
-    if (r->hc &&
-        hl_peek_pool_need_parsed(hs.bytes + r->hc->url_len + 32, hs.count + cs.count,
-                                 hs.cookie_bytes, r->hc->url_len + hs.origin_bytes) > r->hc->pool)
+    if (r->hc && hl_peek_pool_need_parsed(hs.bytes + r->hc->url_len + 32, hs.count, hs.cookie_bytes,
+                                          r->hc->url_len + hs.origin_bytes) > r->hc->pool)
         MHD_set_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION, "close");
-    if (hbytes > (size_t)cfg->http_max_header_bytes) {
+    if (hs.bytes > (size_t)cfg->http_max_header_bytes) {
         char detail[96];
         snprintf(detail, sizeof(detail), "the request headers are larger than %d bytes",
                  cfg->http_max_header_bytes);

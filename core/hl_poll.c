@@ -316,15 +316,7 @@ typedef struct foreach_ctx {
 
 static void foreach_chan(hl_chan *c, void *ud) {
     foreach_ctx *x = ud;
-    if (x->shares > 0) {
-        /* FNV-1a's high bits hardly move with a name's last bytes
-         * (news1, news2...): mix them before taking the share. */
-        uint64_t h = c->hash;
-        h ^= h >> 33;
-        h *= 0xff51afd7ed558ccdULL;
-        h ^= h >> 33;
-        if ((unsigned)(h % x->shares) != x->share) return;
-    }
+    if (x->shares > 0 && (unsigned)((c->hash >> 32) % x->shares) != x->share) return;
     hl_link *l = c->waiters;
     while (l) {
         /* fn may answer r, which takes its links off their lists. */

@@ -120,8 +120,8 @@ typedef struct hl_conn {
     hl_daemon *d;   /* the daemon that serves it */
     size_t pool;    /* its memory pool, bytes */
     int by_channel; /* placed by the channel of its first request (a poll) */
-    int tiered;     /* in a daemon of the busy or the quiet tier */
-    int busy;       /* that tier: the busy one (its channel had news) */
+    int busy;       /* in the busy tier of daemons (its channel had news); with
+                       by_channel and 3 daemons or more a class has tiers */
     int fd;
     unsigned url_len;            /* the current request's target, as sent */
     long long deadline;          /* monotonic ms by which a request must be in */
@@ -312,6 +312,9 @@ int hl_http_max_due_secs(const hl_config *cfg);
  * (idle keep-alive, a publish body half sent), so none holds up the
  * drain. */
 void hl_http_close_owing(hl_worker *w);
+/* The Access-Control-Allow-Origin value for an HL_ORIGIN_* or index, or
+ * NULL for none (an index also needs "Vary: Origin"). */
+const char *hl_http_cors_allow(const hl_config *cfg, int origin);
 /* The HL_ORIGIN_* or index of an Origin header value o[0..n). */
 int hl_http_origin_index(const hl_config *cfg, const char *o, size_t n);
 /* Builds a response with holdline's common headers for a given origin.
