@@ -126,15 +126,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # Starts a private redis-server (no persistence) on a free port; sets
 # redis_port and redis_pid.
 start_redis() {
-    redis_port=$(free_port 6390)
-    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-        --dir "$dir" >"$dir/${1}redis.log" 2>&1 &
-    redis_pid=$!
-    pids+=("$redis_pid")
-    for _ in $(seq 200); do
-        redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
-        sleep 0.05
-    done
+    redis_start 6390 "$dir/${1}redis.log"
 }
 
 # Settings of the nodes start_holdline starts (NAME=VALUE environment).

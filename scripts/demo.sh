@@ -39,14 +39,7 @@ me=demo
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-redis_port=$(free_port 6390)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$dir" >"$dir/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 200); do
-    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
-    sleep 0.05
-done
+redis_start 6390 "$dir/redis.log"
 
 ports=()
 next=8081

@@ -17,21 +17,27 @@ failed=0
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT INT TERM
 
+# count NAME RC PASSED FAILED: adds a part's counts to the totals; a part
+# that exited non-zero without a failure of its own counts as one.
+count() {
+    p=${3:-0}
+    f=${4:-0}
+    if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "run-tests: $1 exited with $2 without a failed test; counting one failure"
+        f=1
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+
 for t in "$@"; do
     echo "== $t"
     timeout 300 "$t" >"$out" 2>&1
     rc=$?
     cat "$out"
-    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\..*/\1/p' "$out" | tail -n 1)
-    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:.*/\1/p' "$out" | tail -n 1)
-    p=${p:-0}
-    f=${f:-0}
-    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-        echo "run-tests: $t exited with $rc without a failed test; counting one failure"
-        f=1
-    fi
-    passed=$((passed + p))
-    failed=$((failed + f))
+    count "$t" "$rc" \
+        "$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\..*/\1/p' "$out" | tail -n 1)" \
+        "$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:.*/\1/p' "$out" | tail -n 1)"
 done
 
 # A real browser (Debian's Chromium through playwright-core, both
@@ -43,16 +49,7 @@ timeout -k 10 150 bash tests/browser/run.sh "$HOLDLINE_BIN" >"$out" 2>&1
 rc=$?
 cat "$out"
 summary=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$out" | tail -n 1)
-p=${summary% *}
-f=${summary#* }
-p=${p:-0}
-f=${f:-0}
-if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-    echo "run-tests: tests/browser/run.sh exited with $rc without a failed case; counting one failure"
-    f=1
-fi
-passed=$((passed + p))
-failed=$((failed + f))
+count tests/browser/run.sh "$rc" "${summary% *}" "${summary#* }"
 
 # The demo command must start everything, serve the page and stop cleanly.
 echo "== make demo smoke run (scripts/demo.sh --for 4)"

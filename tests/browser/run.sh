@@ -70,14 +70,7 @@ me=browser-test
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-redis_port=$(free_port 6490)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$dir" >"$dir/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 200); do
-    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
-    sleep 0.05
-done
+redis_start 6490 "$dir/redis.log"
 
 port=$(free_port 8481)
 env HOLDLINE_HTTP_BIND=127.0.0.1 HOLDLINE_LOG_LEVEL=warn HOLDLINE_NODE_NAME=browser-test \
