@@ -5,30 +5,77 @@
  *     var client = new Holdline({
  *       base: "",                 // "" means the page's own origin
  *       channels: ["demo"],
+ *       transport: "auto",        // "auto", "sse" or "poll"; see below
  *       timeout: 25,              // seconds the server may hold each poll
+ *       persistCursor: false,     // keep the cursor across page reloads
  *       onMessage: function (msg) { ... },          // {channel, id, data}
+ *       onMissed: function (info) { ... },          // {cursor}
  *       onEvent: function (kind, text) { ... }      // see the list below
  *     });
  *     client.start();
+ *     client.transport;           // "sse" or "poll": what it uses now
  *     ...
  *     client.stop();
  *
- * The client long-polls GET {base}/poll/{ch1},{ch2}?timeout=S&cursor=C in a
- * loop. After every 200 answer it polls again at once, sending back the
- * cursor the server gave it, so that no message published between two polls
- * is lost as long as the server still holds it in history. After a network
- * error or any other status it waits (1 s, 2 s, 4 s ... up to 30 s, each
- * spread by up to 20% so that many clients do not reconnect in step after an
- * outage) and then tries again.
+ * Transports. With "sse" the client opens an EventSource on
+ * GET {base}/events/{ch1},{ch2}[?cursor=C] and gets each message as it is
+ * published, on one long-lived response. With "poll" it long-polls
+ * GET {base}/poll/{ch1},{ch2}?timeout=S&cursor=C in a loop: after every 200
+ * answer it polls again at once, sending back the cursor the server gave
+ * it. "auto" (the default) is "sse" where the browser has EventSource and
+ * "poll" where it has not; it also moves to "poll" for good if the first
+ * stream is refused with a 404 or 405 or answered with something other
+ * than text/event-stream (an older server, or a proxy that does not pass
+ * /events), before any stream ever opened. onMessage gets the same
+ * {channel, id, data} objects from both transports.
+ *
+ * Either way no message published between two requests is lost as long as
+ * the server still holds it in history: the client always resumes from the
+ * last cursor it got. After a network error or any other status it waits
+ * (1 s, 2 s, 4 s ... up to 30 s, each spread by up to 20% so that many
+ * clients do not reconnect in step after an outage) and then tries again.
+ *
+ * How the EventSource is resumed. The browser reconnects an EventSource by
+ * itself after the stream ends or the network fails, sending the last id
+ * it saw (the cursor) as Last-Event-ID, and holdline resumes from it. But
+ * the server prefers a ?cursor= in the URL over Last-Event-ID, and the
+ * browser reconnects to the URL it was opened with: once messages have
+ * moved the cursor past the one in that URL, letting the browser reconnect
+ * would replay them. The client then closes the EventSource and opens a
+ * new one with the current cursor in its URL instead. It also reopens one
+ * the browser gave up on (readyState CLOSED: after any answer but a 200
+ * event stream, such as a 503 from a node that is starting).
+ *
+ * onMissed(info) is called when the server says it cannot prove that
+ * nothing was lost since the cursor (history trimmed or expired, or Redis
+ * lost its data): a poll answer with "missed": true, or the stream's
+ * "missed" event. info.cursor is the cursor the client goes on from. The
+ * messages still held come next, through onMessage, so a caller may
+ * resync its state from elsewhere first.
+ *
+ * persistCursor: true keeps the cursor in sessionStorage (per tab, kept
+ * across reloads), under "holdline:cursor:" + base + "/" + the channels
+ * joined with "," (one key per set of channels, in their order: a cursor
+ * is only valid for the list it was made for). A new client for the same
+ * set then starts from the stored cursor, so a reload neither loses nor
+ * repeats messages. A `cursor` option, when given, wins over the stored
+ * one. Storage that is unavailable (blocked, full) is ignored.
  *
  * onEvent(kind, text) reports each step, for logs and demo pages:
  *
  *     "start"     start() was called.
- *     "request"   a poll was sent; text is the URL.
- *     "response"  a 200 answer arrived; text says how many messages it held.
- *     "timeout"   the answer held no messages: the server's timeout passed.
- *     "missed"    the server says messages between the cursor and this answer
- *                 are gone (trimmed or expired), so the caller may resync.
+ *     "request"   a poll was sent, or a stream opened; text is the URL.
+ *     "open"      the event stream was answered and is open (sse).
+ *     "response"  a 200 poll answer arrived; text says how many messages
+ *                 it held (poll).
+ *     "timeout"   the poll answer held no messages: the server's timeout
+ *                 passed (poll).
+ *     "missed"    the server says messages between the cursor and this
+ *                 answer are gone (trimmed or expired), so the caller may
+ *                 resync; onMissed is called too.
+ *     "reconnect" the stream ended or broke and the browser reconnects it
+ *                 by itself (sse).
+ *     "transport" auto mode moved from "sse" to "poll"; text says why.
  *     "error"     a network error or a non-200 answer; text says which.
  *     "backoff"   the client waits before the next try; text is the delay.
  *     "stop"      stop() was called.
@@ -48,6 +95,31 @@
   // or NAT dropped it silently) and the poll is aborted and retried.
   var GRACE_MS = 15000;
 
+  // How long auto mode's check of a refused first stream may take before
+  // it counts as a network error (and the stream is simply retried).
+  var PROBE_MS = 10000;
+
+  var TRANSPORTS = ["auto", "sse", "poll"];
+
+  // EventSource.readyState values, named here because a browser without
+  // EventSource has no constants to read them from.
+  var ES_CONNECTING = 0;
+  var ES_CLOSED = 2;
+
+  function hasEventSource() {
+    return !!root && typeof root.EventSource === "function";
+  }
+
+  // sessionStorage, or null where it is missing or reading it throws
+  // (storage blocked for the site, a sandboxed frame).
+  function sessionStore() {
+    try {
+      return root && root.sessionStorage ? root.sessionStorage : null;
+    } catch (ignored) {
+      return null;
+    }
+  }
+
   function Holdline(options) {
     var opts = options || {};
     var channels = opts.channels || ["demo"];
@@ -62,17 +134,38 @@
         throw new TypeError("Holdline: bad channel name " + JSON.stringify(ch));
       }
     });
+    var transport = opts.transport === undefined ? "auto" : opts.transport;
+    if (TRANSPORTS.indexOf(transport) < 0) {
+      throw new TypeError("Holdline: transport must be \"auto\", \"sse\" or \"poll\", not " +
+        JSON.stringify(transport));
+    }
+    if (transport === "sse" && !hasEventSource()) {
+      throw new TypeError("Holdline: transport \"sse\" needs EventSource, which this browser lacks");
+    }
 
     // A trailing slash on base would produce "//poll", which some proxies
     // treat as a different path.
     this.base = String(opts.base || "").replace(/\/+$/, "");
     this.channels = channels.slice();
     this.timeout = opts.timeout > 0 ? Math.floor(opts.timeout) : 25;
-    this.cursor = typeof opts.cursor === "string" ? opts.cursor : "";
     this.backoffMinMs = opts.backoffMinMs > 0 ? opts.backoffMinMs : 1000;
     this.backoffMaxMs = opts.backoffMaxMs > 0 ? opts.backoffMaxMs : 30000;
     this.onMessage = typeof opts.onMessage === "function" ? opts.onMessage : function () {};
+    this.onMissed = typeof opts.onMissed === "function" ? opts.onMissed : function () {};
     this.onEvent = typeof opts.onEvent === "function" ? opts.onEvent : function () {};
+
+    // What was asked for, and what is used: "sse" or "poll".
+    this.transportOption = transport;
+    this.transport = transport === "poll" || !hasEventSource() ? "poll" : "sse";
+
+    this.persistCursor = opts.persistCursor === true;
+    this.storageKey = "holdline:cursor:" + this.base + "/" + this.channels.join(",");
+    this.cursor = "";
+    if (typeof opts.cursor === "string") {
+      this.cursor = opts.cursor;
+    } else if (this.persistCursor) {
+      this.cursor = this._loadCursor();
+    }
 
     this.running = false;
     this.failures = 0;
@@ -82,6 +175,12 @@
     this._generation = 0;
     this._abort = null;
     this._wake = null;
+    // The open EventSource (sse), the timer that will open the next one,
+    // and whether any stream of this client was ever answered: auto mode
+    // gives up on streams only before that.
+    this._es = null;
+    this._retry = null;
+    this._everOpened = false;
   }
 
   Holdline.prototype.start = function () {
@@ -91,8 +190,12 @@
     this.running = true;
     this.failures = 0;
     this._generation += 1;
-    this._emit("start", "channels " + this.channels.join(","));
-    this._loop(this._generation);
+    this._emit("start", "channels " + this.channels.join(",") + ", transport " + this.transport);
+    if (this.transport === "sse") {
+      this._sseOpen(this._generation);
+    } else {
+      this._loop(this._generation);
+    }
     return this;
   };
 
@@ -102,12 +205,13 @@
     }
     this.running = false;
     this._generation += 1;
-    // Aborting the fetch frees the held connection on the server at once
-    // instead of leaving it open until its timeout.
+    // Aborting the fetch, or closing the stream, frees the held connection
+    // on the server at once instead of leaving it open until its timeout.
     if (this._abort) {
       this._abort.abort();
       this._abort = null;
     }
+    this._sseClose();
     if (this._wake) {
       this._wake();
     }
@@ -122,6 +226,13 @@
       query += "&cursor=" + encodeURIComponent(this.cursor);
     }
     return this.base + "/poll/" + this.channels.join(",") + "?" + query;
+  };
+
+  // The URL of the next event stream, with the current cursor when there
+  // is one.
+  Holdline.prototype.eventsUrl = function () {
+    var url = this.base + "/events/" + this.channels.join(",");
+    return this.cursor !== "" ? url + "?cursor=" + encodeURIComponent(this.cursor) : url;
   };
 
   Holdline.prototype._loop = async function (generation) {
@@ -220,14 +331,15 @@
     if (cursor === "") {
       cursor = response.headers.get("Holdline-Cursor") || "";
     }
-    if (cursor !== "") {
-      this.cursor = cursor;
-    }
+    this._setCursor(cursor);
 
     var messages = Array.isArray(answer.messages) ? answer.messages : [];
     this._emit("response", messages.length + (messages.length === 1 ? " message" : " messages"));
     if (answer.missed === true) {
-      this._emit("missed", "some messages before this answer are no longer in history");
+      this._missed();
+      if (this._generation !== generation) {
+        return false;
+      }
     }
     if (messages.length === 0) {
       this._emit("timeout", "no event");
@@ -238,14 +350,221 @@
         // A callback called stop(); the rest of this answer is not wanted.
         break;
       }
-      var m = messages[i] || {};
-      this._call(this.onMessage, [{
-        channel: typeof m.channel === "string" ? m.channel : this.channels[0],
-        id: typeof m.id === "string" ? m.id : null,
-        data: typeof m.data === "string" ? m.data : (m.data == null ? "" : String(m.data))
-      }]);
+      this._deliver(messages[i]);
     }
     return true;
+  };
+
+  // Opens the event stream, unless stop() (or a newer start()) came first.
+  Holdline.prototype._sseOpen = function (generation) {
+    this._retry = null;
+    if (!this.running || this._generation !== generation) {
+      return;
+    }
+    var self = this;
+    var url = this.eventsUrl();
+    // The cursor this stream's URL carries: the browser's own reconnects
+    // resume from it, not from Last-Event-ID, as long as it is in the URL.
+    var urlCursor = this.cursor;
+    var opened = false;
+    var es;
+    this._emit("request", url);
+    try {
+      es = new root.EventSource(url);
+    } catch (err) {
+      // A URL the browser will not open (a bad base): retried like an error.
+      this._emit("error", (err && err.message) || String(err));
+      this._sseRetry(generation, false);
+      return;
+    }
+    this._es = es;
+
+    // Every handler first checks that its EventSource is still the current
+    // one: a closed one can still have events queued.
+    es.onopen = function () {
+      if (self._es !== es) {
+        return;
+      }
+      opened = true;
+      self._everOpened = true;
+      self.failures = 0;
+      self._emit("open", "stream open");
+    };
+    es.onmessage = function (e) {
+      if (self._es !== es) {
+        return;
+      }
+      var m;
+      try {
+        m = JSON.parse(e.data);
+      } catch (err) {
+        self._emit("error", "event data is not JSON: " + err.message);
+        return;
+      }
+      // The id: line before the data is the cursor after this message. A
+      // plain (non-durable) message has none, and lastEventId keeps the
+      // previous cursor, which is still right.
+      if (typeof e.lastEventId === "string") {
+        self._setCursor(e.lastEventId);
+      }
+      self._deliver(m);
+    };
+    es.addEventListener("missed", function (e) {
+      if (self._es !== es) {
+        return;
+      }
+      var info = null;
+      try {
+        info = JSON.parse(e.data);
+      } catch (ignored) {
+        // The event itself is what matters; a cursor in it is a bonus.
+      }
+      if (info && typeof info.cursor === "string") {
+        self._setCursor(info.cursor);
+      }
+      self._missed();
+    });
+    es.onerror = function () {
+      if (self._es !== es) {
+        return;
+      }
+      if (es.readyState === ES_CONNECTING && (urlCursor === "" || urlCursor === self.cursor)) {
+        // The browser reconnects by itself (after the server's retry:
+        // delay) and resumes from where this stream got to: from the URL's
+        // cursor, which nothing has moved past, or, with none in the URL,
+        // from Last-Event-ID.
+        self._emit("reconnect", opened ? "the stream ended; the browser reconnects"
+          : "no stream yet; the browser retries");
+        opened = false;
+        return;
+      }
+      // Either the browser gave up (CLOSED), or its reconnect would go back
+      // to the URL's older cursor: this stream is replaced by a new one.
+      var closed = es.readyState === ES_CLOSED;
+      self._sseClose();
+      self._emit("error", closed ? "the stream was refused or cut; reopening it"
+        : "the stream ended; reopening it from the current cursor");
+      if (closed && self.transportOption === "auto" && !self._everOpened) {
+        self._sseProbe(generation, url);
+        return;
+      }
+      self._sseRetry(generation, opened);
+    };
+  };
+
+  Holdline.prototype._sseClose = function () {
+    if (this._retry !== null) {
+      clearTimeout(this._retry);
+      this._retry = null;
+    }
+    if (this._es) {
+      this._es.close();
+      this._es = null;
+    }
+  };
+
+  // Opens the next stream after the backoff delay. A stream that was open
+  // counts as a success: the next one waits the shortest delay only.
+  Holdline.prototype._sseRetry = function (generation, wasOpen) {
+    if (!this.running || this._generation !== generation) {
+      return;
+    }
+    if (wasOpen) {
+      this.failures = 0;
+    }
+    this.failures += 1;
+    var delay = this.backoffDelay(this.failures);
+    this._emit("backoff", "retrying in " + (delay / 1000).toFixed(1) + " s");
+    var self = this;
+    this._retry = setTimeout(function () {
+      self._sseOpen(generation);
+    }, delay);
+  };
+
+  // Auto mode, when the first stream ever tried was refused: EventSource
+  // does not say why, so the same URL is fetched once to find out. A 404 or
+  // 405, or a 200 that is not an event stream, means streams cannot work
+  // here (an older server, a proxy that does not pass /events), and the
+  // client long-polls from now on. Anything else (a 503 while the node
+  // starts, a network error) is retried as a stream.
+  Holdline.prototype._sseProbe = function (generation, url) {
+    var self = this;
+    var controller = typeof AbortController === "function" ? new AbortController() : null;
+    var timer = controller ? setTimeout(function () { controller.abort(); }, PROBE_MS) : null;
+    fetch(url, { method: "GET", cache: "no-store", signal: controller ? controller.signal : undefined })
+      .then(function (response) {
+        var type = response.headers.get("Content-Type") || "";
+        var noStreams = response.status === 404 || response.status === 405 ||
+          (response.status === 200 && !/^text\/event-stream\b/i.test(type));
+        // Only the status and type were wanted; a 200 stream is not read.
+        if (controller) {
+          controller.abort();
+        }
+        return noStreams ? "HTTP " + response.status + (type ? " " + type.split(";")[0] : "") : "";
+      }, function () {
+        return "";
+      })
+      .then(function (reason) {
+        if (timer !== null) {
+          clearTimeout(timer);
+        }
+        if (!self.running || self._generation !== generation) {
+          return;
+        }
+        if (reason === "") {
+          self._sseRetry(generation, false);
+          return;
+        }
+        self.transport = "poll";
+        self.failures = 0;
+        self._emit("transport", "poll: " + url + " answered " + reason);
+        self._loop(generation);
+      });
+  };
+
+  // Hands one message object (from a poll answer or a stream event) to
+  // onMessage, in the one shape both transports share.
+  Holdline.prototype._deliver = function (raw) {
+    var m = raw && typeof raw === "object" ? raw : {};
+    this._call(this.onMessage, [{
+      channel: typeof m.channel === "string" ? m.channel : this.channels[0],
+      id: typeof m.id === "string" ? m.id : null,
+      data: typeof m.data === "string" ? m.data : (m.data == null ? "" : String(m.data))
+    }]);
+  };
+
+  Holdline.prototype._missed = function () {
+    this._emit("missed", "some messages before this answer are no longer in history");
+    this._call(this.onMissed, [{ cursor: this.cursor }]);
+  };
+
+  // Takes a cursor the server handed out; an empty one means "none yet",
+  // so the old one is kept.
+  Holdline.prototype._setCursor = function (cursor) {
+    if (typeof cursor !== "string" || cursor === "" || cursor === this.cursor) {
+      return;
+    }
+    this.cursor = cursor;
+    if (this.persistCursor) {
+      var store = sessionStore();
+      try {
+        if (store) {
+          store.setItem(this.storageKey, cursor);
+        }
+      } catch (ignored) {
+        // Full or blocked storage: the client works on, only without it.
+      }
+    }
+  };
+
+  Holdline.prototype._loadCursor = function () {
+    var store = sessionStore();
+    try {
+      var v = store ? store.getItem(this.storageKey) : null;
+      return typeof v === "string" ? v : "";
+    } catch (ignored) {
+      return "";
+    }
   };
 
   // Waits ms milliseconds, or less if stop() is called meanwhile.
