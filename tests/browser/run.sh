@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# run.sh -- the browser test: starts a private redis-server and one
-# holdline node on free loopback ports, runs test_cookies.mjs (Debian's
-# Chromium through playwright-core) against the node's demo page, and
-# stops everything it started, by pid, whatever happens.
+# run.sh -- the browser tests: starts a private redis-server and one
+# holdline node (node B) on free loopback ports, runs test_cookies.mjs
+# (Debian's Chromium through playwright-core) against the node's demo page
+# and test_restart.mjs (a page subscribed on a node A that it starts and
+# restarts itself, while it publishes on node B), and stops everything it
+# started, by pid, whatever happens.
 #
 # Usage: tests/browser/run.sh [BIN/holdline]   (default: $HOLDLINE_BIN,
 #        then bin/holdline; run from anywhere)
@@ -29,6 +31,8 @@ command -v node >/dev/null 2>&1 || fail_setup "node is missing (scripts/deps.sh 
 
 dir=$(mktemp -d /tmp/holdline-browser-XXXXXX)
 pids=()
+# test_restart.mjs keeps the pid of the node A it runs in this file.
+node_a_pidfile=$dir/node-a.pid
 
 browser_pid=""
 
@@ -49,6 +53,18 @@ cleanup() {
     for pid in $(pgrep -f -- "--user-data-dir=$dir/" 2>/dev/null || true); do
         kill -KILL "$pid" 2>/dev/null || true
     done
+    # A node A left behind by a test_restart.mjs that was killed: it is
+    # not this shell's child, so it is stopped by its pid and waited for
+    # by polling.
+    if [[ -s $node_a_pidfile ]]; then
+        pid=$(cat "$node_a_pidfile")
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
     # Then the node (SIGTERM: it answers its waiters), then Redis.
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -83,37 +99,59 @@ if ! wait_ready "$port"; then
     fail_setup "the node on port $port did not become ready (log: $dir/node.log)"
 fi
 
+passed=0
+failed=0
+
+# run_browser NAME BOUND_S ARGS...: runs tests/browser/NAME with node
+# under timeout BOUND_S, prints its case lines (without its summary) and
+# adds its counts; a run that ends without a summary, or non-zero without
+# a failed case, counts as one failure.
+#
 # playwright-core keeps its own temporary files below TMPDIR, and
 # Chromium its crash database and caches below the XDG directories, all in
-# this run's directory, removed at the end, instead of in $HOME. timeout bounds the whole browser part
-# even if node's own bound fails; SIGTERM lets playwright-core close
-# Chromium. It runs in the background so that a signal to this script is
-# handled at once rather than after node ends.
-mkdir -p "$dir/tmp"
-TMPDIR="$dir/tmp" XDG_CONFIG_HOME="$dir/tmp" XDG_CACHE_HOME="$dir/tmp" timeout -k 5 90 node tests/browser/test_cookies.mjs \
-    "http://127.0.0.1:$port/" >"$dir/browser.out" 2>&1 &
-browser_pid=$!
-browser_rc=0
-wait "$browser_pid" || browser_rc=$?
-# Reaped: its pid must not be signalled again by cleanup.
-browser_pid=""
+# this run's directory, removed at the end, instead of in $HOME. timeout
+# bounds the whole browser part even if node's own bound fails; SIGTERM
+# lets playwright-core close Chromium. It runs in the background so that a
+# signal to this script is handled at once rather than after node ends.
+run_browser() {
+    local name=$1 bound=$2 out=$dir/${1%.mjs}.out
+    shift 2
+    mkdir -p "$dir/tmp"
+    TMPDIR="$dir/tmp" XDG_CONFIG_HOME="$dir/tmp" XDG_CACHE_HOME="$dir/tmp" \
+        timeout -k 5 "$bound" node "tests/browser/$name" "$@" >"$out" 2>&1 &
+    browser_pid=$!
+    local rc=0
+    wait "$browser_pid" || rc=$?
+    # Reaped: its pid must not be signalled again by cleanup.
+    browser_pid=""
 
-# The cases' lines, without their summary: this script adds one case of
-# its own and prints the summary of all.
-grep -v '^[0-9]* passed, [0-9]* failed$' "$dir/browser.out" || true
-summary=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$dir/browser.out" | tail -n 1)
-if [[ -n $summary ]]; then
-    passed=${summary% *}
-    failed=${summary#* }
-else
-    passed=0
-    failed=1
-    echo "[  FAILED  ] browser test: test_cookies.mjs ended ($browser_rc) without a summary"
-fi
-if [[ $browser_rc -ne 0 && $failed -eq 0 ]]; then
-    failed=1
-    echo "[  FAILED  ] browser test: test_cookies.mjs exited with $browser_rc without a failed case"
-fi
+    # The cases' lines, without their summary: this script prints the
+    # summary of all.
+    grep -v '^[0-9]* passed, [0-9]* failed$' "$out" || true
+    local summary p f
+    summary=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$out" | tail -n 1)
+    if [[ -n $summary ]]; then
+        p=${summary% *}
+        f=${summary#* }
+    else
+        p=0
+        f=1
+        echo "[  FAILED  ] browser test: $name ended ($rc) without a summary"
+    fi
+    if [[ $rc -ne 0 && $f -eq 0 ]]; then
+        f=1
+        echo "[  FAILED  ] browser test: $name exited with $rc without a failed case"
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+
+run_browser test_cookies.mjs 90 "http://127.0.0.1:$port/"
+
+# Node A's port; the script starts the node itself, with the same binary,
+# configuration and Redis, and publishes on this run's node (B).
+port_a=$(free_port $((port + 1)))
+run_browser test_restart.mjs 120 "$bin" "$port_a" "$redis_port" "http://127.0.0.1:$port" "$dir"
 
 # Like the integration tests: the node must stop cleanly on SIGTERM and
 # leave no sanitizer or crash report in its log (big requests are where a
