@@ -370,8 +370,13 @@ async function restartCase(name, channels, subscribe, evidence) {
         await sleep(300); // a duplicate could still be on its way
         const got = messages(log);
         const pageErrors = log.filter((e) => e.kind === "pageerror").map((e) => e.value);
-        const problem = compare(got, sent, channels) ?? wrongMessage(got, sent, channels) ??
-            (pageErrors.length ? `page errors: ${pageErrors.join("; ")}` : null) ?? (await evidence(page, log));
+        // The case's own evidence first: it often says why messages are
+        // missing (the browser gave up on the stream).
+        const problem = [
+            await evidence(page, log),
+            compare(got, sent, channels) ?? wrongMessage(got, sent, channels),
+            pageErrors.length ? `page errors: ${pageErrors.join("; ")}` : null,
+        ].filter(Boolean).join("; ");
         if (problem) fail(name, problem);
         else ok(name, `${sent.length} messages on ${channels.join(",")}, each once and in order, ids as node B gave them`);
     } catch (e) {
@@ -392,9 +397,12 @@ function channelsFor(n) {
 
 async function cases() {
     await restartCase(
-        'holdline.js, transport "auto" (EventSource), 2 channels, node A restarted',
+        'holdline.js, transport "auto" (EventSource), 2 channels, started from a cursor, node A restarted',
         channelsFor(2),
-        (page, chs) => startClient(page, { channels: chs, ...BACKOFF }),
+        // Started from a cursor, the stream's URL carries one, which the
+        // server prefers over Last-Event-ID: the client must not let the
+        // browser reconnect to it once messages have moved past it.
+        async (page, chs) => startClient(page, { channels: chs, cursor: await cursorNow(chs.join(",")), ...BACKOFF }),
         async (page, log) => {
             const transport = await page.evaluate(() => window.client.transport);
             if (transport !== "sse") return `client.transport is ${JSON.stringify(transport)}, expected "sse"`;
