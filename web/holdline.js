@@ -442,7 +442,7 @@
       // to the URL's older cursor: this stream is replaced by a new one.
       var closed = es.readyState === ES_CLOSED;
       self._sseClose();
-      self._emit("error", closed ? "the stream was refused or cut; reopening it"
+      self._emit("error", closed ? "the stream was refused or cut"
         : "the stream ended; reopening it from the current cursor");
       if (closed && self.transportOption === "auto" && !self._everOpened) {
         self._sseProbe(generation, url);
