@@ -7,7 +7,8 @@
  *   hl_conn.c      connections: request deadlines, hang-ups, URI checks
  *   hl_http.c      the request phases (limits -> CORS -> auth -> handler)
  *                  and the route handlers
- *   hl_response.c  responses: common headers, CORS, shared answers,
+ *   hl_cors.c      the CORS origin of a request
+ *   hl_response.c  responses: common headers, shared answers,
  *                  answering a suspended request
  *   hl_longpoll.c  the long-poll sink
  *   hl_sse.c       the Server-Sent Events sink */
@@ -212,12 +213,14 @@ void hl__http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
 size_t hl__http_unescape(void *cls, struct MHD_Connection *conn, char *s);
 void hl__http_mhd_log(void *cls, const char *fmt, va_list ap);
 
-/* hl_response.c */
+/* hl_cors.c */
 /* The Access-Control-Allow-Origin value for an HL_ORIGIN_* or index, or
  * NULL for none (an index also needs "Vary: Origin"). */
 const char *hl__cors_allow(const hl_config *cfg, int origin);
 /* The HL_ORIGIN_* or index of an Origin header value o[0..n). */
 int hl__origin_index(const hl_config *cfg, const char *o, size_t n);
+
+/* hl_response.c */
 /* Adds holdline's common headers to resp. */
 void hl__common_headers(const hl_http *h, int origin, struct MHD_Response *resp, const char *ctype);
 /* A response with holdline's common headers for an origin; data copied
