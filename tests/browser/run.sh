@@ -149,8 +149,12 @@ run_browser() {
 run_browser test_cookies.mjs 90 "http://127.0.0.1:$port/"
 
 # Node A's port; the script starts the node itself, with the same binary,
-# configuration and Redis, and publishes on this run's node (B).
-port_a=$(free_port $((port + 1)))
+# configuration and Redis, and publishes on this run's node (B). Node A is
+# down for seconds at a time, and holdline binds with SO_REUSEPORT, so any
+# other test picking a free port could start listening on it meanwhile:
+# the port is drawn from 20000-29999, away from the 8xxx ports the other
+# scripts start from and below the kernel's ephemeral range.
+port_a=$(free_port $((20000 + RANDOM % 10000)))
 run_browser test_restart.mjs 120 "$bin" "$port_a" "$redis_port" "http://127.0.0.1:$port" "$dir"
 
 # Like the integration tests: the node must stop cleanly on SIGTERM and
