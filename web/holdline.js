@@ -44,7 +44,7 @@
  * would replay them. The client then closes the EventSource and opens a
  * new one with the current cursor in its URL instead. It also reopens one
  * the browser gave up on (readyState CLOSED: after any answer but a 200
- * event stream, such as a 503 from a node that is starting).
+ * event stream, such as a 503 from an overloaded node or a proxy's 502).
  *
  * onMissed(info) is called when the server says it cannot prove that
  * nothing was lost since the cursor (history trimmed or expired, or Redis
@@ -485,8 +485,8 @@
   // does not say why, so the same URL is fetched once to find out. A 404 or
   // 405, or a 200 that is not an event stream, means streams cannot work
   // here (an older server, a proxy that does not pass /events), and the
-  // client long-polls from now on. Anything else (a 503 while the node
-  // starts, a network error) is retried as a stream.
+  // client long-polls from now on. Anything else (a 503 from an overloaded
+  // node, a network error) is retried as a stream.
   Holdline.prototype._sseProbe = function (generation, url) {
     var self = this;
     var controller = typeof AbortController === "function" ? new AbortController() : null;
