@@ -9,8 +9,11 @@
 //     /events, on two channels at once (one combined cursor);
 //   - a raw EventSource on /events, resumed by the browser alone
 //     (Last-Event-ID);
-//   - holdline.js with transport: "poll" (the long-poll fallback).
-// Then, without a restart: holdline.js with persistCursor across a page
+//   - holdline.js with transport: "poll" (the long-poll fallback);
+//   - holdline.js when its reconnects are answered 503, which makes
+//     Chromium close the EventSource for good.
+// Then, without a restart: auto mode where /events answers 404 (it must
+// long-poll instead), holdline.js with persistCursor across a page
 // reload (messages published while the page is away arrive after it,
 // none twice), and onMissed for both transports (a cursor from another
 // Redis data set).
@@ -508,8 +511,69 @@ async function cases() {
         },
     );
 
+    // Chromium closes an EventSource for good after an answer that is not a
+    // 200 event stream; the client must open a new one itself. The second
+    // and third stream requests (the first reconnects after the SIGTERM)
+    // are answered 503 here, before they reach the network.
+    let refused = 0;
+    await restartCase(
+        "holdline.js, EventSource closed by the browser after 503 answers, node A restarted",
+        channelsFor(1),
+        async (page, chs) => {
+            let n = 0;
+            await page.route(`${baseA}/events/**`, (route) => {
+                n++;
+                if (n !== 2 && n !== 3) return route.continue();
+                refused++;
+                return route.fulfill({ status: 503, contentType: "application/json", body: '{"error":"overloaded","detail":"test"}' });
+            });
+            return startClient(page, { channels: chs, cursor: await cursorNow(chs[0]), ...BACKOFF });
+        },
+        async (page, log) => {
+            const reopened = log.filter((e) => e.kind === "event" && e.value.kind === "error" && /refused/.test(e.value.text)).length;
+            if (refused !== 2) return `${refused} stream requests were answered 503, expected 2`;
+            if (reopened !== 2) return `the client reported ${reopened} refused streams, expected 2`;
+            return events(log, "open") >= 2 ? null : "the stream was never open again";
+        },
+    );
+
+    await fallbackCase();
     await persistCase();
     for (const transport of ["auto", "poll"]) await missedCase(transport);
+}
+
+// Auto mode where /events is answered 404 (an older node, a proxy that
+// does not pass it): the client must move to long-polling, say so, and
+// deliver as before.
+async function fallbackCase() {
+    const name = 'holdline.js, transport "auto" where /events answers 404: long-polls instead';
+    if (skipped(name)) return;
+    const [ch] = channelsFor(1);
+    const log = [];
+    let context = null;
+    let page = null;
+    try {
+        ({ context, page } = await openPage(log));
+        await page.route(`${baseA}/events/**`, (route) =>
+            route.fulfill({ status: 404, contentType: "application/json", body: '{"error":"not_found","detail":"test"}' }));
+        await startClient(page, { channels: [ch], timeout: 5, ...BACKOFF });
+        await warmUp(log, [ch]);
+        const sent = [];
+        for (let i = 1; i <= 5; i++) sent.push({ channel: ch, data: `${ch} #${i}`, id: await publish(ch, `${ch} #${i}`) });
+        await waitFor(() => messages(log).filter((m) => !/^warm-up /.test(m.data)).length >= 5, STEP_MS);
+        await sleep(300);
+        const used = await page.evaluate(() => window.client.transport);
+        const moved = log.filter((e) => e.kind === "event" && e.value.kind === "transport");
+        const problem = (used !== "poll" ? `client.transport is ${JSON.stringify(used)}, expected "poll"` : null) ??
+            (moved.length !== 1 ? `${moved.length} "transport" events, expected 1` : null) ??
+            compare(messages(log), sent, [ch]) ?? wrongMessage(messages(log), sent, [ch]);
+        if (problem) fail(name, problem);
+        else ok(name, `${moved[0].value.text}; 5 messages, each once and in order`);
+    } catch (e) {
+        fail(name, e.message.split("\n")[0]);
+    } finally {
+        await closePage(context, page);
+    }
 }
 
 // persistCursor: messages 1-5 arrive, the page reloads, 6-10 are published
