@@ -197,7 +197,7 @@ $(FUZZ_OUT)/%.o: %.c
 # instrumented archive: splitting a module needs no change here.
 PURE_SRC := core/hl_common.c core/hl_json.c core/hl_cursor.c core/hl_history.c \
 	core/hl_msgcache.c core/hl_codec.c core/hl_request.c core/hl_peek.c core/hl_config.c \
-	core/hl_deadline.c core/hl_errors.c core/store/hl_rreply.c
+	core/hl_deadline.c core/hl_errors.c core/store/hl_rreply.c core/store/hl_rlib.c
 PURE_LIB := $(FUZZ_OUT)/libholdline_pure.a
 $(PURE_LIB): $(PURE_SRC:%.c=$(FUZZ_OUT)/%.o)
 	@rm -f $@
