@@ -196,7 +196,7 @@ static void deliver(hb_conn *c) {
         hb_http_head h;
         long hl = hb_parse_head(c->in, c->in_len, &h);
         if (hl == -2) return;
-        if (hl < 0) {
+        if (hl < 0 || h.body != HB_BODY_LENGTH) {
             fail(c, "answer is not HTTP/1.1 with a Content-Length");
             return;
         }
