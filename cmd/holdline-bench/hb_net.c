@@ -198,15 +198,14 @@ int hb_conn_stream(hb_conn *c, const char *req, size_t len) {
     return start_request(c, req, len, 1);
 }
 
-/* The stream's body is over: the connection is idle again, or closed when
- * it cannot carry another request. */
+/* The stream's body is over. Its connection is closed even after a last
+ * chunk: holdline closes it once a stream ends (and says so only then, not
+ * in the head), so a request sent on it would race the server's FIN; the
+ * next request opens a new one, as a browser's EventSource does. */
 static void stream_end(hb_conn *c) {
     hb_loop *l = c->loop;
-    c->state = HB_IDLE;
-    l->awaiting--;
     l->last_io_us = hb_now_us();
-    c->in_len = c->dec_len = 0;
-    if (c->body == HB_BODY_CLOSE || c->close_after) hb_conn_close(c);
+    hb_conn_close(c); /* the stream no longer counts as awaiting */
     l->on_stream_end(c);
 }
 
@@ -257,7 +256,6 @@ static void stream_feed(hb_conn *c) {
 static void stream_start(hb_conn *c, const hb_http_head *h) {
     c->state = HB_STREAMING;
     c->body = h->body;
-    c->close_after = h->close;
     hb_chunked_init(&c->chunk);
     memset(&c->sse, 0, sizeof(c->sse));
     memmove(c->in, c->in + h->head_len, c->in_len - h->head_len);

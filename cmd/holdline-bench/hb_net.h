@@ -40,8 +40,8 @@ typedef struct hb_loop {
     void (*on_event)(hb_conn *c, const hb_sse_event *ev);
     /* The stream's body ended: its last chunk, or the server closed a
      * stream that had no length. An unfinished block is dropped. The
-     * connection is idle (closed if it cannot carry another request) and
-     * may be given its next request from inside the callback. */
+     * connection is closed (servers close it after a stream) and may be
+     * given its next request, which reconnects, from inside the callback. */
     void (*on_stream_end)(hb_conn *c);
     long connecting;      /* connections whose connect() has not completed */
     long awaiting;        /* requests written whose answer is not complete (an
@@ -78,7 +78,6 @@ struct hb_conn {
     /* HB_STREAMING: in[0..dec_len) is decoded body that holds no whole block
      * yet; in[dec_len..in_len) bytes read and not yet decoded. */
     hb_body body;     /* how the stream's body is delimited */
-    int close_after;  /* its head said Connection: close */
     hb_chunked chunk; /* its chunked decoder */
     hb_sse sse;       /* its block reader */
     size_t dec_len;
