@@ -39,7 +39,7 @@ typedef struct waiter {
     long long polls;         /* polls (SSE: streams) sent */
     long long events;        /* SSE: message events received */
     int open;                /* SSE: its stream has sent a block since it was opened */
-    char cursor[CURSOR_MAX]; /* SSE: the stream's last event id */
+    char cursor[CURSOR_MAX]; /* where to poll from; SSE: the stream's last event id */
 } waiter;
 
 typedef struct worker {
@@ -295,11 +295,12 @@ static void on_event(hb_conn *c, const hb_sse_event *ev) {
         memcpy(w->cursor, ev->id.p, ev->id.n);
         w->cursor[ev->id.n] = '\0';
     }
-    if (ev->data_lines == 0) return;
+    /* Counted with or without data: holdline sends the cursor as data. */
     if (str_eq(ev->event, "missed")) {
         k->st.missed++;
         return;
     }
+    if (ev->data_lines == 0) return;
     if (ev->event.p != NULL && !str_eq(ev->event, "message")) {
         snprintf(why, sizeof(why), "an event named '%.*s'",
                  (int)(ev->event.n > 100 ? 100 : ev->event.n), ev->event.p);
