@@ -20,7 +20,10 @@ ifeq ($(CI),true)
 WARN += -Werror
 endif
 CFLAGS ?= -O2 -g
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -MMD -MP -Icore -Ibuild/gen
+# core/ is in layers, one folder each (README "Layout"); a file includes
+# headers of its own layer and the ones below it.
+CORE_DIRS := core core/store core/engine core/http
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -MMD -MP $(CORE_DIRS:%=-I%) -Ibuild/gen
 LDLIBS_PKGS = $(shell $(PKG_CONFIG) --libs $(PKGS))
 CFLAGS_PKGS = $(shell $(PKG_CONFIG) --cflags $(PKGS))
 
@@ -42,7 +45,7 @@ endif
 ALL_CFLAGS = $(BASE_CFLAGS) $(WARN) $(CFLAGS_PKGS) $(SAN_FLAGS) $(CFLAGS)
 ALL_LDFLAGS = -pthread $(SAN_FLAGS) $(LDFLAGS)
 
-CORE_SRC := $(wildcard core/*.c)
+CORE_SRC := $(foreach d,$(CORE_DIRS),$(wildcard $(d)/*.c))
 CORE_OBJ := $(CORE_SRC:%.c=$(OUT)/%.o) $(OUT)/gen/hl_assets_data.o
 WEB := web/index.html web/holdline.js
 
@@ -190,19 +193,18 @@ $(FUZZ_OUT)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
 
-$(FUZZ_OUT)/fuzz_request: $(FUZZ_OUT)/fuzz/fuzz_request.o $(FUZZ_OUT)/core/hl_request.o \
-	$(FUZZ_OUT)/core/hl_common.o
-$(FUZZ_OUT)/fuzz_cursor: $(FUZZ_OUT)/fuzz/fuzz_cursor.o $(FUZZ_OUT)/core/hl_cursor.o \
-	$(FUZZ_OUT)/core/hl_json.o $(FUZZ_OUT)/core/hl_common.o
-$(FUZZ_OUT)/fuzz_frame: $(FUZZ_OUT)/fuzz/fuzz_frame.o $(FUZZ_OUT)/core/hl_history.o \
-	$(FUZZ_OUT)/core/hl_msgcache.o $(FUZZ_OUT)/core/hl_cursor.o $(FUZZ_OUT)/core/hl_json.o \
-	$(FUZZ_OUT)/core/hl_common.o
-$(FUZZ_OUT)/fuzz_config: $(FUZZ_OUT)/fuzz/fuzz_config.o $(FUZZ_OUT)/core/hl_config.o \
-	$(FUZZ_OUT)/core/hl_common.o
-$(FUZZ_OUT)/fuzz_peek: $(FUZZ_OUT)/fuzz/fuzz_peek.o $(FUZZ_OUT)/core/hl_peek.o
-$(FUZZ_OUT)/fuzz_config: FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs libconfig)
+# The pure modules, the only part of core/ the targets test, in one
+# instrumented archive: splitting a module needs no change here.
+PURE_SRC := core/hl_common.c core/hl_json.c core/hl_cursor.c core/hl_history.c \
+	core/hl_msgcache.c core/hl_codec.c core/hl_request.c core/hl_peek.c core/hl_config.c \
+	core/hl_deadline.c core/hl_errors.c
+PURE_LIB := $(FUZZ_OUT)/libholdline_pure.a
+$(PURE_LIB): $(PURE_SRC:%.c=$(FUZZ_OUT)/%.o)
+	@rm -f $@
+	$(AR) rcs $@ $^
+FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs libconfig)
 
-$(FUZZ_BIN):
+$(FUZZ_BIN): $(FUZZ_OUT)/fuzz_%: $(FUZZ_OUT)/fuzz/fuzz_%.o $(PURE_LIB)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $(LDFLAGS) -o $@ $(LINK_INPUTS) $(FUZZ_LIBS)
 
 fuzz-build: $(FUZZ_BIN)

@@ -13,7 +13,7 @@
 #include "hl_cursor.h"
 #include "hl_msgcache.h"
 
-struct hl_link;
+struct hl_member;
 struct event;
 
 typedef enum hl_sub_state {
@@ -35,24 +35,24 @@ typedef enum hl_sync_state {
 } hl_sync_state;
 
 typedef struct hl_chan {
-    struct hl_chan *next;    /* bucket chain, the table's */
-    uint64_t hash;           /* of name, the table's */
-    struct hl_link *waiters; /* polls on this channel, in any phase (linked through hl_link) */
-    size_t nwaiters;         /* length of that list */
-    hl_sub_state sub;        /* subscription state on the worker's Redis link */
-    hl_sync_state sync;      /* see above */
-    unsigned sync_gen;       /* bumped at each sync start; older read replies are stale */
-    int linger_armed;        /* 1 while the linger timer runs */
-    struct event *linger;    /* unsubscribes after the last waiter left; the worker's */
-    void *owner;             /* the worker, for the linger callback */
-    hl_sid last;             /* DONE: the newest id (or the empty stream's head) */
-    hl_sid cache_from;       /* DONE: every message after this id is in cache */
-    int whole;               /* DONE: cache holds all of the stream (for cursor "0") */
+    struct hl_chan *next;      /* bucket chain, the table's */
+    uint64_t hash;             /* of name, the table's */
+    struct hl_member *waiters; /* waiters on this channel, in any phase (engine/) */
+    size_t nwaiters;           /* length of that list */
+    hl_sub_state sub;          /* subscription state on the worker's Redis link */
+    hl_sync_state sync;        /* see above */
+    void *sync_op;             /* READING: the store op of the sync read (engine/) */
+    int linger_armed;          /* 1 while the linger timer runs */
+    struct event *linger;      /* unsubscribes after the last waiter left; the worker's */
+    void *owner;               /* the engine, for the linger callback */
+    hl_sid last;               /* DONE: the newest id (or the empty stream's head) */
+    hl_sid cache_from;         /* DONE: every message after this id is in cache */
+    int whole;                 /* DONE: cache holds all of the stream (for cursor "0") */
     int empty;           /* DONE: no stream in Redis (last is a point in time), no message since */
     hl_msgcache cache;   /* recent messages */
     hl_msg *early;       /* READING: messages that arrived meanwhile, oldest first */
     hl_msg **early_tail; /* where the next early message is linked */
-    void *reads;         /* history reads in flight for this channel's polls (hl_pubsub.c) */
+    void *reads;         /* history reads in flight for this channel's waiters (engine/) */
     long long news_ms;   /* coarse monotonic ms of the newest message (0: none yet): new
                             connections on a channel with news go to the busy daemons */
     size_t len;          /* of name */

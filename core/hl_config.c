@@ -120,9 +120,13 @@ static const hl_setting settings[] = {
 
     HL_INT("poll", "default_timeout", poll_default_timeout, 1, 3600, 30),
     HL_INT("poll", "max_timeout", poll_max_timeout, 1, 3600, 120),
-    HL_INT("poll", "max_channels", poll_max_channels, 1, 256, 16),
+    HL_INT("poll", "max_channels", poll_max_channels, 1, HL_MAX_CHANNELS, 16),
     HL_INT("poll", "linger_ms", poll_linger_ms, 0, 600000, 5000),
     HL_INT("poll", "max_messages", poll_max_messages, 1, 10000, 100),
+
+    HL_INT("sse", "heartbeat_s", sse_heartbeat_s, 1, 3600, 15),
+    HL_INT("sse", "max_duration_s", sse_max_duration_s, 1, 604800, 3600),
+    HL_INT("sse", "retry_ms", sse_retry_ms, 0, 600000, 3000),
 
     HL_INT("history", "length", history_length, 1, INT_MAX, 1000),
     HL_INT("history", "ttl", history_ttl, 1, INT_MAX, 3600),

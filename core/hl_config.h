@@ -19,6 +19,9 @@
 #include <stddef.h>
 
 #define HL_CONFIG_MAX_CORS 16
+/* The most channels one poll or stream may name (poll.max_channels is
+ * capped here), so per-request arrays can be sized by it. */
+#define HL_MAX_CHANNELS 256
 
 /* Bytes of a connection's memory pool kept free of the request for the
  * answer's headers: the largest pool class must hold the largest request
@@ -66,6 +69,9 @@ typedef struct hl_config {
     int poll_default_timeout; /* seconds; default 30 */
     int poll_max_timeout;     /* seconds; default 120 */
     int poll_max_channels;    /* channels in one poll; default 16 */
+    int sse_heartbeat_s;      /* a comment line on an idle stream this often; default 15 */
+    int sse_max_duration_s;   /* a stream ends after this long (the client resumes); default 3600 */
+    int sse_retry_ms;         /* the reconnect delay a stream suggests; default 3000 */
     int poll_linger_ms;    /* keep a subscription this long after the last waiter; default 5000 */
     int poll_max_messages; /* messages in one answer at most; default 100 */
 

@@ -3,16 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hl_codec.h"
+
 hl_msg *hl_msg_new(hl_sid id, const char *name, size_t nlen, const char *data, size_t dlen) {
     hl_buf b;
     hl_buf_init(&b);
-    char ids[HL_SID_MAXLEN + 1];
-    hl_sid_format(id, ids);
-    hl_buf_puts(&b, "{\"channel\":");
-    hl_json_string(&b, name, nlen);
-    hl_buf_printf(&b, ",\"id\":\"%s\",\"data\":", ids);
-    hl_json_string(&b, data, dlen);
-    hl_buf_puts(&b, "}");
+    hl_codec_message(&b, name, nlen, &id, data, dlen);
     hl_msg *m = b.oom ? NULL : malloc(sizeof(*m) + b.len + 1);
     if (m != NULL) {
         m->next = NULL;

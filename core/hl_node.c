@@ -17,6 +17,10 @@ struct hl_node {
     hl_worker **workers;
 };
 
+static int node_ready(void *ud, char *why, size_t whylen) {
+    return hl_node_ready(ud, why, whylen);
+}
+
 hl_node *hl_node_new(const hl_config *cfg, char *err, size_t errlen) {
     /* Cross-thread event_active (the stop signal) needs libevent's locks,
      * and they must be on before the first event base exists. */
@@ -34,7 +38,7 @@ hl_node *hl_node_new(const hl_config *cfg, char *err, size_t errlen) {
     n->workers = calloc((size_t)n->cfg.http_workers, sizeof(*n->workers));
     if (n->workers == NULL) goto oom;
     for (int i = 0; i < n->cfg.http_workers; i++) {
-        n->workers[i] = hl_worker_new(n, i, &n->cfg, err, errlen);
+        n->workers[i] = hl_worker_new(i, &n->cfg, node_ready, n, err, errlen);
         if (n->workers[i] == NULL) goto fail;
         n->nworkers++;
     }

@@ -18,6 +18,7 @@ static const route_entry routes[] = {
     {"/index.html", HL_ROUTE_INDEX, 0},
     {"/holdline.js", HL_ROUTE_CLIENT_JS, 0},
     {"/poll", HL_ROUTE_POLL, 1},
+    {"/events", HL_ROUTE_EVENTS, 1},
     {"/publish", HL_ROUTE_PUBLISH, 1},
     {"/channels", HL_ROUTE_CHANNEL, 1},
     {"/healthz", HL_ROUTE_HEALTHZ, 0},
@@ -48,6 +49,7 @@ int hl_route_method_ok(hl_route_kind kind, const char *method) {
     switch (kind) {
     case HL_ROUTE_PUBLISH: return strcmp(method, "POST") == 0;
     case HL_ROUTE_POLL:
+    case HL_ROUTE_EVENTS:
     case HL_ROUTE_CHANNEL: return strcmp(method, "GET") == 0;
     case HL_ROUTE_NONE: return 1;
     default: return get;
@@ -58,6 +60,7 @@ const char *hl_route_allow(hl_route_kind kind) {
     switch (kind) {
     case HL_ROUTE_PUBLISH: return "POST, OPTIONS";
     case HL_ROUTE_POLL:
+    case HL_ROUTE_EVENTS:
     case HL_ROUTE_CHANNEL: return "GET, OPTIONS";
     default: return "GET, HEAD, OPTIONS";
     }

@@ -10,12 +10,15 @@
 #include <stddef.h>
 
 #define HL_CHANNEL_MAX_LEN 200
+/* No holdline request has more query parameters than this. */
+#define HL_MAX_QUERY_PARAMS 16
 
 typedef enum hl_route_kind {
     HL_ROUTE_NONE = 0,  /* unknown path: 404 */
     HL_ROUTE_INDEX,     /* GET /            demo page */
     HL_ROUTE_CLIENT_JS, /* GET /holdline.js browser client */
     HL_ROUTE_POLL,      /* GET /poll/{channels} */
+    HL_ROUTE_EVENTS,    /* GET /events/{channels}: Server-Sent Events */
     HL_ROUTE_PUBLISH,   /* POST /publish/{channel} */
     HL_ROUTE_CHANNEL,   /* GET /channels/{channel} */
     HL_ROUTE_HEALTHZ,   /* GET /healthz */
@@ -29,7 +32,8 @@ typedef struct hl_span {
 
 typedef struct hl_route {
     hl_route_kind kind;
-    hl_span arg; /* the part after "/poll/", "/publish/" or "/channels/"; empty otherwise */
+    hl_span
+        arg; /* the part after "/poll/", "/events/", "/publish/" or "/channels/"; empty otherwise */
 } hl_route;
 
 /* Fills out with the route that path names (path is already

@@ -1,81 +1,121 @@
-/* hl_worker.c -- one worker thread: its event loop, its parts (the
- * listening socket and MHD daemons of hl_accept.c, the Redis links, the
- * timers) and the stop sequence. */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "hl_common.h"
-#include "hl_log.h"
-#include "hl_node.h"
+/* hl_worker.c -- the composition root of one worker: it makes the store,
+ * the engine and the HTTP side on one event base, passes each what it
+ * needs of the others, and owns the thread, the deadline timer, readiness
+ * and the stop sequence. */
 #include "hl_worker.h"
 
-void hl_worker_mhd_log(void *cls, const char *fmt, va_list ap) {
-    hl_worker *w = cls;
-    char msg[512];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        msg[--n] = '\0';
-    /* What MHD says of every connection holdline closes on purpose (a
-     * client that hung up, a request deadline) is not worth a warning. */
-    if (strncmp(msg, "Application reported internal error", 35) == 0 ||
-        strstr(msg, "detected connection closure") != NULL)
-        hl_debug("worker %d: http: %s", w->id, msg);
-    else
-        hl_warn("worker %d: http: %s", w->id, msg);
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hl_common.h"
+#include "hl_deadline.h"
+#include "hl_engine.h"
+#include "hl_http.h"
+#include "hl_log.h"
+#include "hl_store.h"
+#include "hl_time.h"
+
+/* Why a worker is not ready (GET /readyz). */
+typedef enum hl_not_ready {
+    NR_READY = 0,
+    NR_STOPPING,
+    NR_STORE,
+    NR_SUBSCRIBING,
+} hl_not_ready;
+
+struct hl_worker {
+    int id;
+    const hl_config *cfg; /* the node's copy; read-only */
+    hl_ready_fn *ready;
+    void *ready_ud;
+    struct event_base *base;
+    hl_deadlines dl;        /* poll timeouts, heartbeats, Redis deadlines */
+    struct event *dl_timer; /* fires at the earliest of them */
+    hl_store *store;
+    hl_engine *engine;
+    hl_http *http;
+    struct event *stop_ev;     /* activated by hl_worker_request_stop from another thread */
+    struct event *drain_timer; /* the drain deadline */
+    int stopping;
+    int finished;
+    int drain_ms;
+    /* Readiness as other threads read it: an hl_not_ready, and the store's
+     * reason when that is NR_STORE (a string constant). */
+    int not_ready;
+    const char *store_why;
+    pthread_t thread;
+};
+
+static void update_ready(hl_worker *w) {
+    const char *store_why = w->store ? hl_store_not_ready(w->store) : "starting";
+    hl_not_ready why = w->stopping                                      ? NR_STOPPING
+                       : store_why                                      ? NR_STORE
+                       : w->engine && hl_engine_subs_pending(w->engine) ? NR_SUBSCRIBING
+                                                                        : NR_READY;
+    __atomic_store_n(&w->store_why, store_why, __ATOMIC_RELAXED);
+    __atomic_store_n(&w->not_ready, (int)why, __ATOMIC_RELEASE);
 }
 
+const char *hl_worker_not_ready(const hl_worker *w) {
+    switch ((hl_not_ready)__atomic_load_n(&w->not_ready, __ATOMIC_ACQUIRE)) {
+    case NR_READY: return NULL;
+    case NR_STOPPING: return "the node is stopping";
+    case NR_STORE: return __atomic_load_n(&w->store_why, __ATOMIC_RELAXED);
+    case NR_SUBSCRIBING: return "waiting for Redis to confirm the subscriptions";
+    }
+    return "unknown";
+}
+
+static int node_ready(void *ud, char *why, size_t whylen) {
+    hl_worker *w = ud;
+    return w->ready(w->ready_ud, why, whylen);
+}
+
+static void on_state(void *ud) {
+    update_ready(ud);
+}
+
+/* ---- Deadlines --------------------------------------------------------- */
+
+static void watch_deadline(void *ud, long long at) {
+    hl_worker *w = ud;
+    long long ms = at - hl_mono_ms();
+    if (ms < 1) ms = 1;
+    struct timeval tv = hl_ms_tv(ms);
+    /* Inside a callback libevent measures from the time cached when the
+     * loop turn began; a busy turn would fire early (the handler then
+     * only watches again). */
+    event_base_update_cache_time(w->base);
+    evtimer_add(w->dl_timer, &tv);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_worker *w = arg;
+    hl_deadlines_run(&w->dl, hl_mono_ms());
+}
+
+/* ---- Stop -------------------------------------------------------------- */
+
 /* The end of a stop: Redis links closed (which answers publishes still in
- * flight), every connection closed, the loop left. Never called from
- * inside MHD_run, since it stops the daemon. */
+ * flight), every waiter answered, every daemon stopped, the loop left.
+ * Never called from inside MHD_run, since it stops the daemons. */
 static void finish(hl_worker *w) {
     if (w->finished) return;
     w->finished = 1;
-    if (w->reqs > 0)
-        hl_warn("worker %d: drain time over with %zu requests open; closing them", w->id, w->reqs);
-    hl_rlink_stop(&w->cmd);
-    hl_rlink_stop(&w->sub);
+    size_t open = hl_http_open_requests(w->http);
+    if (open > 0)
+        hl_warn("worker %d: drain time over with %zu requests open; closing them", w->id, open);
+    hl_store_stop(w->store);
     /* Waiters that came in since the stop began were answered at once, so
      * nothing is suspended any more, which MHD_stop_daemon requires. */
-    hl_poll_answer_all(w);
-    event_del(w->tick);
-    evtimer_del(w->retry);
-    event_del(w->sweep);
-    hl_accept_free(w);
-    hl_pubsub_free(w);
+    hl_engine_end_all(w->engine);
+    hl_http_free(w->http);
+    w->http = NULL;
     event_base_loopbreak(w->base);
-}
-
-static void on_tick(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    hl_pubsub_tick(arg);
-}
-
-static void on_sweep(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    hl_http_sweep(arg);
-}
-
-static void on_due(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    hl_http_on_due(arg);
-}
-
-static void on_retry(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    hl_pubsub_retry(arg);
 }
 
 static void on_drain(evutil_socket_t fd, short what, void *arg) {
@@ -84,8 +124,9 @@ static void on_drain(evutil_socket_t fd, short what, void *arg) {
     finish(arg);
 }
 
-void hl_worker_maybe_finish(hl_worker *w) {
-    if (!w->stopping || w->finished || w->reqs > 0) return;
+static void on_request_done(void *ud) {
+    hl_worker *w = ud;
+    if (!w->stopping || w->finished || hl_http_open_requests(w->http) > 0) return;
     /* Called from MHD's completion callback: finish on the next loop
      * turn, outside MHD_run. */
     struct timeval now = {0, 0};
@@ -98,78 +139,29 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
     hl_worker *w = arg;
     if (w->stopping) return;
     w->stopping = 1;
-    hl_worker_update_ready(w);
-    /* MHD_quiesce_daemon does nothing on daemons without a listening
-     * socket: closing ours is what stops new connections. */
-    hl_accept_close(w);
-    hl_poll_answer_all(w);
-    hl_http_close_owing(w);
-    int ms = w->drain_ms;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    update_ready(w);
+    hl_http_stop_accepting(w->http);
+    hl_engine_end_all(w->engine);
+    struct timeval tv = hl_ms_tv(w->drain_ms);
     evtimer_add(w->drain_timer, &tv);
-    hl_worker_maybe_finish(w);
-    hl_worker_kick(w);
+    on_request_done(w);
 }
 
-void hl_worker_update_ready(hl_worker *w) {
-    hl_not_ready why = w->stopping                       ? HL_NR_STOPPING
-                       : !hl_rlink_is_up(&w->sub)        ? HL_NR_SUB_DOWN
-                       : !hl_rlink_is_up(&w->cmd)        ? HL_NR_CMD_DOWN
-                       : !w->cmd_ready                   ? HL_NR_LIBRARY
-                       : !w->ctl_live || w->subs_pending ? HL_NR_SUBSCRIBING
-                                                         : HL_READY;
-    __atomic_store_n(&w->not_ready, (int)why, __ATOMIC_RELAXED);
-}
+/* ---- Life ------------------------------------------------------------- */
 
-const char *hl_worker_not_ready(const hl_worker *w) {
-    switch ((hl_not_ready)__atomic_load_n(&w->not_ready, __ATOMIC_RELAXED)) {
-    case HL_READY: return NULL;
-    case HL_NR_STOPPING: return "the node is stopping";
-    case HL_NR_SUB_DOWN: return "the Redis subscriber connection is down; reconnecting";
-    case HL_NR_CMD_DOWN: return "the Redis command connection is down; reconnecting";
-    case HL_NR_LIBRARY: return "loading holdline's Function library into Redis";
-    case HL_NR_SUBSCRIBING: return "waiting for Redis to confirm the subscriptions";
-    }
-    return "unknown";
-}
-
-/* A random nonzero epoch to propose when Redis has none. */
-static uint64_t new_epoch(void) {
-    uint64_t e = 0;
-    if (getrandom(&e, sizeof(e), 0) != (ssize_t)sizeof(e)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        e = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
-    }
-    return e ? e : 1;
-}
-
-void hl_worker_new_proposal(hl_worker *w) {
-    snprintf(w->epoch_mine, sizeof(w->epoch_mine), "%llx", (unsigned long long)new_epoch());
-}
-
-hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, char *err,
-                         size_t errlen) {
+hl_worker *hl_worker_new(int id, const hl_config *cfg, hl_ready_fn *ready, void *ready_ud,
+                         char *err, size_t errlen) {
     hl_worker *w = calloc(1, sizeof(*w));
     if (w == NULL) {
         hl_set_error(err, errlen, "out of memory");
         return NULL;
     }
     w->id = id;
-    w->listen_fd = -1;
-    w->node = node;
     w->cfg = cfg;
-    w->prefix_len = strlen(cfg->redis_prefix);
-    hl_chantab_init(&w->chans);
-    /* '#' can never be part of a channel name, so no client can poll or
-     * publish on this channel. */
-    snprintf(w->ctl_channel, sizeof(w->ctl_channel), "%s#ctl:%s:%d", cfg->redis_prefix,
-             cfg->node_name, id);
-    snprintf(w->hb_pattern, sizeof(w->hb_pattern), "%s#hb:%s:%d", cfg->redis_prefix, cfg->node_name,
-             id);
-    w->not_ready = HL_NR_SUB_DOWN;
-    snprintf(w->epoch_key, sizeof(w->epoch_key), "%sepoch", cfg->redis_prefix);
-    hl_worker_new_proposal(w);
+    w->ready = ready;
+    w->ready_ud = ready_ud;
+    w->not_ready = NR_STORE;
+    w->store_why = "starting";
 
     /* Without PRECISE_TIMER libevent reads CLOCK_MONOTONIC_COARSE, whose
      * ticks of a few ms let a poll's timeout fire before it is due. */
@@ -181,71 +173,49 @@ hl_worker *hl_worker_new(struct hl_node *node, int id, const hl_config *cfg, cha
     }
     if (w->base == NULL) {
         hl_set_error(err, errlen, "cannot create an event base");
-        goto err;
+        goto fail;
     }
-
-    unsigned limit = (unsigned)(cfg->http_max_connections / cfg->http_workers);
-    if (limit == 0) limit = 1;
-    w->conn_limit = limit;
-    if (hl_accept_init(w, err, errlen) != HL_OK) goto err;
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->drain_timer = evtimer_new(w->base, on_drain, w);
-    w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
-    w->retry = evtimer_new(w->base, on_retry, w);
-    w->sweep = event_new(w->base, -1, EV_PERSIST, on_sweep, w);
-    w->due_timer = evtimer_new(w->base, on_due, w);
-    w->ndues = (size_t)hl_http_max_due_secs(cfg) + 1;
-    w->dues = calloc(w->ndues, sizeof(*w->dues));
-    if (!w->stop_ev || !w->drain_timer || !w->tick || !w->retry || !w->sweep || !w->due_timer ||
-        !w->dues) {
+    w->dl_timer = evtimer_new(w->base, on_deadline, w);
+    if (!w->stop_ev || !w->drain_timer || !w->dl_timer ||
+        hl_deadlines_init(&w->dl, hl_http_max_deadline(cfg), watch_deadline, w) != 0) {
         hl_set_error(err, errlen, "out of memory");
-        goto err;
+        goto fail;
     }
-    if (hl_rlink_init(&w->sub, "subscriber", cfg, w->base, hl_pubsub_sub_up, hl_pubsub_sub_down,
-                      w) != HL_OK ||
-        hl_rlink_init(&w->cmd, "command", cfg, w->base, hl_pubsub_cmd_up, hl_pubsub_cmd_down, w) !=
-            HL_OK) {
-        hl_set_error(err, errlen, "out of memory");
-        goto err;
-    }
-    hl_rlink_set_pattern(&w->sub, w->hb_pattern);
+    hl_engine_hooks eh = {on_state};
+    w->engine = hl_engine_new(cfg, w->base, id, &w->dl, &eh, w, err, errlen);
+    if (w->engine == NULL) goto fail;
+    w->store = hl_store_new(cfg, w->base, id, &hl_engine_store_events, w->engine, err, errlen);
+    if (w->store == NULL) goto fail;
+    hl_engine_set_store(w->engine, w->store);
+    hl_http_hooks hh = {node_ready, on_request_done};
+    w->http = hl_http_new(cfg, w->base, id, w->engine, w->store, &w->dl, &hh, w, err, errlen);
+    if (w->http == NULL) goto fail;
     return w;
-err:
+fail:
     hl_worker_free(w);
     return NULL;
 }
 
 void hl_worker_free(hl_worker *w) {
     if (w == NULL) return;
-    hl_accept_free(w); /* never started, or finished: nothing is suspended */
-    hl_rlink_stop(&w->sub);
-    hl_rlink_stop(&w->cmd);
-    hl_pubsub_free(w);
-    hl_chantab_free(&w->chans);
+    /* Never started, or finished: nothing is suspended. */
+    hl_http_free(w->http);
+    hl_store_free(w->store);
+    hl_engine_free(w->engine);
+    hl_deadlines_free(&w->dl);
     if (w->stop_ev) event_free(w->stop_ev);
     if (w->drain_timer) event_free(w->drain_timer);
-    if (w->tick) event_free(w->tick);
-    if (w->retry) event_free(w->retry);
-    if (w->sweep) event_free(w->sweep);
-    if (w->due_timer) event_free(w->due_timer);
-    free(w->dues);
+    if (w->dl_timer) event_free(w->dl_timer);
     if (w->base) event_base_free(w->base);
     free(w);
 }
 
 static void *worker_main(void *arg) {
     hl_worker *w = arg;
-    hl_rlink_start(&w->sub);
-    hl_rlink_start(&w->cmd);
-    hl_accept_start(w);
-    /* Often enough that a quiet channel's head is never near a TTL old. */
-    long ms = (long)w->cfg->history_ttl * 1000 / 4;
-    if (ms < 250) ms = 250;
-    if (ms > 300000) ms = 300000;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    event_add(w->tick, &tv);
-    struct timeval quarter = {0, 250000};
-    event_add(w->sweep, &quarter);
+    hl_store_start(w->store);
+    hl_http_start(w->http);
     event_base_dispatch(w->base);
     return NULL;
 }

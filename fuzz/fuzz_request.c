@@ -43,6 +43,7 @@ static hl_route_kind ref_route(const char *path, size_t *arg_at) {
         {"/index.html", HL_ROUTE_INDEX, 0},
         {"/holdline.js", HL_ROUTE_CLIENT_JS, 0},
         {"/poll", HL_ROUTE_POLL, 1},
+        {"/events", HL_ROUTE_EVENTS, 1},
         {"/publish", HL_ROUTE_PUBLISH, 1},
         {"/channels", HL_ROUTE_CHANNEL, 1},
         {"/healthz", HL_ROUTE_HEALTHZ, 0},

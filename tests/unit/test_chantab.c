@@ -51,7 +51,7 @@ static void assert_zeroed(const hl_chan *c) {
 
 /* Fills the fields that belong to the worker, as a worker would. */
 static void dirty(hl_chan *c) {
-    c->waiters = (struct hl_link *)(uintptr_t)0x1000;
+    c->waiters = (struct hl_member *)(uintptr_t)0x1000;
     c->nwaiters = 7;
     c->sub = HL_SUB_LIVE;
     c->linger_armed = 1;

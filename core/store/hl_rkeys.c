@@ -1,0 +1,30 @@
+#include "hl_rkeys.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void hl_rkeys_init(hl_rkeys *k, const char *prefix, const char *node, int worker) {
+    snprintf(k->prefix, sizeof(k->prefix), "%s", prefix);
+    k->plen = strlen(k->prefix);
+    snprintf(k->epoch, sizeof(k->epoch), "%sepoch", k->prefix);
+    snprintf(k->ctl, sizeof(k->ctl), "%s#ctl:%s:%d", k->prefix, node, worker);
+    snprintf(k->hb, sizeof(k->hb), "%s#hb:%s:%d", k->prefix, node, worker);
+}
+
+void hl_rkeys_channel(const hl_rkeys *k, const char *ch, size_t n, char *out) {
+    snprintf(out, HL_RKEY_MAX, "%s%.*s", k->prefix, (int)n, ch);
+}
+
+void hl_rkeys_stream(const hl_rkeys *k, const char *ch, size_t n, char *out) {
+    snprintf(out, HL_RKEY_MAX, "{%s%.*s}:log", k->prefix, (int)n, ch);
+}
+
+void hl_rkeys_idem(const hl_rkeys *k, const char *ch, size_t n, const char *key, char *out) {
+    snprintf(out, HL_RKEY_MAX, "{%s%.*s}:idem:%s", k->prefix, (int)n, ch, key);
+}
+
+const char *hl_rkeys_strip(const hl_rkeys *k, const char *s, size_t n, size_t *len) {
+    if (n <= k->plen || memcmp(s, k->prefix, k->plen) != 0) return NULL;
+    *len = n - k->plen;
+    return s + k->plen;
+}

@@ -1,0 +1,50 @@
+/* hl_rreply.h -- reading Redis's replies to holdline's commands.
+ *
+ * Pure: it reads hiredis's redisReply trees (built by hiredis's own
+ * reader, redisReader) and touches no connection, so the tests feed it RESP
+ * text. Nothing here keeps a pointer into a reply past the call unless it
+ * says so. */
+#ifndef HL_RREPLY_H
+#define HL_RREPLY_H
+
+#include <hiredis/hiredis.h>
+#include <stdint.h>
+
+#include "hl_cursor.h"
+#include "hl_history.h"
+#include "hl_msgcache.h"
+
+/* An epoch from the text Redis holds: ours is hex (hl_epoch_parse); any
+ * other text (someone set the key by hand) gives a stable nonzero value
+ * derived from it. */
+uint64_t hl_rreply_epoch(const char *s, size_t n);
+
+/* holdline_read's reply (see hl_history.h): the stream's state, the epoch
+ * and *entries, pointing into rep (NULL for a stream that does not exist).
+ * Returns HL_OK or HL_ERR (not such a reply). */
+int hl_rreply_read(const redisReply *rep, hl_stream_state *st, uint64_t *epoch,
+                   const redisReply **entries);
+
+/* One stream entry, [id, [field, value, ...]], as a message of channel
+ * name (its data is the field "d"; none: empty). NULL if malformed or out
+ * of memory. */
+hl_msg *hl_rreply_entry(const redisReply *e, const char *name, size_t len);
+
+/* TIME's reply as ms. Returns HL_OK or HL_ERR. */
+int hl_rreply_time(const redisReply *rep, long long *ms);
+
+typedef enum hl_publish_reply {
+    HL_PUB_STORED = 0, /* *id is the new entry's id */
+    HL_PUB_DUPLICATE,  /* an Idempotency-Key seen before: *id is the first id */
+    HL_PUB_REFUSED,    /* an error reply: *id is Redis's message */
+    HL_PUB_BAD,        /* anything else */
+} hl_publish_reply;
+
+/* holdline_publish's reply; *id points into rep. */
+hl_publish_reply hl_rreply_publish(const redisReply *rep, const char **id, size_t *len);
+
+/* 1 if rep is the error Redis gives for a function it does not know
+ * (the library was flushed or never loaded). */
+int hl_rreply_library_missing(const redisReply *rep);
+
+#endif

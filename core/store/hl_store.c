@@ -1,0 +1,553 @@
+/* hl_store.c -- a worker's Redis side: two links, the library, the epoch,
+ * Redis's clock, ticks, and every command with its reply.
+ *
+ * Each worker holds one permanent subscription to its private control
+ * channel besides the channels its waiters want: hiredis 0.14 can assert
+ * when the last subscription goes away with replies in flight, and the
+ * control channel means that never happens. It also carries the ticks
+ * (see hl_store_events.tick). */
+#include "hl_store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "hl_common.h"
+#include "hl_log.h"
+#include "hl_rkeys.h"
+#include "hl_rlink.h"
+#include "hl_rreply.h"
+#include "hl_time.h"
+
+/* How soon what Redis refused is tried again. */
+#define RETRY_MS 500
+
+struct hl_store {
+    const hl_config *cfg;
+    struct event_base *base;
+    int worker;
+    hl_store_events ev;
+    void *ud;
+    hl_rkeys keys;
+    hl_rlink sub;        /* subscriber link */
+    hl_rlink cmd;        /* command link */
+    int ctl_live;        /* Redis confirmed the control channel */
+    int cmd_ready;       /* the library is loaded and the epoch known */
+    int loading;         /* the library load and epoch read are in flight */
+    int trouble;         /* error replies since the last good one */
+    struct event *retry; /* what Redis refused, tried again */
+    struct event *tick;  /* asks Redis's time now and then */
+    uint64_t epoch;      /* as last seen (0: not yet) */
+    char epoch_mine[17]; /* proposed if Redis has none (hex) */
+    long long redis_ms;  /* Redis's clock at the last reply that told it (0: never) */
+    long long redis_at;  /* our monotonic ms when that reply came */
+};
+
+typedef enum op_kind { OP_READ, OP_PUBLISH, OP_INFO } op_kind;
+
+struct hl_store_op {
+    hl_store *s;
+    op_kind kind;
+    int cancelled;
+    void *cb;
+    void *ud;
+    hl_read_from from; /* reads */
+    size_t len;        /* of name */
+    char name[];       /* the channel */
+};
+
+static void load_library(hl_store *s);
+
+/* ---- Clock, epoch, trouble ---------------------------------------------- */
+
+static void note_time(hl_store *s, long long ms) {
+    s->redis_ms = ms;
+    s->redis_at = hl_mono_ms();
+}
+
+long long hl_store_redis_now(const hl_store *s) {
+    return s->redis_ms > 0 ? s->redis_ms + (hl_mono_ms() - s->redis_at) : 0;
+}
+
+uint64_t hl_store_epoch(const hl_store *s) {
+    return s->epoch;
+}
+
+int hl_store_can_read(const hl_store *s) {
+    return s->cmd_ready && hl_rlink_is_up(&s->cmd);
+}
+
+/* A random nonzero epoch to propose when Redis has none. */
+static void new_proposal(hl_store *s) {
+    uint64_t e = 0;
+    if (getrandom(&e, sizeof(e), 0) != (ssize_t)sizeof(e)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        e = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
+    }
+    snprintf(s->epoch_mine, sizeof(s->epoch_mine), "%llx", (unsigned long long)(e ? e : 1));
+}
+
+/* Redis reported epoch e. */
+static void adopt_epoch(hl_store *s, uint64_t e) {
+    if (s->epoch == e) return;
+    if (s->epoch != 0)
+        hl_warn("worker %d: Redis's data set changed (epoch %llx, was %llx): history before it is "
+                "gone; clients from before are told they missed messages",
+                s->worker, (unsigned long long)e, (unsigned long long)s->epoch);
+    s->epoch = e;
+    /* Were Redis to lose its data again, this worker's proposal would be
+     * the first to be stored; it must not be the epoch clients hold now,
+     * or their old cursors would pass for current ones. */
+    if (hl_rreply_epoch(s->epoch_mine, strlen(s->epoch_mine)) == e) new_proposal(s);
+    s->ev.epoch(s->ud, e);
+}
+
+static void retry_later(hl_store *s) {
+    if (evtimer_pending(s->retry, NULL)) return;
+    struct timeval tv = hl_ms_tv(RETRY_MS);
+    evtimer_add(s->retry, &tv);
+}
+
+/* Redis refused something: the first refusal after good replies is a
+ * warning, the ones that follow (every channel, every retry while Redis
+ * loads its data) only debug lines. */
+static void trouble(hl_store *s, const char *what, const redisReply *reply) {
+    const char *why = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
+    if (s->trouble++ == 0)
+        hl_warn("worker %d: %s: %s; trying again every %d ms until Redis answers", s->worker, what,
+                why, RETRY_MS);
+    else
+        hl_debug("worker %d: %s: %s", s->worker, what, why);
+    retry_later(s);
+}
+
+static void no_trouble(hl_store *s) {
+    if (s->trouble == 0) return;
+    hl_info("worker %d: Redis answers again (after %d refusals)", s->worker, s->trouble);
+    s->trouble = 0;
+}
+
+/* An error reply to a command that needs the library: Redis lost it
+ * (FUNCTION FLUSH, a restart without it) or refuses for now. */
+static void refused(hl_store *s, const char *what, const redisReply *reply) {
+    if (reply == NULL) return; /* the link went down: it reconnects by itself */
+    if (hl_rreply_library_missing(reply)) {
+        /* Many replies may fail alike; one reload is enough. */
+        if (s->cmd_ready && hl_rlink_is_up(&s->cmd)) {
+            hl_warn("worker %d: the Redis Function library is gone; loading it again", s->worker);
+            load_library(s);
+        }
+        return;
+    }
+    trouble(s, what, reply);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_store *s = arg;
+    if (!hl_rlink_is_up(&s->cmd)) return; /* cmd_up starts over */
+    if (!s->cmd_ready) {
+        if (!s->loading) load_library(s);
+        return;
+    }
+    s->ev.ready(s->ud);
+}
+
+const char *hl_store_not_ready(const hl_store *s) {
+    if (!hl_rlink_is_up(&s->sub)) return "the Redis subscriber connection is down; reconnecting";
+    if (!hl_rlink_is_up(&s->cmd)) return "the Redis command connection is down; reconnecting";
+    if (!s->cmd_ready) return "loading holdline's Function library into Redis";
+    if (!s->ctl_live) return "waiting for Redis to confirm the subscriptions";
+    return NULL;
+}
+
+/* ---- Subscriber link ------------------------------------------------- */
+
+static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_store *s = privdata;
+    redisReply *reply = reply_;
+    /* NULL: the link is going down; sub_down follows. */
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING)
+        return;
+    const char *kind = reply->element[0]->str;
+    const redisReply *ch = reply->element[1];
+    if (strcmp(ch->str, s->keys.ctl) == 0) {
+        long long ms;
+        if (strcasecmp(kind, "subscribe") == 0) {
+            s->ctl_live = 1;
+            s->ev.state(s->ud);
+        } else if (strcasecmp(kind, "message") == 0 &&
+                   reply->element[2]->type == REDIS_REPLY_STRING &&
+                   strncmp(reply->element[2]->str, "tick:", 5) == 0 &&
+                   (ms = strtoll(reply->element[2]->str + 5, NULL, 10)) > 0) {
+            note_time(s, ms);
+            s->ev.tick(s->ud, ms);
+        }
+        return;
+    }
+    size_t len;
+    const char *name = hl_rkeys_strip(&s->keys, ch->str, ch->len, &len);
+    if (name == NULL) return;
+    if (strcasecmp(kind, "message") == 0) {
+        const redisReply *data = reply->element[2];
+        if (data->type == REDIS_REPLY_STRING) s->ev.message(s->ud, name, len, data->str, data->len);
+    } else if (strcasecmp(kind, "subscribe") == 0) {
+        s->ev.subscribed(s->ud, name, len);
+    } else if (strcasecmp(kind, "unsubscribe") == 0) {
+        s->ev.unsubscribed(s->ud, name, len);
+    }
+}
+
+int hl_store_subscribe(hl_store *s, const char *name, size_t len) {
+    if (!hl_rlink_is_up(&s->sub)) return HL_ERR;
+    char ch[HL_RKEY_MAX];
+    hl_rkeys_channel(&s->keys, name, len, ch);
+    /* hiredis keeps one callback per channel and routes that channel's
+     * messages to it, so every SUBSCRIBE must name on_sub_reply. */
+    redisAsyncCommand(s->sub.ac, on_sub_reply, s, "SUBSCRIBE %s", ch);
+    return HL_OK;
+}
+
+int hl_store_unsubscribe(hl_store *s, const char *name, size_t len) {
+    if (!hl_rlink_is_up(&s->sub)) return HL_ERR;
+    char ch[HL_RKEY_MAX];
+    hl_rkeys_channel(&s->keys, name, len, ch);
+    redisAsyncCommand(s->sub.ac, NULL, NULL, "UNSUBSCRIBE %s", ch);
+    return HL_OK;
+}
+
+static void sub_up(hl_rlink *l, void *ud) {
+    hl_store *s = ud;
+    redisAsyncCommand(l->ac, on_sub_reply, s, "SUBSCRIBE %s", s->keys.ctl);
+    s->ev.sub_up(s->ud);
+    s->ev.state(s->ud);
+}
+
+static void sub_down(hl_rlink *l, void *ud) {
+    (void)l;
+    hl_store *s = ud;
+    s->ctl_live = 0;
+    s->ev.sub_down(s->ud);
+    s->ev.state(s->ud);
+}
+
+/* ---- Ticks ------------------------------------------------------------- */
+
+/* Redis's clock T goes round the control channel: when it comes back,
+ * every message published before T has been seen, since pub/sub keeps
+ * Redis's order across channels on one connection. */
+static void on_tick_time(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_store *s = privdata;
+    long long ms;
+    if (hl_rreply_time(reply_, &ms) != HL_OK || !hl_rlink_is_up(&s->cmd)) return;
+    redisAsyncCommand(s->cmd.ac, NULL, NULL, "PUBLISH %s tick:%lld", s->keys.ctl, ms);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_store *s = arg;
+    if (!s->cmd_ready || !s->ctl_live || !hl_rlink_is_up(&s->cmd)) return;
+    redisAsyncCommand(s->cmd.ac, on_tick_time, s, "TIME");
+}
+
+/* ---- Command link: the library and the epoch ---------------------------- */
+
+static void on_library_loaded(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_store *s = privdata;
+    redisReply *reply = reply_;
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR) return;
+    /* A Redis loading its data set refuses everything for a while; the
+     * epoch read that follows reports that and retries. */
+    if (strncmp(reply->str, "LOADING", 7) == 0 || strncmp(reply->str, "BUSY", 4) == 0) return;
+    hl_error("worker %d: Redis refused holdline's Function library (Redis 7 or later is "
+             "needed): %s",
+             s->worker, reply->str);
+}
+
+static void on_epoch(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_store *s = privdata;
+    redisReply *reply = reply_;
+    s->loading = 0;
+    if (reply == NULL) return;
+    if (reply->type == REDIS_REPLY_NIL) {
+        adopt_epoch(s, hl_rreply_epoch(s->epoch_mine, strlen(s->epoch_mine)));
+    } else if (reply->type == REDIS_REPLY_STRING) {
+        adopt_epoch(s, hl_rreply_epoch(reply->str, reply->len));
+    } else {
+        trouble(s, "cannot load the Function library and read the epoch key", reply);
+        return;
+    }
+    no_trouble(s);
+    s->cmd_ready = 1;
+    s->ev.ready(s->ud);
+    s->ev.state(s->ud);
+}
+
+/* Loads the library, then learns the epoch; commands on one connection
+ * run in order, so nothing sent after this finds the library missing. */
+static void load_library(hl_store *s) {
+    hl_buf b;
+    hl_buf_init(&b);
+    hl_history_library(&b, s->cfg->history_length, (long long)s->cfg->history_ttl * 1000);
+    if (b.oom) {
+        hl_error("worker %d: out of memory building the Function library", s->worker);
+        hl_buf_free(&b);
+        return;
+    }
+    s->cmd_ready = 0;
+    s->loading = 1;
+    s->ev.state(s->ud);
+    redisAsyncCommand(s->cmd.ac, on_library_loaded, s, "FUNCTION LOAD REPLACE %b", b.data, b.len);
+    redisAsyncCommand(s->cmd.ac, on_epoch, s, "SET %s %s NX GET", s->keys.epoch, s->epoch_mine);
+    hl_buf_free(&b);
+}
+
+static void cmd_up(hl_rlink *l, void *ud) {
+    (void)l;
+    load_library(ud);
+}
+
+static void cmd_down(hl_rlink *l, void *ud) {
+    (void)l;
+    hl_store *s = ud;
+    s->cmd_ready = 0;
+    s->loading = 0;
+    s->ev.state(s->ud);
+}
+
+/* ---- Ops --------------------------------------------------------------- */
+
+static hl_store_op *op_new(hl_store *s, op_kind kind, const char *name, size_t len, void *cb,
+                           void *ud) {
+    hl_store_op *op = malloc(sizeof(*op) + len + 1);
+    if (op == NULL) return NULL;
+    op->s = s;
+    op->kind = kind;
+    op->cancelled = 0;
+    op->cb = cb;
+    op->ud = ud;
+    op->from = HL_READ_START;
+    op->len = len;
+    memcpy(op->name, name, len);
+    op->name[len] = '\0';
+    return op;
+}
+
+void hl_store_cancel(hl_store_op *op) {
+    /* The reply (or the link's loss) frees it. */
+    if (op) op->cancelled = 1;
+}
+
+static void on_read(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_store_op *op = privdata;
+    hl_store *s = op->s;
+    const redisReply *reply = reply_;
+    hl_read_result res;
+    memset(&res, 0, sizeof(res));
+    const redisReply *entries;
+    if (hl_rreply_read(reply, &res.st, &res.epoch, &entries) != HL_OK) {
+        refused(s, "cannot read a channel's history", reply);
+    } else {
+        res.ok = 1;
+        no_trouble(s);
+        note_time(s, res.st.now_ms);
+        /* Callers see the epoch change (and may cancel this very op)
+         * before they see what was read under it. */
+        adopt_epoch(s, res.epoch);
+    }
+    if (op->cancelled || !res.ok) {
+        if (!op->cancelled) ((hl_read_cb *)op->cb)(op->ud, &res);
+        free(op);
+        return;
+    }
+    /* Oldest first; HL_READ_LATEST gets them newest first (XREVRANGE). */
+    res.entries = entries ? entries->elements : 0;
+    hl_msg **tail = &res.msgs;
+    for (size_t k = 0; k < res.entries; k++) {
+        size_t i = op->from == HL_READ_LATEST ? res.entries - 1 - k : k;
+        hl_msg *m = hl_rreply_entry(entries->element[i], op->name, op->len);
+        if (m == NULL) {
+            res.bad++;
+            continue;
+        }
+        *tail = m;
+        tail = &m->next;
+    }
+    ((hl_read_cb *)op->cb)(op->ud, &res);
+    free(op);
+}
+
+hl_store_op *hl_store_read(hl_store *s, const char *name, size_t len, hl_read_from from,
+                           hl_sid after, int count, hl_read_cb *cb, void *ud) {
+    if (!hl_store_can_read(s)) return NULL;
+    hl_store_op *op = op_new(s, OP_READ, name, len, (void *)cb, ud);
+    if (op == NULL) return NULL;
+    op->from = from;
+    char key[HL_RKEY_MAX], at[HL_SID_MAXLEN + 1] = "0";
+    hl_rkeys_stream(&s->keys, name, len, key);
+    if (from == HL_READ_AFTER) hl_sid_format(after, at);
+    if (from == HL_READ_LATEST) strcpy(at, "+");
+    if (redisAsyncCommand(s->cmd.ac, on_read, op, "FCALL holdline_read 2 %s %s %s %d %s", key,
+                          s->keys.epoch, at, count, s->epoch_mine) != REDIS_OK) {
+        free(op);
+        return NULL;
+    }
+    return op;
+}
+
+static void on_publish(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_store_op *op = privdata;
+    hl_store *s = op->s;
+    redisReply *reply = reply_;
+    hl_publish_result res = {0, HL_E_REDIS_ERROR, "unexpected reply", NULL, 0, 0};
+    const char *id;
+    size_t idlen;
+    switch (hl_rreply_publish(reply, &id, &idlen)) {
+    case HL_PUB_DUPLICATE: res.duplicate = 1; /* fall through */
+    case HL_PUB_STORED:
+        res.ok = 1;
+        res.id = id;
+        res.idlen = idlen;
+        no_trouble(s);
+        break;
+    case HL_PUB_REFUSED:
+        res.detail = reply->str;
+        refused(s, "a publish failed", reply);
+        break;
+    case HL_PUB_BAD:
+        if (reply == NULL) {
+            res.err = HL_E_REDIS_UNAVAILABLE;
+            res.detail = "the Redis connection was lost; the message may not have been sent";
+        }
+        break;
+    }
+    if (!op->cancelled) ((hl_publish_cb *)op->cb)(op->ud, &res);
+    free(op);
+}
+
+hl_store_op *hl_store_publish(hl_store *s, const char *name, size_t len, const char *data,
+                              size_t dlen, const char *idem, hl_publish_cb *cb, void *ud) {
+    if (!hl_store_can_read(s)) return NULL;
+    hl_store_op *op = op_new(s, OP_PUBLISH, name, len, (void *)cb, ud);
+    if (op == NULL) return NULL;
+    char key[HL_RKEY_MAX], ikey[HL_RKEY_MAX];
+    hl_rkeys_stream(&s->keys, name, len, key);
+    int rc;
+    if (idem) {
+        hl_rkeys_idem(&s->keys, name, len, idem, ikey);
+        rc = redisAsyncCommand(s->cmd.ac, on_publish, op, "FCALL holdline_publish 2 %s %s %b", key,
+                               ikey, data, dlen);
+    } else {
+        rc = redisAsyncCommand(s->cmd.ac, on_publish, op, "FCALL holdline_publish 1 %s %b", key,
+                               data, dlen);
+    }
+    if (rc != REDIS_OK) {
+        free(op);
+        return NULL;
+    }
+    return op;
+}
+
+static void on_info(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_store_op *op = privdata;
+    hl_store *s = op->s;
+    const redisReply *reply = reply_;
+    hl_info_result res = {0, HL_E_REDIS_ERROR, "unexpected reply", {0}};
+    uint64_t epoch;
+    const redisReply *entries;
+    if (hl_rreply_read(reply, &res.st, &epoch, &entries) == HL_OK) {
+        res.ok = 1;
+        no_trouble(s);
+        adopt_epoch(s, epoch);
+    } else if (reply == NULL) {
+        res.err = HL_E_REDIS_UNAVAILABLE;
+        res.detail = "the Redis connection was lost";
+    } else {
+        if (reply->type == REDIS_REPLY_ERROR) res.detail = reply->str;
+        if (hl_rreply_library_missing(reply)) refused(s, "a channel read failed", reply);
+    }
+    if (!op->cancelled) ((hl_info_cb *)op->cb)(op->ud, &res);
+    free(op);
+}
+
+hl_store_op *hl_store_info(hl_store *s, const char *name, size_t len, hl_info_cb *cb, void *ud) {
+    if (!hl_store_can_read(s)) return NULL;
+    hl_store_op *op = op_new(s, OP_INFO, name, len, (void *)cb, ud);
+    if (op == NULL) return NULL;
+    char key[HL_RKEY_MAX];
+    hl_rkeys_stream(&s->keys, name, len, key);
+    if (redisAsyncCommand(s->cmd.ac, on_info, op, "FCALL holdline_read 2 %s %s + 0 %s", key,
+                          s->keys.epoch, s->epoch_mine) != REDIS_OK) {
+        free(op);
+        return NULL;
+    }
+    return op;
+}
+
+/* ---- Life ------------------------------------------------------------- */
+
+hl_store *hl_store_new(const hl_config *cfg, struct event_base *base, int worker,
+                       const hl_store_events *ev, void *ud, char *err, size_t errlen) {
+    hl_store *s = calloc(1, sizeof(*s));
+    if (s == NULL) goto oom;
+    s->cfg = cfg;
+    s->base = base;
+    s->worker = worker;
+    s->ev = *ev;
+    s->ud = ud;
+    hl_rkeys_init(&s->keys, cfg->redis_prefix, cfg->node_name, worker);
+    new_proposal(s);
+    s->retry = evtimer_new(base, on_retry, s);
+    s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
+    if (s->retry == NULL || s->tick == NULL) goto oom;
+    if (hl_rlink_init(&s->sub, "subscriber", cfg, base, sub_up, sub_down, s) != HL_OK ||
+        hl_rlink_init(&s->cmd, "command", cfg, base, cmd_up, cmd_down, s) != HL_OK)
+        goto oom;
+    hl_rlink_set_pattern(&s->sub, s->keys.hb);
+    return s;
+oom:
+    hl_set_error(err, errlen, "out of memory");
+    hl_store_free(s);
+    return NULL;
+}
+
+void hl_store_start(hl_store *s) {
+    hl_rlink_start(&s->sub);
+    hl_rlink_start(&s->cmd);
+    /* Often enough that a quiet channel's head is never near a TTL old. */
+    long long ms = (long long)s->cfg->history_ttl * 1000 / 4;
+    if (ms < 250) ms = 250;
+    if (ms > 300000) ms = 300000;
+    struct timeval tv = hl_ms_tv(ms);
+    event_add(s->tick, &tv);
+}
+
+void hl_store_stop(hl_store *s) {
+    hl_rlink_stop(&s->cmd);
+    hl_rlink_stop(&s->sub);
+    if (s->tick) event_del(s->tick);
+    if (s->retry) evtimer_del(s->retry);
+}
+
+void hl_store_free(hl_store *s) {
+    if (s == NULL) return;
+    hl_store_stop(s);
+    if (s->tick) event_free(s->tick);
+    if (s->retry) event_free(s->retry);
+    free(s);
+}
