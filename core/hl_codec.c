@@ -52,11 +52,7 @@ void hl_codec_channel_info(hl_buf *b, const char *name, size_t nlen, const hl_si
 }
 
 void hl_codec_error(hl_buf *b, const char *code, const char *detail) {
-    hl_buf_puts(b, "{\"error\":");
-    hl_json_string(b, code, strlen(code));
-    hl_buf_puts(b, ",\"detail\":");
-    hl_json_string(b, detail, strlen(detail));
-    hl_buf_puts(b, "}");
+    hl_json_error(b, code, detail);
 }
 
 static void field(hl_buf *b, const char *name, const char *v, size_t n) {

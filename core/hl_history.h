@@ -10,7 +10,8 @@
  *     0x1E <stream id> '\n' <data>
  *
  * Anything else on the channel is a plain PUBLISH: delivered as-is, with
- * no id, to the waiters of the moment. */
+ * no id, to the waiters of the moment. The functions that write and read
+ * the streams in Redis are core/store/hl_rlib.h's. */
 #ifndef HL_HISTORY_H
 #define HL_HISTORY_H
 
@@ -31,21 +32,6 @@ typedef enum hl_frame_kind {
  * data/dlen the bytes after the '\n'; otherwise data/dlen are the whole
  * payload. Never reads outside p[0..n). */
 hl_frame_kind hl_frame_parse(const char *p, size_t n, hl_sid *id, const char **data, size_t *dlen);
-
-/* Appends the source of the Redis Function library "holdline" (for
- * FUNCTION LOAD REPLACE) with the history length (MAXLEN ~) and the TTL in
- * milliseconds written in. It defines:
- *
- *   FCALL holdline_publish 1 <stream key> <data>
- *       XADD + PEXPIRE + PUBLISH of the frame, atomically; returns the id.
- *   FCALL holdline_read 2 <stream key> <epoch key> <after> <count> <epoch>
- *       Sets the epoch key to <epoch> unless it exists, and returns
- *       {epoch, now_ms} for a stream that does not exist, else
- *       {epoch, now_ms, length, first id, last id, max deleted id,
- *        entries added, entries}
- *       where entries are up to <count> entries after <after> ("0" for
- *       all), or the last <count> entries, newest first, if <after> is "+". */
-void hl_history_library(hl_buf *b, long long length, long long ttl_ms);
 
 /* What holdline_read reported about a stream. */
 typedef struct hl_stream_state {

@@ -2,8 +2,9 @@
 # bench.sh -- the standard holdline benchmark set (`make bench`): starts a
 # private redis-server and two nodes on free loopback ports, runs
 # holdline-bench through hold, fan-out, stream, publish, sweep, idle-cost
-# and steady-hold runs, prints one table, and stops everything it started,
-# by pid.
+# and steady-hold runs, and the fan-out, stream and idle-stream runs again
+# over Server-Sent Events (--transport sse), prints one table, and stops
+# everything it started, by pid.
 #
 # Usage: bench.sh [--compare] [BINDIR]   (BINDIR holds holdline and
 #                                          holdline-bench; bin)
@@ -23,13 +24,15 @@
 #                  hold fanout (fanout-1k fanout-10k fanout-1kx10) stream
 #                  publish sweep idle-cost (idle-0 idle-15k idle-30k)
 #                  hold-steady (hold-steady hold-steady-browser)
+#                  sse (sse-fanout (sse-fanout-1k sse-fanout-10k
+#                  sse-fanout-1kx10) sse-stream sse-idle)
 set -euo pipefail
 
 compare=0
 bindir=bin
 while [[ $# -gt 0 ]]; do
     case $1 in
-    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
     --compare) compare=1; shift ;;
     *) bindir=$1; shift ;;
     esac
@@ -62,19 +65,22 @@ steady_duration=${BENCH_STEADY_DURATION:-20}
 # BENCH_ONLY: row and group names; a typo would silently run nothing.
 only=${BENCH_ONLY:-}
 known=(hold fanout fanout-1k fanout-10k fanout-1kx10 stream publish sweep idle-cost idle-0
-    idle-15k idle-30k hold-steady hold-steady-browser)
+    idle-15k idle-30k hold-steady hold-steady-browser sse sse-fanout sse-fanout-1k sse-fanout-10k
+    sse-fanout-1kx10 sse-stream sse-idle)
 for w in $only; do
     [[ " ${known[*]} " == *" $w "* ]] ||
         { echo "bench: BENCH_ONLY: '$w' is not one of: ${known[*]}" >&2; exit 2; }
 done
 
-# want ROW [GROUP]: whether BENCH_ONLY (empty: everything) names the row or
-# its group.
+# want ROW [GROUP...]: whether BENCH_ONLY (empty: everything) names the row
+# or one of its groups.
 want() {
     [[ -z $only ]] && return 0
-    local w
+    local w g
     for w in $only; do
-        [[ $w == "$1" || $w == "${2:-}" ]] && return 0
+        for g in "$@"; do
+            [[ $w == "$g" ]] && return 0
+        done
     done
     return 1
 }
@@ -288,9 +294,31 @@ standard_set() {
     if want stream; then
         run stream "stream" -c "$(scaled 1000)" -k "$(scaled 100)" -m 10 -d "$duration"
     fi
+    sse_set
     if want publish; then run publish "publish" -C 16 -w "$(scaled 1000)" -d "$duration"; fi
     if want sweep; then sweep; fi
     idle_cost
+}
+
+# The fan-out and stream runs over Server-Sent Events: each waiter opens one
+# stream (holdline GET /events/<ch>; nchan's eventsource subscriber, the
+# same location as its long-poll with Accept: text/event-stream) and keeps
+# it, every message an event on it; latency from publish to the event.
+sse_set() {
+    local sse=(--transport sse)
+    if want sse-fanout-1k sse-fanout sse; then
+        run sse-fanout-1k "fanout" -c "$(scaled 1000)" -r 5 "${sse[@]}"
+    fi
+    if want sse-fanout-10k sse-fanout sse; then
+        run sse-fanout-10k "fanout" -c "$(scaled 10000)" -r 5 "${sse[@]}"
+    fi
+    if want sse-fanout-1kx10 sse-fanout sse; then
+        run sse-fanout-1kx10 "fanout" -c "$(scaled 10000)" -k "$(scaled 1000)" -r 5 "${sse[@]}"
+    fi
+    if want sse-stream sse; then
+        run sse-stream "stream" -c "$(scaled 1000)" -k "$(scaled 100)" -m 10 -d "$duration" \
+            "${sse[@]}"
+    fi
 }
 
 # idle-cost: what held waiters cost a server that is busy elsewhere. The
@@ -422,9 +450,24 @@ cpu_line() {
          END { if (!n) print "- (no hold run)" }' "$1"
 }
 
+# sse-idle: what an open SSE stream that receives nothing costs: 15,000
+# streams over 1,000 channels nobody publishes to, held for
+# BENCH_STEADY_DURATION seconds (longer than the 15 s heartbeat of both
+# servers, so each stream has sent one) on servers that were fresh when
+# they opened; the servers' RSS growth per stream at the end, and their CPU
+# over the hold. A stream's request ends only when the stream does, so
+# unlike a long-poll's first poll this is what a held stream costs.
+sse_idle() {
+    want sse-idle sse || return 0
+    fresh_start sse-idle hold "${out_prefix}sse-idle-" || return 0
+    run sse-idle "hold" -c "$(scaled 15000)" -k "$(scaled 1000)" -d "$steady_duration" \
+        --transport sse --pid "$server_pids"
+}
+
 # The rows that need servers of their own, after the standard set.
 fresh_server_rows() {
     hold_steady
+    sse_idle
     stop_all
 }
 
@@ -545,6 +588,8 @@ END {
             row(run, "p50 ms", "p50_ms", "lower")
             row(run, "p99 ms", "p99_ms", "lower")
         }
+        if (v((run in H) ? H[run] : N[run], "transport") == "sse")
+            row(run, "stream ends", "stream_ends", "-")
         row(run, "errors", "errors", "lower")
     }
 }' "$dir/results.holdline" "$dir/results.nchan"

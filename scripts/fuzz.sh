@@ -31,7 +31,7 @@ if [ "${1:-}" = "--regress" ]; then
     mode=regress
     shift
 fi
-targets=${*:-request cursor frame config peek}
+targets=${*:-request cursor frame config peek rreply}
 
 case $FUZZ_SECONDS in
 '' | *[!0-9]*)

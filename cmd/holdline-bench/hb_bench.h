@@ -12,7 +12,8 @@
  *                                             for settle_ms); round 0 after
  *                                             opening, r after fan-out round r
  *                      PROGRESS <min> <n>     stream: the fewest re-polls
- *                                             (polls after the first) among
+ *                                             (polls after the first; with
+ *                                             SSE, events received) among
  *                                             its n live stream waiters,
  *                                             when either changed
  *                      STAT ... / HIST ...    the worker's counters (hb_stats)
@@ -26,7 +27,8 @@
  * Waiters start on fresh channels (the names carry a per-run prefix) with
  * cursor 0, so a message published after the parent saw READY reaches them
  * even if a node reads their poll late; the settle delay only keeps such
- * stragglers out of the latency figures.
+ * stragglers out of the latency figures. An SSE waiter counts as held once
+ * its stream has sent a block (its head came, the server has it).
  *
  * A stream's steady window starts when every live stream waiter has
  * re-polled steady_polls times (from the PROGRESS lines) and ends when the
@@ -60,9 +62,21 @@ typedef enum { HB_HOLD, HB_FANOUT, HB_STREAM, HB_PUBLISH } hb_mode;
  * subscribed); the poll timeout is the server's, not -t. */
 typedef enum { HB_SERVER_HOLDLINE, HB_SERVER_NCHAN } hb_server;
 
+/* How a waiter receives. HB_POLL: long-polls, one per message batch.
+ * HB_SSE: one Server-Sent Events stream, opened once and kept; each
+ * message is an event on it. holdline: GET /events/<ch>?cursor=C, chunked;
+ * an event's id is the cursor after it and its data the message as JSON
+ * ({"channel":..,"id":..,"data":..}); "event: missed" when history ran
+ * out. nchan: GET /sub/<ch> with Accept: text/event-stream (its
+ * eventsource subscriber), Last-Event-ID when resuming; the body has no
+ * length and runs until nchan_subscriber_timeout, an event's data is the
+ * raw message. A stream the server ends is opened again from its last id. */
+typedef enum { HB_POLL, HB_SSE } hb_transport;
+
 typedef struct hb_opts {
     hb_mode mode;
     hb_server server;
+    hb_transport transport; /* hold, fanout, stream: how waiters receive */
     struct sockaddr_in nodes[HB_MAX_NODES];
     int nnodes;
     struct sockaddr_in sources[HB_MAX_SOURCES];
@@ -86,7 +100,8 @@ typedef struct hb_opts {
     int npids;
     long long idle_waiters;  /* stream: I, waiters on channels nobody publishes to */
     long long idle_channels; /* stream: the channels those are spread over */
-    long long steady_polls;  /* stream: re-polls of every waiter that start the window */
+    long long steady_polls;  /* stream: re-polls (SSE: events) of every waiter that
+                              * start the window */
     int browser;             /* polls carry a browser's headers (hb_browser_headers) */
     long long cookie_bytes;  /* polls carry a Cookie header value this long, 0 = none */
     int verbose;             /* progress lines on stderr */

@@ -655,6 +655,7 @@ static int report(coord *c, const outcome *out) {
         c->nkids);
     /* Only for nchan, so holdline's line stays as it was. */
     if (o->server == HB_SERVER_NCHAN) add(res, sizeof(res), " server=nchan");
+    if (o->transport == HB_SSE) add(res, sizeof(res), " transport=sse");
     switch (o->mode) {
     case HB_HOLD:
         add(res, sizeof(res), " waiters=%lld held=%lld open_s=%.2f hold_s=%.1f", o->waiters,
@@ -735,6 +736,7 @@ static int report(coord *c, const outcome *out) {
     }
     add(res, sizeof(res), " dups=%lld missed=%lld reconnects=%lld errors=%lld", t->dups, t->missed,
         t->reconnects + c->loop.reconnects, errors);
+    if (o->transport == HB_SSE) add(res, sizeof(res), " stream_ends=%lld", t->stream_ends);
     printf("%s\n", res);
     fflush(stdout);
     return bad ? 1 : 0;

@@ -80,11 +80,11 @@ static void set_mask(hb_conn *c, unsigned mask) {
 
 void hb_conn_close(hb_conn *c) {
     if (c->state == HB_CONNECTING) c->loop->connecting--;
-    if (c->state == HB_AWAIT) c->loop->awaiting--;
+    if (c->state == HB_AWAIT || c->state == HB_STREAMING) c->loop->awaiting--;
     if (c->w.fd >= 0) close(c->w.fd); /* close() also leaves the epoll set */
     c->w.fd = -1;
     c->mask = 0;
-    c->in_len = 0;
+    c->in_len = c->dec_len = 0;
     c->state = HB_CLOSED;
 }
 
@@ -167,8 +167,9 @@ static int open_socket(hb_conn *c) {
     return 0;
 }
 
-int hb_conn_request(hb_conn *c, const char *req, size_t len) {
+static int start_request(hb_conn *c, const char *req, size_t len, int stream) {
     if (c->state != HB_CLOSED && c->state != HB_IDLE) return -EBUSY;
+    c->want_stream = stream;
     if (len > c->out_cap) {
         char *p = realloc(c->out, len);
         if (p == NULL) return -ENOMEM;
@@ -189,14 +190,101 @@ int hb_conn_request(hb_conn *c, const char *req, size_t len) {
     return 0;
 }
 
+int hb_conn_request(hb_conn *c, const char *req, size_t len) {
+    return start_request(c, req, len, 0);
+}
+
+int hb_conn_stream(hb_conn *c, const char *req, size_t len) {
+    return start_request(c, req, len, 1);
+}
+
+/* The stream's body is over. Its connection is closed even after a last
+ * chunk: holdline closes it once a stream ends (and says so only then, not
+ * in the head), so a request sent on it would race the server's FIN; the
+ * next request opens a new one, as a browser's EventSource does. */
+static void stream_end(hb_conn *c) {
+    hb_loop *l = c->loop;
+    l->last_io_us = hb_now_us();
+    hb_conn_close(c); /* the stream no longer counts as awaiting */
+    l->on_stream_end(c);
+}
+
+/* Decodes what was read of a stream and hands over every whole block. */
+static void stream_feed(hb_conn *c) {
+    hb_loop *l = c->loop;
+    long rest = -2;
+    if (c->body == HB_BODY_CHUNKED) {
+        size_t n = c->in_len - c->dec_len;
+        rest = hb_chunked_decode(&c->chunk, c->in + c->dec_len, &n);
+        if (rest == -1) {
+            fail(c, "a stream's chunked body is malformed");
+            return;
+        }
+        c->dec_len += n;
+    } else {
+        c->dec_len = c->in_len;
+    }
+    size_t used = 0;
+    long r;
+    hb_sse_event ev;
+    while ((r = hb_sse_next(&c->sse, c->in + used, c->dec_len - used, &ev)) > 0) {
+        used += (size_t)r;
+        /* Heartbeats are not progress: a stream that only has those is
+         * idle, and waiting for quiet must not wait for them. */
+        if (ev.fields > 0) l->last_io_us = hb_now_us();
+        l->on_event(c, &ev);
+        if (c->w.fd < 0 || c->state != HB_STREAMING) return;
+    }
+    if (r == -1) {
+        fail(c, "an event stream block longer than HB_SSE_BLOCK_MAX");
+        return;
+    }
+    /* Keep the unfinished block, and anything after the body's end. */
+    size_t after = rest > 0 ? (size_t)rest : 0;
+    memmove(c->in, c->in + used, c->dec_len - used + after);
+    c->dec_len -= used;
+    c->in_len = c->dec_len + after;
+    if (rest < 0) return;
+    if (after > 0) {
+        fail(c, "bytes after the end of a stream");
+        return;
+    }
+    stream_end(c);
+}
+
+/* Turns an answer's head into an open stream; what follows it is body. */
+static void stream_start(hb_conn *c, const hb_http_head *h) {
+    c->state = HB_STREAMING;
+    c->body = h->body;
+    hb_chunked_init(&c->chunk);
+    memset(&c->sse, 0, sizeof(c->sse));
+    memmove(c->in, c->in + h->head_len, c->in_len - h->head_len);
+    c->in_len -= h->head_len;
+    c->dec_len = 0;
+    c->loop->last_io_us = hb_now_us();
+}
+
 /* Delivers every complete answer at the front of c->in. */
 static void deliver(hb_conn *c) {
     hb_loop *l = c->loop;
     while (c->in_len > 0 && c->w.fd >= 0) {
+        if (c->state == HB_STREAMING) {
+            stream_feed(c);
+            return;
+        }
         hb_http_head h;
         long hl = hb_parse_head(c->in, c->in_len, &h);
         if (hl == -2) return;
-        if (hl < 0) {
+        if (hl > 0 && c->want_stream && c->state == HB_AWAIT && h.status == 200 &&
+            h.body != HB_BODY_LENGTH) {
+            if (!h.event_stream) {
+                fail(c, "a stream answered 200 without Content-Type: text/event-stream");
+                return;
+            }
+            stream_start(c, &h);
+            continue;
+        }
+        if (hl < 0 || h.body != HB_BODY_LENGTH) {
             fail(c, "answer is not HTTP/1.1 with a Content-Length");
             return;
         }
@@ -260,7 +348,10 @@ static void on_readable(hb_conn *c) {
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (r <= 0) {
-            if (c->state == HB_IDLE && c->in_len == 0) {
+            if (r == 0 && c->state == HB_STREAMING && c->body == HB_BODY_CLOSE) {
+                /* The end of a stream that had no length. */
+                stream_end(c);
+            } else if (c->state == HB_IDLE && c->in_len == 0) {
                 /* An idle keep-alive connection the server let go of (or
                  * reset): nothing was lost; the next request reconnects. */
                 hb_conn_close(c);

@@ -2,8 +2,10 @@
  * connections for holdline-bench. A connection carries one request at a
  * time; giving it a request while it is closed (never opened, or closed by
  * the server after an answer) connects first, from a chosen source address
- * if one is given. Answers and failures come back through two callbacks on
- * the loop. Everything runs on the caller's thread; nothing here blocks. */
+ * if one is given. Answers and failures come back through callbacks on the
+ * loop. A request may also open a Server-Sent Events stream, whose blocks
+ * come back one by one while it lasts. Everything runs on the caller's
+ * thread; nothing here blocks. */
 #ifndef HB_NET_H
 #define HB_NET_H
 
@@ -32,8 +34,18 @@ typedef struct hb_loop {
      * outstanding, or an answer that is not HTTP. It is closed; a new
      * request would reconnect. why is a short phrase. */
     void (*on_fail)(hb_conn *c, const char *why);
+    /* A block of an event stream (hb_conn_stream) arrived; ev points into
+     * the connection's buffer, valid only during the call. The callback may
+     * close c, and must not give it a request (it is still busy). */
+    void (*on_event)(hb_conn *c, const hb_sse_event *ev);
+    /* The stream's body ended: its last chunk, or the server closed a
+     * stream that had no length. An unfinished block is dropped. The
+     * connection is closed (servers close it after a stream) and may be
+     * given its next request, which reconnects, from inside the callback. */
+    void (*on_stream_end)(hb_conn *c);
     long connecting;      /* connections whose connect() has not completed */
-    long awaiting;        /* requests written whose answer is not complete */
+    long awaiting;        /* requests written whose answer is not complete (an
+                           * open event stream counts until it ends) */
     long reconnects;      /* connections reopened after the first */
     long long last_io_us; /* monotonic time of the last request written or answer read */
     char *scratch;        /* a copy of the answer being delivered */
@@ -45,6 +57,7 @@ enum hb_conn_state {
     HB_CONNECTING, /* connect() in progress, request waiting */
     HB_SENDING,    /* part of the request written */
     HB_AWAIT,      /* request written, answer not complete */
+    HB_STREAMING,  /* an event stream's head arrived; reading its blocks */
     HB_IDLE        /* connected, nothing outstanding */
 };
 
@@ -61,6 +74,13 @@ struct hb_conn {
     char *in; /* bytes read, not yet a complete answer */
     size_t in_len, in_cap;
     long long sent_us; /* monotonic time the request's last byte was written */
+    int want_stream;   /* the request asked for an event stream (hb_conn_stream) */
+    /* HB_STREAMING: in[0..dec_len) is decoded body that holds no whole block
+     * yet; in[dec_len..in_len) bytes read and not yet decoded. */
+    hb_body body;     /* how the stream's body is delimited */
+    hb_chunked chunk; /* its chunked decoder */
+    hb_sse sse;       /* its block reader */
+    size_t dec_len;
 };
 
 /* Monotonic and wall-clock time in microseconds. */
@@ -86,6 +106,13 @@ void hb_conn_init(hb_conn *c, hb_loop *l, const struct sockaddr_in *dst,
  * request is outstanding; EMFILE, EADDRNOTAVAIL ... from socket, bind or
  * connect); the callbacks are not called then. */
 int hb_conn_request(hb_conn *c, const char *req, size_t len);
+
+/* Like hb_conn_request, for a request answered by an event stream: a 200
+ * text/event-stream answer that is chunked or runs until the server closes
+ * is read block by block (on_event) until it ends (on_stream_end). Any
+ * other answer, an error status or one with a Content-Length, comes to
+ * on_answer as usual. */
+int hb_conn_stream(hb_conn *c, const char *req, size_t len);
 
 /* Closes the socket without calling anything; the connection may be
  * given a request again. */

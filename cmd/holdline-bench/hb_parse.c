@@ -41,6 +41,20 @@ static int value_has_token(const char *v, size_t n, const char *token) {
     return 0;
 }
 
+/* How many comma-separated tokens the header value has. */
+static int value_tokens(const char *v, size_t n) {
+    int count = 0;
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        if (i < n) count++;
+        while (i < n && v[i] != ',')
+            i++;
+    }
+    return count;
+}
+
 /* Copies a header value (trailing blanks dropped) into a
  * HB_HEAD_VALUE_MAX buffer; one that does not fit is left empty. */
 static void copy_value(char *dst, const char *v, size_t n) {
@@ -93,7 +107,18 @@ long hb_parse_head(const char *buf, size_t len, hb_http_head *h) {
                 }
                 h->content_length = cl;
             } else if (name_is(line, nn, "Transfer-Encoding")) {
-                if (!value_has_token(v, vn, "identity")) return -1;
+                int codings = value_tokens(v, vn);
+                int chunked = value_has_token(v, vn, "chunked");
+                int identity = value_has_token(v, vn, "identity");
+                /* Only chunked, which holdline's event streams use; identity
+                 * (obsolete) means none. Compression is never asked for. */
+                if (codings != chunked + identity) return -1;
+                if (chunked) h->body = HB_BODY_CHUNKED;
+            } else if (name_is(line, nn, "Content-Type")) {
+                size_t tn = 0;
+                while (tn < vn && v[tn] != ';' && v[tn] != ' ' && v[tn] != '\t')
+                    tn++;
+                h->event_stream = tn == 17 && strncasecmp(v, "text/event-stream", 17) == 0;
             } else if (name_is(line, nn, "Connection")) {
                 if (value_has_token(v, vn, "close")) h->close = 1;
                 if (value_has_token(v, vn, "keep-alive")) h->close = 0;
@@ -105,14 +130,204 @@ long hb_parse_head(const char *buf, size_t len, hb_http_head *h) {
         }
         p = eol + 1;
     }
-    /* 1xx, 204 and 304 have no body; everything else must say how long. */
-    if (h->content_length < 0) {
-        if (status / 100 == 1 || status == 204 || status == 304)
-            h->content_length = 0;
-        else
-            return -1;
+    /* 1xx, 204 and 304 have no body whatever the head says; a chunked one
+     * must not also give a length (RFC 9112 6.3: a sender never sends
+     * both, and a receiver that trusted either could be misled); without
+     * either, the body runs until the server closes. */
+    if (status / 100 == 1 || status == 204 || status == 304) {
+        h->body = HB_BODY_LENGTH;
+        h->content_length = 0;
+    } else if (h->body == HB_BODY_CHUNKED) {
+        if (h->content_length >= 0) return -1;
+    } else if (h->content_length < 0) {
+        h->body = HB_BODY_CLOSE;
     }
     return (long)h->head_len;
+}
+
+/* ------------------------------------------------------------------ */
+/* Chunked bodies                                                     */
+
+/* Where the decoder is: a chunk is "<hex size>[;ext]\r\n<data>\r\n", the
+ * last one has size 0 and is followed by trailer lines and a blank line. */
+enum {
+    CH_SIZE,       /* reading the size's hex digits */
+    CH_EXT,        /* after the size: blanks or an extension, up to CR */
+    CH_SIZE_LF,    /* the size line's CR was read */
+    CH_DATA,       /* left data bytes of the chunk to go */
+    CH_DATA_CR,    /* the CR after the data */
+    CH_DATA_LF,    /* the LF after the data */
+    CH_TRAILER,    /* at the start of a trailer line (or the blank line) */
+    CH_TRAILER_IN, /* inside a trailer line, up to CR */
+    CH_TRAILER_LF, /* a trailer line's CR was read */
+    CH_END_LF,     /* the blank line's CR was read */
+    CH_DONE        /* the body has ended */
+};
+
+void hb_chunked_init(hb_chunked *d) {
+    memset(d, 0, sizeof(*d));
+}
+
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+long hb_chunked_decode(hb_chunked *d, char *buf, size_t *len) {
+    size_t in = 0, out = 0, n = *len;
+    while (in < n && d->state != CH_DONE) {
+        char c = buf[in];
+        switch (d->state) {
+        case CH_SIZE: {
+            int v = hex_value(c);
+            if (v >= 0) {
+                /* 15 hex digits are 2^60 bytes: more is no real chunk. */
+                if (++d->digits > 15) goto bad;
+                d->left = d->left * 16 + (unsigned)v;
+                in++;
+                continue;
+            }
+            if (d->digits == 0) goto bad;
+            if (c != ';' && c != ' ' && c != '\t' && c != '\r') goto bad;
+            d->state = CH_EXT;
+            continue; /* CH_EXT looks at c again */
+        }
+        case CH_EXT:
+            if (c == '\r')
+                d->state = CH_SIZE_LF;
+            else if (c == '\n')
+                goto bad;
+            in++;
+            continue;
+        case CH_SIZE_LF:
+            if (c != '\n') goto bad;
+            in++;
+            d->digits = 0;
+            d->state = d->left == 0 ? CH_TRAILER : CH_DATA;
+            continue;
+        case CH_DATA: {
+            size_t take = n - in;
+            if ((unsigned long long)take > d->left) take = (size_t)d->left;
+            memmove(buf + out, buf + in, take);
+            out += take;
+            in += take;
+            d->left -= take;
+            if (d->left == 0) d->state = CH_DATA_CR;
+            continue;
+        }
+        case CH_DATA_CR:
+            if (c != '\r') goto bad;
+            d->state = CH_DATA_LF;
+            in++;
+            continue;
+        case CH_DATA_LF:
+            if (c != '\n') goto bad;
+            d->state = CH_SIZE;
+            in++;
+            continue;
+        case CH_TRAILER:
+            if (c == '\n') goto bad;
+            d->state = c == '\r' ? CH_END_LF : CH_TRAILER_IN;
+            in++;
+            continue;
+        case CH_TRAILER_IN:
+            if (c == '\r')
+                d->state = CH_TRAILER_LF;
+            else if (c == '\n')
+                goto bad;
+            in++;
+            continue;
+        case CH_TRAILER_LF:
+            if (c != '\n') goto bad;
+            d->state = CH_TRAILER;
+            in++;
+            continue;
+        case CH_END_LF:
+            if (c != '\n') goto bad;
+            d->state = CH_DONE;
+            in++;
+            continue;
+        default: goto bad;
+        }
+    }
+    *len = out;
+    if (d->state != CH_DONE) return -2;
+    /* What follows the body goes right after its data. */
+    memmove(buf + out, buf + in, n - in);
+    return (long)(n - in);
+bad:
+    *len = out;
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Server-Sent Events                                                 */
+
+/* The end of the line at p: the first CR or LF before end, or NULL. */
+static const char *line_end(const char *p, const char *end) {
+    for (; p < end; p++)
+        if (*p == '\r' || *p == '\n') return p;
+    return NULL;
+}
+
+static int field_is(const char *p, size_t n, const char *name) {
+    return strlen(name) == n && memcmp(p, name, n) == 0;
+}
+
+/* Applies one field line [p, e) (not blank, not a comment) to ev. */
+static void sse_field(const char *p, const char *e, hb_sse_event *ev) {
+    const char *colon = memchr(p, ':', (size_t)(e - p));
+    const char *name_end = colon != NULL ? colon : e;
+    const char *v = colon != NULL ? colon + 1 : e;
+    if (v < e && *v == ' ') v++;
+    hb_str val = {v, (size_t)(e - v)};
+    size_t nn = (size_t)(name_end - p);
+    ev->fields++;
+    if (field_is(p, nn, "data")) {
+        if (ev->data_lines++ == 0) ev->data = val;
+    } else if (field_is(p, nn, "id")) {
+        /* The spec ignores an id with a NUL in it. */
+        if (memchr(val.p, '\0', val.n) == NULL) ev->id = val;
+    } else if (field_is(p, nn, "event")) {
+        ev->event = val;
+    } else if (field_is(p, nn, "retry")) {
+        long long ms = 0;
+        size_t i = 0;
+        while (i < val.n && val.p[i] >= '0' && val.p[i] <= '9' && ms < (long long)1e15)
+            ms = ms * 10 + (val.p[i++] - '0');
+        if (i == val.n && i > 0) ev->retry = ms;
+    }
+}
+
+long hb_sse_next(hb_sse *s, const char *buf, size_t len, hb_sse_event *ev) {
+    const char *p = buf, *end = buf + len;
+    memset(ev, 0, sizeof(*ev));
+    ev->retry = -1;
+    /* Nothing of s changes unless a block is returned, so the caller may
+     * give the same bytes again, with more after them. */
+    if (s->skip_lf && p < end && *p == '\n') p++;
+    while (p < end) {
+        const char *e = line_end(p, end);
+        if (e == NULL) break;
+        const char *next = e + 1;
+        if (*e == '\r' && next < end && *next == '\n') next++;
+        if (e == p) {
+            /* A blank line ends the block. A CR as the last byte may be
+             * the first half of a CRLF whose LF has not come yet. */
+            s->skip_lf = *e == '\r' && next == end;
+            return (long)(next - buf);
+        }
+        if (*p == ':')
+            ev->comments++;
+        else
+            sse_field(p, e, ev);
+        p = next;
+    }
+    memset(ev, 0, sizeof(*ev));
+    ev->retry = -1;
+    return len >= HB_SSE_BLOCK_MAX ? -1 : -2;
 }
 
 /* ------------------------------------------------------------------ */
@@ -268,6 +483,18 @@ int hb_next_msg(hb_answer *a, hb_msg *m) {
     if (p >= end) return -1;
     a->next = p + 1;
     return 1;
+}
+
+int hb_parse_msg(const char *json, size_t len, hb_msg *m) {
+    const char *end = json + len;
+    const char *p = skip_ws(json, end);
+    if (p >= end || *p != '{') return -1;
+    hb_answer a;
+    memset(&a, 0, sizeof(a));
+    a.next = p;
+    a.end = end;
+    if (hb_next_msg(&a, m) != 1) return -1;
+    return skip_ws(a.next, end) == end ? 0 : -1;
 }
 
 int hb_data_field(hb_str data, char key, long long *out) {

@@ -77,6 +77,7 @@ static const struct {
     {"reconnects", offsetof(hb_stats, reconnects), SUM},
     {"idle_held", offsetof(hb_stats, idle_held), SUM},
     {"idle_answers", offsetof(hb_stats, idle_answers), SUM},
+    {"stream_ends", offsetof(hb_stats, stream_ends), SUM},
     {"first_us", offsetof(hb_stats, first_us), MIN_NZ},
     {"last_us", offsetof(hb_stats, last_us), MAX},
     {"max_us", offsetof(hb_stats, lat.max_us), MAX},

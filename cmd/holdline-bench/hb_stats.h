@@ -40,7 +40,9 @@ typedef struct hb_stats {
     long long errors;       /* failed connections, bad answers, unexpected messages */
     long long reconnects;   /* connections reopened after Connection: close */
     long long idle_held;    /* stream: idle waiters still connected and polling at the end */
-    long long idle_answers; /* stream: answers to idle waiters (timeouts: each is a re-poll) */
+    long long idle_answers; /* stream: answers to idle waiters (timeouts: each is a re-poll;
+                             * with SSE, streams of idle waiters that ended) */
+    long long stream_ends;  /* SSE: streams the server ended (each opened again) */
     long long first_us;     /* wall clock of the first delivery, 0 if none */
     long long last_us;      /* wall clock of the last delivery */
     hb_hist lat;            /* delivery latency */

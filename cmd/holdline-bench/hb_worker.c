@@ -1,7 +1,8 @@
 /* hb_worker.c -- one worker process: its share of the waiters, each a
  * keep-alive connection that polls, follows the cursor of every answer and
- * polls again at once, checking what it receives against what the
- * parent's publisher sends (see hb_bench.h for the protocol). */
+ * polls again at once (or, with SSE, keeps one event stream open and
+ * follows the id of every event), checking what it receives against what
+ * the parent's publisher sends (see hb_bench.h for the protocol). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -29,14 +30,16 @@
 typedef struct waiter {
     hb_conn conn; /* first: the callbacks' hb_conn is the waiter */
     long long chan;
-    long long next_seq; /* stream: the seq expected next (from 1) */
-    long long round;    /* fanout: the last round received */
-    int dead;           /* failed; not polling any more */
-    int caught_up;      /* stream, stopping: has every seq up to the last */
-    int repoll;         /* fanout: answered this round; polls again when it ends */
-    int idle;           /* stream: on an idle channel, which nobody publishes to */
-    long long polls;    /* polls sent */
-    char cursor[CURSOR_MAX];
+    long long next_seq;      /* stream: the seq expected next (from 1) */
+    long long round;         /* fanout: the last round received */
+    int dead;                /* failed; not polling any more */
+    int caught_up;           /* stream, stopping: has every seq up to the last */
+    int repoll;              /* fanout: answered this round; polls again when it ends */
+    int idle;                /* stream: on an idle channel, which nobody publishes to */
+    long long polls;         /* polls (SSE: streams) sent */
+    long long events;        /* SSE: message events received */
+    int open;                /* SSE: its stream has sent a block since it was opened */
+    char cursor[CURSOR_MAX]; /* where to poll from; SSE: the stream's last event id */
 } waiter;
 
 typedef struct worker {
@@ -50,6 +53,7 @@ typedef struct worker {
     long long n;      /* waiters of this worker */
     long long opened; /* waiters given their first poll */
     long long live;   /* waiters not dead */
+    long long open;   /* SSE: live waiters whose stream has sent a block */
     const char *kind; /* channel kind: "" or "bg" */
     char host[HB_MAX_NODES][32];
     char *extra[HB_MAX_NODES]; /* per node: the browser and Cookie lines, or "" */
@@ -82,9 +86,31 @@ static void waiter_fail(worker *k, waiter *w, const char *why) {
     k->live--;
     k->st.errors++;
     if (w->caught_up) k->caught_up--;
+    if (w->open) k->open--;
+    w->open = 0;
     hb_conn_close(&w->conn);
     if (++k->failures <= LOG_FAILURES)
         hb_warn("waiter %lld: %s", (long long)(w - k->w) * k->o->procs + k->idx, why);
+}
+
+/* Writes the request that opens w's event stream, from its last event id
+ * (holdline: cursor 0 at first, as a first poll; nchan: none, so it starts
+ * at the oldest message, as a first long-poll). Returns its length. */
+static int stream_request(worker *k, waiter *w, const char *ch, const char *host,
+                          const char *extra) {
+    if (k->o->server == HB_SERVER_NCHAN) {
+        char resume[CURSOR_MAX + 32] = "";
+        if (w->cursor[0] != '\0')
+            snprintf(resume, sizeof(resume), "Last-Event-ID: %s\r\n", w->cursor);
+        return snprintf(k->req, k->req_cap,
+                        "GET /sub/%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n%s%s"
+                        "\r\n",
+                        ch, host, extra, resume);
+    }
+    return snprintf(k->req, k->req_cap,
+                    "GET /events/%s?cursor=%s HTTP/1.1\r\nHost: %s\r\nAccept: "
+                    "text/event-stream\r\n%s\r\n",
+                    ch, w->cursor, host, extra);
 }
 
 static void send_poll(worker *k, waiter *w) {
@@ -95,7 +121,9 @@ static void send_poll(worker *k, waiter *w) {
     const char *extra = k->extra[g % o->nnodes];
     hb_channel_name(o, w->idle ? "idle" : k->kind, w->chan, ch, sizeof(ch));
     int n;
-    if (o->server == HB_SERVER_NCHAN) {
+    if (o->transport == HB_SSE) {
+        n = stream_request(k, w, ch, k->host[g % o->nnodes], extra);
+    } else if (o->server == HB_SERVER_NCHAN) {
         /* The cursor is "<Last-Modified>\n<Etag>" of the last message, or
          * "" before the first: then nchan starts at the oldest message it
          * holds (nchan_subscriber_first_message oldest), which on a fresh
@@ -112,13 +140,17 @@ static void send_poll(worker *k, waiter *w) {
                      "GET /poll/%s?timeout=%d&cursor=%s HTTP/1.1\r\nHost: %s\r\n%s\r\n", ch,
                      o->timeout_s, w->cursor, k->host[g % o->nnodes], extra);
     }
-    int r = n > 0 && (size_t)n < k->req_cap ? hb_conn_request(&w->conn, req, (size_t)n) : -E2BIG;
+    int r = -E2BIG;
+    if (n > 0 && (size_t)n < k->req_cap)
+        r = o->transport == HB_SSE ? hb_conn_stream(&w->conn, req, (size_t)n)
+                                   : hb_conn_request(&w->conn, req, (size_t)n);
     if (r == 0) {
         w->polls++;
         return;
     }
     char why[128];
-    snprintf(why, sizeof(why), "cannot send a poll: %s", strerror(-r));
+    snprintf(why, sizeof(why), "cannot send a %s: %s", o->transport == HB_SSE ? "stream" : "poll",
+             strerror(-r));
     waiter_fail(k, w, why);
 }
 
@@ -238,10 +270,84 @@ static void on_nchan_answer(worker *k, waiter *w, const hb_http_head *h, const c
     poll_again(k, w);
 }
 
+static int str_eq(hb_str s, const char *lit) {
+    return s.p != NULL && s.n == strlen(lit) && memcmp(s.p, lit, s.n) == 0;
+}
+
+/* A block of w's event stream: its id is the cursor to resume from; an
+ * event with data is a message (holdline: the message as JSON; nchan: the
+ * raw data), or "missed" when history ran out. Comments (heartbeats) and
+ * blocks without data (retry, the position) only show the stream is
+ * open. */
+static void on_event(hb_conn *c, const hb_sse_event *ev) {
+    worker *k = c->loop->ud;
+    waiter *w = (waiter *)c;
+    char why[256];
+    if (!w->open) {
+        w->open = 1;
+        k->open++;
+    }
+    if (ev->id.p != NULL) {
+        if (ev->id.n >= CURSOR_MAX) {
+            waiter_fail(k, w, "an event id too long to resume from");
+            return;
+        }
+        memcpy(w->cursor, ev->id.p, ev->id.n);
+        w->cursor[ev->id.n] = '\0';
+    }
+    /* Counted with or without data: holdline sends the cursor as data. */
+    if (str_eq(ev->event, "missed")) {
+        k->st.missed++;
+        return;
+    }
+    if (ev->data_lines == 0) return;
+    if (ev->event.p != NULL && !str_eq(ev->event, "message")) {
+        snprintf(why, sizeof(why), "an event named '%.*s'",
+                 (int)(ev->event.n > 100 ? 100 : ev->event.n), ev->event.p);
+        waiter_fail(k, w, why);
+        return;
+    }
+    if (ev->data_lines > 1) {
+        waiter_fail(k, w, "an event with more than one data line, which this run never sends");
+        return;
+    }
+    hb_msg m;
+    memset(&m, 0, sizeof(m));
+    if (k->o->server == HB_SERVER_NCHAN) {
+        m.data = ev->data;
+    } else if (hb_parse_msg(ev->data.p, ev->data.n, &m) != 0 || m.data.p == NULL) {
+        snprintf(why, sizeof(why), "an event whose data is not a message: %.*s",
+                 (int)(ev->data.n > 150 ? 150 : ev->data.n), ev->data.p);
+        waiter_fail(k, w, why);
+        return;
+    }
+    w->events++;
+    on_message(k, w, &m, hb_wall_us());
+}
+
+/* The server ended w's stream (holdline: sse.max_duration_s; nchan:
+ * nchan_subscriber_timeout): open it again from the last id, as a
+ * browser's EventSource would. */
+static void on_stream_end(hb_conn *c) {
+    worker *k = c->loop->ud;
+    waiter *w = (waiter *)c;
+    k->st.stream_ends++;
+    if (w->idle) k->st.idle_answers++;
+    if (w->open) k->open--;
+    w->open = 0;
+    send_poll(k, w);
+}
+
 static void on_answer(hb_conn *c, const hb_http_head *h, const char *body, size_t len) {
     worker *k = c->loop->ud;
     waiter *w = (waiter *)c;
     char why[256];
+    if (k->o->transport == HB_SSE) {
+        snprintf(why, sizeof(why), "a stream answered %d, not an event stream: %.150s", h->status,
+                 body);
+        waiter_fail(k, w, why);
+        return;
+    }
     if (k->o->server == HB_SERVER_NCHAN) {
         on_nchan_answer(k, w, h, body, len);
         return;
@@ -342,6 +448,7 @@ static void on_ctl(hb_watch *wt, unsigned events) {
 
 static int settled(worker *k, long long now) {
     return k->opened == k->n && k->loop.connecting == 0 && k->loop.awaiting == k->live &&
+           (k->o->transport != HB_SSE || k->open == k->live) &&
            now - k->loop.last_io_us >= (long long)k->o->settle_ms * 1000;
 }
 
@@ -356,7 +463,7 @@ static void progress(worker *k, long long now) {
     for (long long i = 0; i < k->n; i++) {
         const waiter *w = &k->w[i];
         if (w->dead || w->idle) continue;
-        long long re = w->polls > 0 ? w->polls - 1 : 0;
+        long long re = k->o->transport == HB_SSE ? w->events : w->polls > 0 ? w->polls - 1 : 0;
         if (min < 0 || re < min) min = re;
         n++;
     }
@@ -432,6 +539,8 @@ void hb_worker_main(const hb_opts *o, int idx, int ctl) {
     k.loop.ud = &k;
     k.loop.on_answer = on_answer;
     k.loop.on_fail = on_fail;
+    k.loop.on_event = on_event;
+    k.loop.on_stream_end = on_stream_end;
     k.loop.last_io_us = hb_now_us();
     k.ctl.fd = ctl;
     k.ctl.on_event = on_ctl;

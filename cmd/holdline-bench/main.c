@@ -23,8 +23,9 @@ static const char usage_text[] =
     "\n"
     "Modes:\n"
     "  hold     open N waiters, keep them held for D seconds (re-polling on\n"
-    "           each timeout answer); report how many stayed held and, with\n"
-    "           --pid, the servers' RSS growth per waiter and their CPU use\n"
+    "           each timeout answer; with SSE, streams that only see\n"
+    "           heartbeats); report how many stayed held and, with --pid,\n"
+    "           the servers' RSS growth per waiter and their CPU use\n"
     "  fanout   N waiters on K channels; R rounds of one publish per channel;\n"
     "           report received/missing and the latency from just before each\n"
     "           publish is written to the last byte of each answer; each\n"
@@ -80,6 +81,15 @@ static const char usage_text[] =
     "                              If-None-Match, publishes POST /pub/<ch>, raw\n"
     "                              message bodies; the poll timeout is the\n"
     "                              server's) [holdline]\n"
+    "      --transport T           hold, fanout, stream: poll, or sse: each waiter\n"
+    "                              opens one Server-Sent Events stream and keeps\n"
+    "                              it (holdline GET /events/<ch>?cursor=C; nchan\n"
+    "                              GET /sub/<ch> with Accept: text/event-stream);\n"
+    "                              every message is an event on it, latency from\n"
+    "                              publish to the event; a stream the server ends\n"
+    "                              is opened again from its last id; re-polls\n"
+    "                              (--steady-polls, min_repolls) count events\n"
+    "                              [poll]\n"
     "  -q, --quiet                 no progress lines on stderr\n"
     "  -h, --help                  this text\n"
     "\n"
@@ -101,6 +111,7 @@ enum {
     OPT_STEADY_POLLS,
     OPT_BROWSER,
     OPT_COOKIE_BYTES,
+    OPT_TRANSPORT,
 };
 
 static const struct option long_opts[] = {
@@ -129,6 +140,7 @@ static const struct option long_opts[] = {
     {"steady-polls", required_argument, NULL, OPT_STEADY_POLLS},
     {"browser", no_argument, NULL, OPT_BROWSER},
     {"cookie-bytes", required_argument, NULL, OPT_COOKIE_BYTES},
+    {"transport", required_argument, NULL, OPT_TRANSPORT},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -154,6 +166,7 @@ static const struct {
     {OPT_STEADY_POLLS, M(HB_STREAM)},
     {OPT_ROUND_TIMEOUT, M(HB_FANOUT)},
     {OPT_DRAIN, M(HB_STREAM)},
+    {OPT_TRANSPORT, M(HB_HOLD) | M(HB_FANOUT) | M(HB_STREAM)},
 };
 
 static const char *mode_names[] = {"hold", "fanout", "stream", "publish"};
@@ -295,6 +308,14 @@ int main(int argc, char **argv) {
                 usage_error("--key: must be one line of at most 255 bytes");
             snprintf(o.key, sizeof(o.key), "%s", optarg);
             break;
+        case OPT_TRANSPORT:
+            if (strcmp(optarg, "poll") == 0)
+                o.transport = HB_POLL;
+            else if (strcmp(optarg, "sse") == 0)
+                o.transport = HB_SSE;
+            else
+                usage_error("--transport: '%s' is not poll or sse", optarg);
+            break;
         case OPT_SERVER:
             if (strcmp(optarg, "holdline") == 0)
                 o.server = HB_SERVER_HOLDLINE;
@@ -323,6 +344,10 @@ int main(int argc, char **argv) {
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+    /* Its lines are a fetch()'s (Accept: application/json ...), not an
+     * EventSource's. */
+    if (o.browser && o.transport == HB_SSE)
+        usage_error("--browser does not apply to --transport sse");
 
     if (o.waiters < 0) o.waiters = o.mode == HB_PUBLISH ? 0 : 1000;
     if (o.channels < 0) o.channels = o.mode == HB_STREAM ? 10 : 1;

@@ -8,7 +8,7 @@
  * another worker's head, moved by a later tick. */
 static int quiet_up_to_date(const hl_catchup_env *env, const hl_chan *c, hl_sid at, int k) {
     if (k < 0) return (long long)at.ms + env->ttl_ms > (long long)c->last.ms + 1000;
-    return env->redis_now > 0 && (long long)at.ms <= env->redis_now + 1000;
+    return env->redis_now > 0 && at.ms <= (uint64_t)env->redis_now + 1000;
 }
 
 hl_need hl_catchup_classify(const hl_catchup_env *env, uint64_t wepoch, const hl_chan *c,
@@ -21,7 +21,9 @@ hl_need hl_catchup_classify(const hl_catchup_env *env, uint64_t wepoch, const hl
         pos->cur = (hl_cur_part){HL_CUR_AT, c->last};
         return HL_NEED_NOTHING;
     case HL_CUR_ALL:
-        if (!c->whole) return HL_NEED_READ;
+        /* "0" of another epoch: only a read can tell what the data set
+         * now holds (and the waiter then takes Redis's epoch). */
+        if (!c->whole || wepoch != env->epoch) return HL_NEED_READ;
         if (c->cache.count > 0) return HL_NEED_CACHE;
         pos->cur = (hl_cur_part){HL_CUR_AT, c->last};
         return HL_NEED_NOTHING;

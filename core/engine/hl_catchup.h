@@ -44,7 +44,8 @@ typedef enum hl_need {
  *     all of it, else a read;
  *   - an id of another epoch is read (Redis then says it missed);
  *   - the last id is up to date;
- *   - on a channel with no history, an id less than a TTL behind the head
+ *   - on a channel with no history, an id less than a TTL (less 1 s of
+ *     margin) behind the head
  *     or not in Redis's future is up to date (it moves to the head);
  *   - an id the cache reaches is answered from it;
  *   - an id ahead of the worker that Redis confirmed waits; anything else

@@ -253,7 +253,7 @@ static void collect(hl_waiter *w, batch *b) {
 /* Delivers to w what collect finds (plus an id-less message if extra),
  * or ends w if that runs out of memory. For a once waiter that is its
  * end; another goes on waiting. */
-static void deliver(hl_waiter *w, const char *extra, size_t elen, int timed_out) {
+static size_t deliver(hl_waiter *w, const char *extra, size_t elen, int timed_out) {
     batch b;
     memset(&b, 0, sizeof(b));
     hl_buf_init(&b.cbuf);
@@ -293,6 +293,7 @@ static void deliver(hl_waiter *w, const char *extra, size_t elen, int timed_out)
     free(b.curs);
     hl_buf_free(&b.cbuf);
     hl_buf_free(&cur);
+    return oom ? 0 : b.n + (size_t)missed;
 }
 
 typedef enum eval_result {
@@ -341,15 +342,19 @@ static eval_result eval(hl_waiter *w) {
 /* Evaluates w and delivers what it can; a waiter that stays (not once)
  * goes on until it is up to date, and is told its position once. */
 static void reeval(hl_waiter *w) {
-    /* Each round delivers at least one message, up to what the cache and
-     * the reads hold; the bound only guards against a loop. */
+    /* A waiter that stays gets what the cache and the reads hold, up to
+     * poll.max_messages per delivery, until a delivery has nothing new
+     * (the bound only guards against a loop). */
     for (int round = 0; round < 1000 && w->phase != HL_WAITER_OVER; round++) {
         if (eval(w) != EVAL_ANSWER) {
             if (w->phase == HL_WAITER_WAITING && !w->ops->once && !w->positioned)
                 deliver(w, NULL, 0, 0);
             return;
         }
-        deliver(w, NULL, 0, 0);
+        if (deliver(w, NULL, 0, 0) == 0) {
+            if (w->phase != HL_WAITER_OVER) w->phase = HL_WAITER_WAITING;
+            return;
+        }
     }
 }
 

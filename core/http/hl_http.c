@@ -135,10 +135,14 @@ static int parse_waiter(hl_req *r, hl_span arg, hl_span *chans, size_t *n, uint6
         *ret = hl__reply_error(r, HL_E_BAD_CHANNEL, err);
         return 1;
     }
-    /* EventSource resumes with Last-Event-ID; an explicit cursor
-     * parameter wins. */
-    const char *cs = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "cursor");
-    if (cs == NULL) cs = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+    /* A poll's explicit cursor parameter wins over Last-Event-ID. A
+     * stream's Last-Event-ID wins: EventSource reconnects to the URL it
+     * was opened with, so its ?cursor= is where the stream began, and
+     * Last-Event-ID, which only a reconnect sends, is where it got to. */
+    const char *arg_cs = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "cursor");
+    const char *hdr_cs = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+    const char *cs = r->kind == HL_ROUTE_EVENTS ? (hdr_cs ? hdr_cs : arg_cs)
+                                                : (arg_cs ? arg_cs : hdr_cs);
     if (hl_cursor_parse(cs ? cs : "", cs ? strlen(cs) : 0, *n, epoch, parts, err, sizeof(err)) !=
         HL_OK) {
         *ret = hl__reply_error(r, HL_E_BAD_CURSOR, err);

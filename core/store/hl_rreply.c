@@ -51,6 +51,7 @@ hl_msg *hl_rreply_entry(const redisReply *e, const char *name, size_t len) {
         e->element[1]->type != REDIS_REPLY_ARRAY)
         return NULL;
     const redisReply *f = e->element[1];
+    if (f->elements % 2 != 0) return NULL; /* fields and values come in pairs */
     const char *data = "";
     size_t dlen = 0;
     for (size_t i = 0; i + 1 < f->elements; i += 2) {

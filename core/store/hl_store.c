@@ -18,6 +18,7 @@
 #include "hl_common.h"
 #include "hl_log.h"
 #include "hl_rkeys.h"
+#include "hl_rlib.h"
 #include "hl_rlink.h"
 #include "hl_rreply.h"
 #include "hl_time.h"
@@ -300,7 +301,7 @@ static void on_epoch(redisAsyncContext *ac, void *reply_, void *privdata) {
 static void load_library(hl_store *s) {
     hl_buf b;
     hl_buf_init(&b);
-    hl_history_library(&b, s->cfg->history_length, (long long)s->cfg->history_ttl * 1000);
+    hl_rlib_source(&b, s->cfg->history_length, (long long)s->cfg->history_ttl * 1000);
     if (b.oom) {
         hl_error("worker %d: out of memory building the Function library", s->worker);
         hl_buf_free(&b);

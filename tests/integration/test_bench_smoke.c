@@ -222,6 +222,33 @@ static void test_stream_follows_cursors_without_gaps_or_duplicates(void **state)
     assert_percentiles(&r);
 }
 
+static void test_sse_fanout_reaches_200_streams_on_two_nodes_in_every_round(void **state) {
+    (void)state;
+    const char *args[] = {"fanout", "-n", nodes,         "-c",  "200",
+                          "-r",     "3",  "--transport", "sse", NULL};
+    bench_run r;
+    run_bench(&r, args);
+    assert_clean(&r);
+    assert_true(result_num(&r, "received") == 600);
+    assert_true(result_num(&r, "missing") == 0);
+    assert_true(result_num(&r, "late") == 0);
+    assert_percentiles(&r);
+}
+
+static void test_sse_stream_follows_ids_without_gaps_or_duplicates(void **state) {
+    (void)state;
+    const char *args[] = {"stream", "-n", nodes, "-c", "200",         "-k",  "10",
+                          "-m",     "10", "-d",  "3",  "--transport", "sse", NULL};
+    bench_run r;
+    run_bench(&r, args);
+    assert_clean(&r);
+    assert_true(result_num(&r, "gaps") == 0);
+    assert_true(result_num(&r, "published") == 300);
+    assert_true(result_num(&r, "expected") == 6000);
+    assert_true(result_num(&r, "deliveries") == 6000);
+    assert_percentiles(&r);
+}
+
 /* The servers' pids for --pid: both nodes and Redis. */
 static const char *server_pids(void) {
     static char pids[64];
@@ -408,6 +435,8 @@ int main(void) {
         cmocka_unit_test(test_fanout_reaches_200_waiters_on_two_nodes_in_every_round),
         cmocka_unit_test(test_fanout_over_two_processes_and_two_source_addresses_merges_one_result),
         cmocka_unit_test(test_stream_follows_cursors_without_gaps_or_duplicates),
+        cmocka_unit_test(test_sse_fanout_reaches_200_streams_on_two_nodes_in_every_round),
+        cmocka_unit_test(test_sse_stream_follows_ids_without_gaps_or_duplicates),
         cmocka_unit_test(test_stream_with_pid_measures_the_servers_once_every_waiter_re_polled),
         cmocka_unit_test(test_stream_polls_carry_browser_headers_and_cookies_poll_after_poll),
         cmocka_unit_test(test_a_cookie_beyond_the_nodes_header_limit_reaches_them_and_fails),

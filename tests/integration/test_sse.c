@@ -350,10 +350,16 @@ static void test_last_event_id_resumes_after_exactly_that_message(void **state) 
     assert_null(strstr(s.body, "\"data\":\"m2\""));
     sse_close(&s);
 
-    /* ?cursor= wins over the header. */
+    /* An EventSource reconnects to the URL it was opened with and sends
+     * where it got to as Last-Event-ID: the header wins over ?cursor=. */
     snprintf(path, sizeof(path), "/events/resume?cursor=%s", cur);
     assert_int_equal(sse_open(&s, node_b.port, path, hdr), 0);
-    assert_true(pump(&s, 1, 5000, has_events, (void *)(uintptr_t)4));
+    assert_true(pump(&s, 1, 5000, has_events, (void *)(uintptr_t)2));
+    usleep(300 * 1000);
+    sse_read(&s);
+    sse_parse(&s);
+    assert_int_equal(lines_starting(&s, "data: "), 2);
+    assert_null(strstr(s.body, "\"data\":\"m2\""));
     sse_close(&s);
 }
 

@@ -9,6 +9,7 @@
 
 #include "hl_common.h"
 #include "hl_history.h"
+#include "hl_rlib.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,7 +113,7 @@ static void test_history_library_bakes_in_length_and_ttl(void **state) {
     (void)state;
     hl_buf b;
     hl_buf_init(&b);
-    hl_history_library(&b, 1234, 3600000);
+    hl_rlib_source(&b, 1234, 3600000);
     assert_false(b.oom);
     assert_int_equal(strncmp(b.data, "#!lua name=holdline\n", 20), 0);
     assert_non_null(strstr(b.data, "local MAXLEN = 1234\n"));
