@@ -36,15 +36,14 @@
  * clients do not reconnect in step after an outage) and then tries again.
  *
  * How the EventSource is resumed. The browser reconnects an EventSource by
- * itself after the stream ends or the network fails, sending the last id
- * it saw (the cursor) as Last-Event-ID, and holdline resumes from it. But
- * the server prefers a ?cursor= in the URL over Last-Event-ID, and the
- * browser reconnects to the URL it was opened with: once messages have
- * moved the cursor past the one in that URL, letting the browser reconnect
- * would replay them. The client then closes the EventSource and opens a
- * new one with the current cursor in its URL instead. It also reopens one
- * the browser gave up on (readyState CLOSED: after any answer but a 200
- * event stream, such as a 503 from an overloaded node or a proxy's 502).
+ * itself after the stream ends or the network fails, to the URL it was
+ * opened with, sending the last id it saw (the cursor) as Last-Event-ID;
+ * the server prefers that header over the URL's ?cursor=, which still
+ * says where the stream began, so the stream resumes where it got to. The
+ * client leaves those reconnects to the browser. It opens a new
+ * EventSource, with its own last cursor in the URL, only for one the
+ * browser gave up on (readyState CLOSED: after any answer but a 200 event
+ * stream, such as a 503 from an overloaded node or a proxy's 502).
  *
  * onMissed(info) is called when the server says it cannot prove that
  * nothing was lost since the cursor (history trimmed or expired, or Redis
@@ -104,7 +103,6 @@
   // EventSource.readyState values, named here because a browser without
   // EventSource has no constants to read them from.
   var ES_CONNECTING = 0;
-  var ES_CLOSED = 2;
 
   function hasEventSource() {
     return !!root && typeof root.EventSource === "function";
@@ -363,9 +361,6 @@
     }
     var self = this;
     var url = this.eventsUrl();
-    // The cursor this stream's URL carries: the browser's own reconnects
-    // resume from it, not from Last-Event-ID, as long as it is in the URL.
-    var urlCursor = this.cursor;
     var opened = false;
     var es;
     this._emit("request", url);
@@ -428,23 +423,21 @@
       if (self._es !== es) {
         return;
       }
-      if (es.readyState === ES_CONNECTING && (urlCursor === "" || urlCursor === self.cursor)) {
+      if (es.readyState === ES_CONNECTING) {
         // The browser reconnects by itself (after the server's retry:
-        // delay) and resumes from where this stream got to: from the URL's
-        // cursor, which nothing has moved past, or, with none in the URL,
-        // from Last-Event-ID.
+        // delay) and sends Last-Event-ID, which the server prefers to the
+        // URL's cursor: the stream resumes where it got to, including
+        // positions the server sent without an event.
         self._emit("reconnect", opened ? "the stream ended; the browser reconnects"
           : "no stream yet; the browser retries");
         opened = false;
         return;
       }
-      // Either the browser gave up (CLOSED), or its reconnect would go back
-      // to the URL's older cursor: this stream is replaced by a new one.
-      var closed = es.readyState === ES_CLOSED;
+      // The browser gave up (CLOSED): a new stream, from the last cursor
+      // this client saw, replaces it.
       self._sseClose();
-      self._emit("error", closed ? "the stream was refused or cut"
-        : "the stream ended; reopening it from the current cursor");
-      if (closed && self.transportOption === "auto" && !self._everOpened) {
+      self._emit("error", "the stream was refused or cut");
+      if (self.transportOption === "auto" && !self._everOpened) {
         self._sseProbe(generation, url);
         return;
       }
