@@ -473,9 +473,9 @@ async function cases() {
     await restartCase(
         'holdline.js, transport "auto" (EventSource), 2 channels, started from a cursor, node A restarted',
         channelsFor(2),
-        // Started from a cursor, the stream's URL carries one, which the
-        // server prefers over Last-Event-ID: the client must not let the
-        // browser reconnect to it once messages have moved past it.
+        // Started from a cursor, the stream's URL carries one, and the
+        // browser reconnects to that URL: the Last-Event-ID it sends must
+        // win over the URL's older cursor, or messages come twice.
         async (page, chs) => startClient(page, { channels: chs, cursor: await cursorNow(chs.join(",")), ...BACKOFF }),
         async (page, log) => {
             const transport = await page.evaluate(() => window.client.transport);
