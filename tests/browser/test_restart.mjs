@@ -236,13 +236,14 @@ async function openPage(log) {
     await context.exposeFunction("record", (kind, value) => {
         note(log, kind, value);
     });
-    // Every request the page makes to a node, with the Last-Event-ID the
-    // browser sent and how it ended, for the trace of a failed case.
+    // Every request the page makes to a node and how it ended, for the
+    // trace of a failed case. (Playwright does not show the Last-Event-ID
+    // header Chromium adds to a reconnect; the ids of the messages before
+    // it say what it was.)
     const short = (u) => u.replace(baseA, "").replace(/cursor=[^&]*/, (c) => `cursor=...${c.slice(-12)}`);
     context.on("request", (req) => {
         if (!/\/(events|poll)\//.test(req.url())) return;
-        const lei = req.headers()["last-event-id"];
-        note(log, "http", `${short(req.url())}${lei ? ` Last-Event-ID ...${lei.slice(-12)}` : ""}`);
+        note(log, "http", short(req.url()));
     });
     context.on("response", (res) => {
         if (/\/(events|poll)\//.test(res.url())) note(log, "http", `  answered ${res.status()}`);
@@ -310,7 +311,9 @@ async function ensureA() {
 // A case's log entry, with the time since this script started.
 const T0 = Date.now();
 function note(log, kind, value) {
-    log.push({ kind, value, at: Date.now() - T0 });
+    const entry = { kind, value, at: Date.now() - T0 };
+    log.push(entry);
+    return entry;
 }
 
 // After a failed case: what the page asked the node and what it got, in
