@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # run.sh -- the browser tests: starts a private redis-server and one
 # holdline node (node B) on free loopback ports, runs test_cookies.mjs
-# (Debian's Chromium through playwright-core) against the node's demo page
-# and test_restart.mjs (a page subscribed on a node A that it starts and
-# restarts itself, while it publishes on node B), and stops everything it
-# started, by pid, whatever happens.
+# (Debian's Chromium through playwright-core) against the node's demo page,
+# test_demo.mjs (the demo page with either transport) and test_restart.mjs
+# (a page subscribed on a node A that it starts and restarts itself, while
+# it publishes on node B), and stops everything it started, by pid,
+# whatever happens.
 #
 # Usage: tests/browser/run.sh [BIN/holdline]   (default: $HOLDLINE_BIN,
 #        then bin/holdline; run from anywhere)
@@ -147,6 +148,7 @@ run_browser() {
 }
 
 run_browser test_cookies.mjs 90 "http://127.0.0.1:$port/"
+run_browser test_demo.mjs 50 "http://127.0.0.1:$port/"
 
 # Node A's port; the script starts the node itself, with the same binary,
 # configuration and Redis, and publishes on this run's node (B). Node A is
