@@ -97,19 +97,19 @@ typedef struct hl_member {
 struct hl_waiter {
     const hl_sink_ops *ops;
     hl_engine *e;
-    hl_waiter_phase phase;
     hl_member *members; /* n of them: &one, or an array of the waiter's */
     size_t n;
     hl_member one;
     uint64_t epoch;      /* the epoch the members' id cursors belong to (0: none yet) */
     uint64_t read_epoch; /* the epoch Redis reported to this waiter's reads */
-    unsigned reads;      /* history reads in flight */
-    int missed;          /* a read found messages gone since the client's cursor */
-    int read_failed;     /* a read failed: wait for Redis rather than read again */
-    int positioned;      /* (not once) the sink was told its cursor */
     hl_deadline due;     /* once: the timeout; else the next heartbeat */
-    unsigned period;     /* seconds between those */
     long long end_at;    /* monotonic ms the waiter ends (HL_END_DURATION); 0: never */
+    hl_waiter_phase phase;
+    unsigned reads;            /* history reads in flight */
+    unsigned period;           /* seconds between deliveries when idle */
+    unsigned char missed;      /* a read found messages gone since the client's cursor */
+    unsigned char read_failed; /* a read failed: wait for Redis rather than read again */
+    unsigned char positioned;  /* (not once) the sink was told its cursor */
 };
 
 typedef struct hl_engine_hooks {

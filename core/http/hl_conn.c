@@ -114,7 +114,7 @@ void *hl__conn_on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
 
 static void check_hangup(hl_waiter *w, void *ud) {
     size_t *gone = ud;
-    hl_req *r = (hl_req *)((char *)w - offsetof(hl_req, wt));
+    hl_req *r = (hl_req *)((char *)w - offsetof(hl_req, u.wt));
     int fd = hl__req_fd(r);
     if (fd < 0 || (r->state != HL_REQ_WAITING && r->state != HL_REQ_STREAM)) return;
     char b;

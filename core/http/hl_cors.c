@@ -19,4 +19,3 @@ int hl__origin_index(const hl_config *cfg, const char *o, size_t n) {
     }
     return HL_ORIGIN_NONE;
 }
-

@@ -60,10 +60,10 @@ static enum MHD_Result reply_answer(hl_req *r) {
 /* ---- Redis round trips: publish and channel info ------------------------ */
 
 static void on_redis_deadline(hl_deadline *d) {
-    hl_req *r = (hl_req *)((char *)d - offsetof(hl_req, due));
-    hl_store_cancel(r->op);
-    r->op = NULL;
-    hl_warn("a request on '%s' got no answer from Redis within %d s", r->channel,
+    hl_req *r = (hl_req *)((char *)d - offsetof(hl_req, u.rd.due));
+    hl_store_cancel(r->u.rd.op);
+    r->u.rd.op = NULL;
+    hl_warn("a request on '%s' got no answer from Redis within %d s", r->u.rd.channel,
             HL_REDIS_DEADLINE_S);
     hl__answer_error(r, HL_E_REDIS_TIMEOUT,
                      r->kind == HL_ROUTE_PUBLISH
@@ -73,8 +73,8 @@ static void on_redis_deadline(hl_deadline *d) {
 
 /* r waits for its store op. */
 static enum MHD_Result suspend_for_redis(hl_req *r) {
-    r->due.fire = on_redis_deadline;
-    hl_deadline_arm(r->h->dl, &r->due, HL_REDIS_DEADLINE_S, hl_mono_ms());
+    r->u.rd.due.fire = on_redis_deadline;
+    hl_deadline_arm(r->h->dl, &r->u.rd.due, HL_REDIS_DEADLINE_S, hl_mono_ms());
     r->state = HL_REQ_REDIS;
     MHD_suspend_connection(r->conn);
     return MHD_YES;
@@ -82,15 +82,15 @@ static enum MHD_Result suspend_for_redis(hl_req *r) {
 
 static void on_info(void *ud, const hl_info_result *res) {
     hl_req *r = ud;
-    r->op = NULL;
+    r->u.rd.op = NULL;
     if (!res->ok) {
         hl__answer_error(r, res->err, res->detail);
         return;
     }
     hl_buf b;
     hl_buf_init(&b);
-    hl_codec_channel_info(&b, r->channel, strlen(r->channel), res->st.exists ? &res->st.last : NULL,
-                          res->st.length);
+    hl_codec_channel_info(&b, r->u.rd.channel, strlen(r->u.rd.channel),
+                          res->st.exists ? &res->st.last : NULL, res->st.length);
     hl__answer_response(
         r, b.oom ? NULL : hl__response(r->h, r->origin, JSON_TYPE, b.data, b.len, 0), MHD_HTTP_OK);
     hl_buf_free(&b);
@@ -98,14 +98,14 @@ static void on_info(void *ud, const hl_info_result *res) {
 
 static void on_published(void *ud, const hl_publish_result *res) {
     hl_req *r = ud;
-    r->op = NULL;
+    r->u.rd.op = NULL;
     if (!res->ok) {
         hl__answer_error(r, res->err, res->detail);
         return;
     }
     hl_buf b;
     hl_buf_init(&b);
-    hl_codec_publish_answer(&b, r->channel, strlen(r->channel), res->id, res->idlen,
+    hl_codec_publish_answer(&b, r->u.rd.channel, strlen(r->u.rd.channel), res->id, res->idlen,
                             res->duplicate);
     hl__answer_response(r,
                         b.oom ? NULL : hl__response(r->h, r->origin, JSON_TYPE, b.data, b.len, 0),
@@ -141,8 +141,8 @@ static int parse_waiter(hl_req *r, hl_span arg, hl_span *chans, size_t *n, uint6
      * Last-Event-ID, which only a reconnect sends, is where it got to. */
     const char *arg_cs = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "cursor");
     const char *hdr_cs = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
-    const char *cs = r->kind == HL_ROUTE_EVENTS ? (hdr_cs ? hdr_cs : arg_cs)
-                                                : (arg_cs ? arg_cs : hdr_cs);
+    const char *cs =
+        r->kind == HL_ROUTE_EVENTS ? (hdr_cs ? hdr_cs : arg_cs) : (arg_cs ? arg_cs : hdr_cs);
     if (hl_cursor_parse(cs ? cs : "", cs ? strlen(cs) : 0, *n, epoch, parts, err, sizeof(err)) !=
         HL_OK) {
         *ret = hl__reply_error(r, HL_E_BAD_CURSOR, err);
@@ -196,7 +196,7 @@ static enum MHD_Result start_poll(hl_req *r, hl_span arg) {
     if (r->h->stopping) return reply_stopping(r, epoch, parts, n);
     close_if_misplaced(r);
     r->state = HL_REQ_HEADERS; /* answered while starting: ANSWERED, not resumed */
-    if (hl_waiter_start(r->h->engine, &r->wt, &hl__longpoll_ops, chans, n, epoch, parts,
+    if (hl_waiter_start(r->h->engine, &r->u.wt, &hl__longpoll_ops, chans, n, epoch, parts,
                         (unsigned)timeout, 0) != HL_OK)
         return hl__reply_error(r, HL_E_OUT_OF_MEMORY, "the node cannot hold another waiter");
     r->waiter = 1;
@@ -225,8 +225,8 @@ static enum MHD_Result start_events(hl_req *r, hl_span arg) {
     if (r->h->stopping) {
         /* Open and end at once: the client comes back with its cursor,
          * to another node. */
-        hl__sse_ops.end(&r->wt, HL_END_STOPPING);
-    } else if (hl_waiter_start(r->h->engine, &r->wt, &hl__sse_ops, chans, n, epoch, parts,
+        hl__sse_ops.end(&r->u.wt, HL_END_STOPPING);
+    } else if (hl_waiter_start(r->h->engine, &r->u.wt, &hl__sse_ops, chans, n, epoch, parts,
                                (unsigned)cfg->sse_heartbeat_s,
                                hl_mono_ms() + (long long)cfg->sse_max_duration_s * 1000) != HL_OK) {
         MHD_destroy_response(resp);
@@ -242,11 +242,13 @@ static enum MHD_Result start_events(hl_req *r, hl_span arg) {
 /* GET /channels/{ch}: what Redis holds of the channel's history. */
 static enum MHD_Result start_channel_info(hl_req *r, hl_span arg) {
     if (!hl_channel_valid(arg.p, arg.n)) return hl__reply_error(r, HL_E_BAD_CHANNEL, CHANNEL_RULE);
-    r->channel = strndup(arg.p, arg.n);
-    if (r->channel == NULL)
+    r->redis = 1;
+    r->u.rd.channel = strndup(arg.p, arg.n);
+    if (r->u.rd.channel == NULL)
         return hl__reply_error(r, HL_E_OUT_OF_MEMORY, "the node cannot take this request now");
-    r->op = hl_store_info(r->h->store, arg.p, arg.n, on_info, r);
-    if (r->op == NULL) return hl__reply_error(r, HL_E_REDIS_UNAVAILABLE, "Redis is not reachable");
+    r->u.rd.op = hl_store_info(r->h->store, arg.p, arg.n, on_info, r);
+    if (r->u.rd.op == NULL)
+        return hl__reply_error(r, HL_E_REDIS_UNAVAILABLE, "Redis is not reachable");
     return suspend_for_redis(r);
 }
 
@@ -258,17 +260,18 @@ static enum MHD_Result start_publish(hl_req *r, hl_span arg) {
     if (cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)cfg->publish_max_message_bytes)
         return hl__reply_error(r, HL_E_TOO_LARGE,
                                "the message is larger than publish.max_message_bytes");
+    r->redis = 1;
     const char *idem = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
     if (idem != NULL) {
         if (!hl_idempotency_key_valid(idem))
             return hl__reply_error(r, HL_E_BAD_IDEMPOTENCY_KEY,
                                    "Idempotency-Key must be 1 to 64 bytes of A-Z a-z 0-9 . _ : -");
-        r->idem = strdup(idem);
-        if (r->idem == NULL)
+        r->u.rd.idem = strdup(idem);
+        if (r->u.rd.idem == NULL)
             return hl__reply_error(r, HL_E_OUT_OF_MEMORY, "the node cannot take this publish now");
     }
-    r->channel = strndup(arg.p, arg.n);
-    if (r->channel == NULL)
+    r->u.rd.channel = strndup(arg.p, arg.n);
+    if (r->u.rd.channel == NULL)
         return hl__reply_error(r, HL_E_OUT_OF_MEMORY, "the node cannot take this publish now");
     r->state = HL_REQ_BODY;
     return MHD_YES;
@@ -283,27 +286,27 @@ static enum MHD_Result receive_body(hl_req *r, const char *data, size_t *size) {
          * arriving, so an oversized chunked body is read to its end and
          * dropped, then answered 413. A declared Content-Length too large
          * was already refused before any byte was read. */
-        if (r->too_large || r->body.len + n > (size_t)h->cfg->publish_max_message_bytes) {
-            r->too_large = 1;
-            hl_buf_free(&r->body);
+        if (r->u.rd.too_large || r->u.rd.body.len + n > (size_t)h->cfg->publish_max_message_bytes) {
+            r->u.rd.too_large = 1;
+            hl_buf_free(&r->u.rd.body);
             return MHD_YES;
         }
-        hl_buf_append(&r->body, data, n);
+        hl_buf_append(&r->u.rd.body, data, n);
         return MHD_YES;
     }
     if (r->hc) hl__conn_paid(r->hc); /* the whole request is in */
-    if (r->too_large)
+    if (r->u.rd.too_large)
         return hl__reply_error(r, HL_E_TOO_LARGE,
                                "the message is larger than publish.max_message_bytes");
-    if (r->body.oom)
+    if (r->u.rd.body.oom)
         return hl__reply_error(r, HL_E_OUT_OF_MEMORY, "the node cannot buffer this message");
     if (h->stopping)
         return hl__reply_error(r, HL_E_SHUTTING_DOWN,
                                "this node is shutting down; publish through another");
-    r->op =
-        hl_store_publish(h->store, r->channel, strlen(r->channel), r->body.data ? r->body.data : "",
-                         r->body.len, r->idem, on_published, r);
-    if (r->op == NULL)
+    r->u.rd.op = hl_store_publish(h->store, r->u.rd.channel, strlen(r->u.rd.channel),
+                                  r->u.rd.body.data ? r->u.rd.body.data : "", r->u.rd.body.len,
+                                  r->u.rd.idem, on_published, r);
+    if (r->u.rd.op == NULL)
         return hl__reply_error(r, HL_E_REDIS_UNAVAILABLE,
                                "Redis is not reachable; the message was not published");
     return suspend_for_redis(r);
@@ -554,14 +557,16 @@ void hl__http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     hl_req *r = *con_cls;
     if (r == NULL) return;
     *con_cls = NULL;
-    if (r->waiter) hl_waiter_stop(&r->wt);
-    hl_store_cancel(r->op);
-    hl_deadline_cancel(h->dl, &r->due);
+    if (r->waiter) hl_waiter_stop(&r->u.wt);
+    if (r->redis) {
+        hl_store_cancel(r->u.rd.op);
+        hl_deadline_cancel(h->dl, &r->u.rd.due);
+        hl_buf_free(&r->u.rd.body);
+        free(r->u.rd.idem);
+        free(r->u.rd.channel);
+    }
     hl__shared_release(r->answer);
     hl__sse_free(r);
-    hl_buf_free(&r->body);
-    free(r->idem);
-    free(r->channel);
     /* Next, on a kept-alive connection: the following request. */
     if (r->hc) hl__conn_owing(r->hc);
     free(r);

@@ -114,24 +114,30 @@ typedef struct hl_req {
     struct hl_http *h;
     struct MHD_Connection *conn;
     hl_conn *hc;
+    hl_shared *answer; /* set with ANSWERED; one reference is ours */
+    struct hl_req *promote_next;
+    struct hl_sse *sse; /* stream */
     hl_req_state state;
     hl_route_kind kind;
-    int origin;        /* HL_ORIGIN_* or an origin index */
-    hl_deadline due;   /* publish and channel info: the Redis deadline */
-    hl_shared *answer; /* set with ANSWERED; one reference is ours */
-    unsigned status;   /* HTTP status of answer */
-    int timed_out;     /* a poll answered by its timeout */
-    int promoting;     /* on its daemon's promote list (until the next run) */
-    struct hl_req *promote_next;
-    hl_store_op *op;    /* REDIS: the publish or read in flight */
-    int waiter;         /* wt is started (stop it when the request ends) */
-    hl_waiter wt;       /* poll and stream */
-    struct hl_sse *sse; /* stream */
-    /* publish */
-    hl_buf body;   /* the message so far */
-    int too_large; /* the body went over the limit */
-    char *idem;    /* the Idempotency-Key header's value, or NULL */
-    char *channel; /* publish and channel info: the channel */
+    int origin;              /* HL_ORIGIN_* or an origin index */
+    unsigned status;         /* HTTP status of answer */
+    unsigned char timed_out; /* a poll answered by its timeout */
+    unsigned char promoting; /* on its daemon's promote list (until the next run) */
+    unsigned char waiter;    /* u.wt is started (stop it when the request ends) */
+    unsigned char redis;     /* u.rd is in use */
+    /* A request is a waiter or a round trip to Redis, never both: a held
+     * poll carries no publish fields. */
+    union {
+        hl_waiter wt; /* poll and stream */
+        struct {
+            hl_deadline due; /* the Redis deadline */
+            hl_store_op *op; /* REDIS: the publish or read in flight */
+            hl_buf body;     /* publish: the message so far */
+            char *idem;      /* publish: the Idempotency-Key header's value, or NULL */
+            char *channel;   /* the channel */
+            int too_large;   /* publish: the body went over the limit */
+        } rd;                /* publish and channel info */
+    } u;
 } hl_req;
 
 struct hl_http {

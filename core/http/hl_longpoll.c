@@ -16,7 +16,7 @@
 #define SLOT_ORIGIN(o) (1 + (o) + 1)
 
 static hl_req *req_of(hl_waiter *w) {
-    return (hl_req *)((char *)w - offsetof(hl_req, wt));
+    return (hl_req *)((char *)w - offsetof(hl_req, u.wt));
 }
 
 static void drop_body(void *memo) {

@@ -104,7 +104,7 @@ void hl__resume(hl_req *r) {
 }
 
 void hl__answer(hl_req *r, hl_shared *answer, unsigned status) {
-    hl_deadline_cancel(r->h->dl, &r->due);
+    if (r->redis) hl_deadline_cancel(r->h->dl, &r->u.rd.due);
     replace_if_moved(r);
     r->answer = answer;
     r->status = status;

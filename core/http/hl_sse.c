@@ -15,7 +15,7 @@
  * without suspending busy-loops MHD 0.9.75 at 100% CPU); a delivery
  * appends to the stream's buffer and resumes it. An idle stream therefore
  * costs what a held poll costs (its connection's pool, the request) plus
- * a 256-byte response block; its buffer is freed whenever it drains. A
+ * a 64-byte response block; its buffer is freed whenever it drains. A
  * client that went away is found by the hang-up sweep or by the next
  * write (the heartbeat). The stream ends after sse.max_duration_s and
  * when the node stops, and its connection closes, so the client
@@ -31,7 +31,7 @@
 #define SSE_TYPE "text/event-stream"
 /* The response's own buffer, used only without chunked encoding
  * (HTTP/1.0); with it the callback writes into the connection's pool. */
-#define SSE_BLOCK 256
+#define SSE_BLOCK 64
 /* The fan-out slot of a message's event bytes (after long-poll's). */
 #define SLOT_SSE (HL_FANOUT_SLOTS - 1)
 
@@ -45,7 +45,7 @@ typedef struct hl_sse {
 } hl_sse;
 
 static hl_req *req_of(hl_waiter *w) {
-    return (hl_req *)((char *)w - offsetof(hl_req, wt));
+    return (hl_req *)((char *)w - offsetof(hl_req, u.wt));
 }
 
 /* New bytes are in (or the end): let MHD call the callback again. */
