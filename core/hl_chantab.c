@@ -102,3 +102,16 @@ void hl_chantab_foreach(hl_chantab *t, void (*fn)(hl_chan *c, void *ud), void *u
         }
     }
 }
+
+void hl_chantab_foreach_share(hl_chantab *t, size_t share, size_t shares,
+                              void (*fn)(hl_chan *c, void *ud), void *ud) {
+    if (shares == 0) shares = 1;
+    for (size_t i = share; i < t->nbuckets; i += shares) {
+        hl_chan *c = t->buckets[i];
+        while (c) {
+            hl_chan *next = c->next;
+            fn(c, ud);
+            c = next;
+        }
+    }
+}

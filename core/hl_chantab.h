@@ -85,4 +85,11 @@ void hl_chantab_remove(hl_chantab *t, hl_chan *c);
  * (and no other). */
 void hl_chantab_foreach(hl_chantab *t, void (*fn)(hl_chan *c, void *ud), void *ud);
 
+/* The same for the entries of one share of the table (share < shares):
+ * calling it for shares 0 .. shares-1 in turn visits every entry once,
+ * as long as the table does not grow meanwhile. Each call costs about
+ * 1/shares of a whole walk. */
+void hl_chantab_foreach_share(hl_chantab *t, size_t share, size_t shares,
+                              void (*fn)(hl_chan *c, void *ud), void *ud);
+
 #endif

@@ -145,8 +145,8 @@ void hl_waiter_stop(hl_waiter *w);
 void hl_waiter_cursor(const hl_waiter *w, hl_buf *b);
 
 /* Calls fn for every attached waiter whose first channel falls in share
- * `share` of `shares` by its hash (shares 0: every waiter), once each. fn
- * may stop the waiter. */
+ * `share` of `shares` of the channel table (shares 0: every waiter), once
+ * each. fn may stop the waiter. */
 void hl_engine_foreach(hl_engine *e, unsigned share, unsigned shares,
                        void (*fn)(hl_waiter *w, void *ud), void *ud);
 /* The node stops: every waiter is answered (once) or ended. */

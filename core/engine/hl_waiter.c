@@ -598,7 +598,6 @@ typedef struct foreach_ctx {
 
 static void foreach_chan(hl_chan *c, void *ud) {
     foreach_ctx *x = ud;
-    if (x->shares > 0 && (unsigned)((c->hash >> 32) % x->shares) != x->share) return;
     hl_member *m = c->waiters;
     while (m) {
         /* fn may stop w, which takes its members off their lists. */
@@ -611,7 +610,10 @@ static void foreach_chan(hl_chan *c, void *ud) {
 void hl_engine_foreach(hl_engine *e, unsigned share, unsigned shares,
                        void (*fn)(hl_waiter *w, void *ud), void *ud) {
     foreach_ctx x = {fn, ud, share, shares};
-    hl_chantab_foreach(&e->chans, foreach_chan, &x);
+    if (shares > 0)
+        hl_chantab_foreach_share(&e->chans, share, shares, foreach_chan, &x);
+    else
+        hl_chantab_foreach(&e->chans, foreach_chan, &x);
 }
 
 static void end_chan(hl_chan *c, void *ud) {

@@ -116,7 +116,9 @@ static void check_hangup(hl_waiter *w, void *ud) {
     size_t *gone = ud;
     hl_req *r = (hl_req *)((char *)w - offsetof(hl_req, u.wt));
     int fd = hl__req_fd(r);
-    if (fd < 0 || (r->state != HL_REQ_WAITING && r->state != HL_REQ_STREAM)) return;
+    /* Only held polls: a stream writes a heartbeat every sse.heartbeat_s,
+     * and the write after a client left fails and closes it. */
+    if (fd < 0 || r->state != HL_REQ_WAITING) return;
     char b;
     ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     /* 0 is the client's FIN; an error other than "nothing yet" is a reset.

@@ -350,6 +350,38 @@ static void test_chantab_foreach_visits_each_entry_once(void **state) {
     hl_chantab_free(&t);
 }
 
+static void test_chantab_foreach_share_visits_each_entry_once_over_all_shares(void **state) {
+    enum { N = 1000, SHARES = 16 };
+    hl_chantab t;
+    int visits[N] = {0};
+    visit_log log = {&t, visits, 0, 0, 0};
+    (void)state;
+    hl_chantab_init(&t);
+    hl_chantab_foreach_share(&t, 3, SHARES, visit, &log);
+    assert_int_equal(log.seen, 0);
+
+    fill(&t, N);
+    size_t most = 0;
+    for (size_t k = 0; k < SHARES; k++) {
+        size_t before = log.seen;
+        hl_chantab_foreach_share(&t, k, SHARES, visit, &log);
+        if (log.seen - before > most) most = log.seen - before;
+    }
+    assert_int_equal(log.seen, N);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(visits[i], 1);
+    /* A share is a share, not the whole table (well under twice its part). */
+    assert_true(most < 2 * N / SHARES);
+
+    /* Removing the entry at hand is allowed, as for hl_chantab_foreach. */
+    log.remove_mode = 2;
+    for (size_t k = 0; k < SHARES; k++)
+        hl_chantab_foreach_share(&t, k, SHARES, visit, &log);
+    assert_int_equal(t.count, 0);
+    assert_int_equal(log.removed, N);
+    hl_chantab_free(&t);
+}
+
 static void test_chantab_foreach_survives_removing_every_other_entry(void **state) {
     enum { N = 1000 };
     hl_chantab t;
@@ -460,6 +492,7 @@ int main(void) {
         cmocka_unit_test(test_chantab_long_names),
         cmocka_unit_test(test_chantab_grows_past_many_resizes),
         cmocka_unit_test(test_chantab_foreach_visits_each_entry_once),
+        cmocka_unit_test(test_chantab_foreach_share_visits_each_entry_once_over_all_shares),
         cmocka_unit_test(test_chantab_foreach_survives_removing_every_other_entry),
         cmocka_unit_test(test_chantab_foreach_can_empty_the_table),
         cmocka_unit_test(test_chantab_free_is_safe_at_every_stage),
