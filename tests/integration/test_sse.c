@@ -438,6 +438,33 @@ static void test_sigterm_ends_every_stream_at_once(void **state) {
     assert_int_equal(it_node_stop(&n), 0);
 }
 
+static void test_a_stream_whose_client_closes_is_released_at_once(void **state) {
+    (void)state;
+    /* The default heartbeat (15 s) and a short linger: only the close
+     * itself can end the stream within the wait below. */
+    it_node n;
+    const char *env[] = {"HOLDLINE_POLL_LINGER_MS=200", "HOLDLINE_HTTP_WORKERS=1", NULL};
+    assert_int_equal(it_node_start_env(&n, redis.port, NULL, env), 0);
+    const char *numsub[] = {"PUBSUB", "NUMSUB", "holdline:leaving"};
+    sse s;
+    assert_int_equal(sse_open(&s, n.port, "/events/leaving", NULL), 0);
+    assert_true(pump(&s, 1, 5000, positioned, NULL));
+    assert_int_equal(it_redis_int(redis.port, 3, numsub), 1);
+    long long t0 = it_now_ms();
+    sse_close(&s);
+    /* Stream ended, channel's last waiter gone, linger over, UNSUBSCRIBE. */
+    long long subs = 1;
+    while (subs != 0 && it_now_ms() - t0 < 3000) {
+        usleep(50 * 1000);
+        subs = it_redis_int(redis.port, 3, numsub);
+    }
+    printf("stream released and channel unsubscribed %lld ms after the client closed\n",
+           it_now_ms() - t0);
+    assert_int_equal(subs, 0);
+    assert_true(it_now_ms() - t0 < 2000);
+    assert_int_equal(it_node_stop(&n), 0);
+}
+
 /* ---- Many streams ---------------------------------------------------------- */
 
 #define MANY 1000
@@ -524,6 +551,7 @@ int main(void) {
         cmocka_unit_test(test_a_bad_cursor_or_channel_gets_a_json_400),
         cmocka_unit_test(test_a_stream_ends_after_max_duration),
         cmocka_unit_test(test_sigterm_ends_every_stream_at_once),
+        cmocka_unit_test(test_a_stream_whose_client_closes_is_released_at_once),
         cmocka_unit_test(test_1000_streams_on_two_nodes_get_one_publish_each),
         cmocka_unit_test(test_an_idle_stream_costs_less_than_a_thousandth_of_a_core),
     };
