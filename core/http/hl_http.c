@@ -233,7 +233,6 @@ static enum MHD_Result start_events(hl_req *r, hl_span arg) {
         return hl__reply_error(r, HL_E_OUT_OF_MEMORY, "the node cannot hold another stream");
     } else {
         r->waiter = 1;
-        hl__sse_watch(r);
     }
     enum MHD_Result q = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);

@@ -261,11 +261,6 @@ extern const hl_sink_ops hl__sse_ops;
 int hl__sse_new(hl_req *r, const char *cursor, size_t clen);
 /* The response that carries it (NULL: out of memory). */
 struct MHD_Response *hl__sse_response(hl_req *r);
-/* Watches r's socket for the client closing its side, where libevent can
- * (EV_FEATURE_EARLY_CLOSE); the stream then ends at once. */
-void hl__sse_watch(hl_req *r);
-/* r's stream is so watched: the hang-up sweep may leave it alone. */
-int hl__sse_watched(const hl_req *r);
 /* The request is over: frees the stream. */
 void hl__sse_free(hl_req *r);
 

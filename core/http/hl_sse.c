@@ -16,10 +16,10 @@
  * appends to the stream's buffer and resumes it. An idle stream therefore
  * costs what a held poll costs (its connection's pool, the request) plus
  * a 64-byte response block; its buffer is freed whenever it drains. A
- * client that closes its side is seen at once by a libevent EV_CLOSED
- * watch on the socket (EPOLLRDHUP: nothing to do while it stays open),
- * one that vanishes by the next failed write (the heartbeat). The stream ends after
- * sse.max_duration_s and when the node stops, and its connection closes, so the client reconnects
+ * client that went away is found by the hang-up check, which peeks at
+ * held streams as at held polls (hl_conn.c), or by a failed write. The
+ * stream ends after sse.max_duration_s and when the node stops, and its
+ * connection closes, so the client reconnects
  * with Last-Event-ID, possibly to another node. */
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +28,6 @@
 #include "hl_common.h"
 #include "hl_http_int.h"
 #include "hl_log.h"
-
-#include <event2/event.h>
 
 #define SSE_TYPE "text/event-stream"
 /* The response's own buffer, used only without chunked encoding
@@ -40,12 +38,11 @@
 
 typedef struct hl_sse {
     hl_req *r;
-    struct event *closed; /* the client closed its side (EV_CLOSED), or NULL */
-    hl_buf out;           /* bytes to send */
-    size_t off;           /* of which sent */
-    int suspended;        /* inside the callback, for want of bytes */
-    int ended;            /* end the stream once out is sent */
-    hl_buf last_id;       /* the id the client holds (the last one written) */
+    hl_buf out;     /* bytes to send */
+    size_t off;     /* of which sent */
+    int suspended;  /* inside the callback, for want of bytes */
+    int ended;      /* end the stream once out is sent */
+    hl_buf last_id; /* the id the client holds (the last one written) */
 } hl_sse;
 
 static hl_req *req_of(hl_waiter *w) {
@@ -154,35 +151,6 @@ static void sse_end(hl_waiter *w, hl_end_reason why) {
 
 const hl_sink_ops hl__sse_ops = {sse_deliver, sse_end, 0, 1};
 
-/* The client closed its side: the stream ends at once, instead of at the
- * next failed write. */
-static void on_closed(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    hl_sse *s = arg;
-    hl_req *r = s->r;
-    if (!r->waiter || s->ended) return;
-    hl_waiter_stop(&r->u.wt);
-    sse_end(&r->u.wt, HL_END_ERROR);
-}
-
-void hl__sse_watch(hl_req *r) {
-    hl_sse *s = r->sse;
-    int fd = hl__req_fd(r);
-    if (s == NULL || fd < 0 || s->closed != NULL ||
-        !(event_base_get_features(r->h->base) & EV_FEATURE_EARLY_CLOSE))
-        return;
-    s->closed = event_new(r->h->base, fd, EV_CLOSED, on_closed, s);
-    if (s->closed != NULL && event_add(s->closed, NULL) != 0) {
-        event_free(s->closed);
-        s->closed = NULL;
-    }
-}
-
-int hl__sse_watched(const hl_req *r) {
-    return r->sse != NULL && r->sse->closed != NULL;
-}
-
 int hl__sse_new(hl_req *r, const char *cursor, size_t clen) {
     hl_sse *s = calloc(1, sizeof(*s));
     if (s == NULL) return HL_ERR;
@@ -209,9 +177,6 @@ struct MHD_Response *hl__sse_response(hl_req *r) {
 void hl__sse_free(hl_req *r) {
     hl_sse *s = r->sse;
     if (s == NULL) return;
-    /* Before libmicrohttpd closes the socket, so that the watch never
-     * outlives the descriptor it names. */
-    if (s->closed) event_free(s->closed);
     hl_buf_free(&s->out);
     hl_buf_free(&s->last_id);
     free(s);

@@ -438,10 +438,11 @@ static void test_sigterm_ends_every_stream_at_once(void **state) {
     assert_int_equal(it_node_stop(&n), 0);
 }
 
-static void test_a_stream_whose_client_closes_is_released_at_once(void **state) {
+static void test_a_stream_whose_client_closes_is_released_within_the_hang_up_check(void **state) {
     (void)state;
-    /* The default heartbeat (15 s) and a short linger: only the close
-     * itself can end the stream within the wait below. */
+    /* The default heartbeat (15 s) and a short linger: only the hang-up
+     * check (a peek at each held socket every 4 s) can end the stream
+     * within the wait below. */
     it_node n;
     const char *env[] = {"HOLDLINE_POLL_LINGER_MS=200", "HOLDLINE_HTTP_WORKERS=1", NULL};
     assert_int_equal(it_node_start_env(&n, redis.port, NULL, env), 0);
@@ -454,14 +455,14 @@ static void test_a_stream_whose_client_closes_is_released_at_once(void **state) 
     sse_close(&s);
     /* Stream ended, channel's last waiter gone, linger over, UNSUBSCRIBE. */
     long long subs = 1;
-    while (subs != 0 && it_now_ms() - t0 < 3000) {
+    while (subs != 0 && it_now_ms() - t0 < 8000) {
         usleep(50 * 1000);
         subs = it_redis_int(redis.port, 3, numsub);
     }
     printf("stream released and channel unsubscribed %lld ms after the client closed\n",
            it_now_ms() - t0);
     assert_int_equal(subs, 0);
-    assert_true(it_now_ms() - t0 < 2000);
+    assert_true(it_now_ms() - t0 < 5500);
     assert_int_equal(it_node_stop(&n), 0);
 }
 
@@ -551,7 +552,7 @@ int main(void) {
         cmocka_unit_test(test_a_bad_cursor_or_channel_gets_a_json_400),
         cmocka_unit_test(test_a_stream_ends_after_max_duration),
         cmocka_unit_test(test_sigterm_ends_every_stream_at_once),
-        cmocka_unit_test(test_a_stream_whose_client_closes_is_released_at_once),
+        cmocka_unit_test(test_a_stream_whose_client_closes_is_released_within_the_hang_up_check),
         cmocka_unit_test(test_1000_streams_on_two_nodes_get_one_publish_each),
         cmocka_unit_test(test_an_idle_stream_costs_less_than_a_thousandth_of_a_core),
     };
