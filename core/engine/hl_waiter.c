@@ -42,10 +42,6 @@ static void free_msgs(hl_msg *m) {
     }
 }
 
-static int sid_eq(hl_sid a, hl_sid b) {
-    return a.ms == b.ms && a.seq == b.seq;
-}
-
 /* ---- Reads ------------------------------------------------------------- */
 
 static void read_unlink(hl_read *rd) {
@@ -466,7 +462,7 @@ static void drop_fanout(hl_fanout *fan) {
 
 /* A waiter on one channel at `at`, with nothing else to be told. */
 static int alone_at(const hl_engine *e, const hl_waiter *w, const hl_member *m, hl_sid at) {
-    return w->n == 1 && m->pos.cur.kind == HL_CUR_AT && sid_eq(m->pos.cur.id, at) &&
+    return w->n == 1 && m->pos.cur.kind == HL_CUR_AT && hl_sid_cmp(m->pos.cur.id, at) == 0 &&
            w->epoch == e->epoch && !w->missed && m->got == NULL;
 }
 

@@ -80,6 +80,14 @@ static enum MHD_Result suspend_for_redis(hl_req *r) {
     return MHD_YES;
 }
 
+/* Answers a suspended request with the JSON in b (freed; out of memory
+ * closes the connection). */
+static void answer_json(hl_req *r, hl_buf *b, unsigned status) {
+    hl__answer_response(
+        r, b->oom ? NULL : hl__response(r->h, r->origin, JSON_TYPE, b->data, b->len, 0), status);
+    hl_buf_free(b);
+}
+
 static void on_info(void *ud, const hl_info_result *res) {
     hl_req *r = ud;
     r->u.rd.op = NULL;
@@ -91,9 +99,7 @@ static void on_info(void *ud, const hl_info_result *res) {
     hl_buf_init(&b);
     hl_codec_channel_info(&b, r->u.rd.channel, strlen(r->u.rd.channel),
                           res->st.exists ? &res->st.last : NULL, res->st.length);
-    hl__answer_response(
-        r, b.oom ? NULL : hl__response(r->h, r->origin, JSON_TYPE, b.data, b.len, 0), MHD_HTTP_OK);
-    hl_buf_free(&b);
+    answer_json(r, &b, MHD_HTTP_OK);
 }
 
 static void on_published(void *ud, const hl_publish_result *res) {
@@ -107,10 +113,7 @@ static void on_published(void *ud, const hl_publish_result *res) {
     hl_buf_init(&b);
     hl_codec_publish_answer(&b, r->u.rd.channel, strlen(r->u.rd.channel), res->id, res->idlen,
                             res->duplicate);
-    hl__answer_response(r,
-                        b.oom ? NULL : hl__response(r->h, r->origin, JSON_TYPE, b.data, b.len, 0),
-                        MHD_HTTP_CREATED);
-    hl_buf_free(&b);
+    answer_json(r, &b, MHD_HTTP_CREATED);
 }
 
 /* ---- Handlers ---------------------------------------------------------- */
