@@ -1,6 +1,7 @@
 # Dockerfile -- the holdline image: the node, its example config and the
 # demo publisher, on Debian 12 to match the versions the code is written for
-# (libmicrohttpd 0.9.75, hiredis 0.14.1, libevent 2.1, libconfig 1.5).
+# (libmicrohttpd 0.9.75, hiredis 0.14.1, libevent 2.1, libconfig 1.5,
+# libjwt 1.10).
 #
 #     docker build -t holdline:local .
 #     docker run --rm -p 8080:8080 -e HOLDLINE_REDIS_HOST=redis.example holdline:local
@@ -19,6 +20,9 @@ RUN apt-get update \
         libhiredis-dev \
         libevent-dev \
         libconfig-dev \
+        libjwt-dev \
+        libjansson-dev \
+        libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -45,6 +49,9 @@ RUN apt-get update \
         libevent-2.1-7 \
         libevent-pthreads-2.1-7 \
         libconfig9 \
+        libjwt0 \
+        libjansson4 \
+        libssl3 \
         curl \
         bash \
         ca-certificates \

@@ -14,7 +14,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SANITIZER ?=
 
-PKGS := libmicrohttpd hiredis libevent libevent_pthreads libconfig
+PKGS := libmicrohttpd hiredis libevent libevent_pthreads libconfig libjwt jansson libcrypto
 WARN := -Wall -Wextra -Wstrict-prototypes -Wwrite-strings
 ifeq ($(CI),true)
 WARN += -Werror

@@ -82,6 +82,12 @@ void hl_codec_sse_missed(hl_buf *b, const char *cursor, size_t clen, int with_id
     hl_buf_puts(b, "\",\"missed\":true}\n\n");
 }
 
+void hl_codec_sse_token_expired(hl_buf *b, const char *cursor, size_t clen) {
+    hl_buf_puts(b, "event: token_expired\ndata: {\"cursor\":\"");
+    hl_buf_append(b, cursor, clen);
+    hl_buf_puts(b, "\"}\n\n");
+}
+
 void hl_codec_sse_position(hl_buf *b, const char *cursor, size_t clen) {
     field(b, "id: ", cursor, clen);
     hl_buf_puts(b, "\n");

@@ -55,6 +55,9 @@ void hl_codec_sse_message(hl_buf *b, const char *cursor, size_t clen, const char
 /* "event: missed" with data {"cursor":..,"missed":true}; with id set the
  * event also moves the client's Last-Event-ID to the cursor. */
 void hl_codec_sse_missed(hl_buf *b, const char *cursor, size_t clen, int with_id);
+/* "event: token_expired" with data {"cursor":..}: the stream's token ran
+ * out; the client reconnects with a fresh one from that cursor. */
+void hl_codec_sse_token_expired(hl_buf *b, const char *cursor, size_t clen);
 /* "id: <cursor>" alone: no event fires, but a reconnect resumes there. */
 void hl_codec_sse_position(hl_buf *b, const char *cursor, size_t clen);
 /* A comment line: keeps proxies from timing the stream out and finds

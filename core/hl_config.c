@@ -1,6 +1,7 @@
 #include "hl_config.h"
 
 #include "hl_common.h"
+#include "hl_grant.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -58,6 +59,10 @@ static const char *check_ipv4(const char *v);
 static const char *check_prefix(const char *v);
 static const char *check_level(const char *v);
 static const char *check_format(const char *v);
+static const char *check_auth_mode(const char *v);
+static const char *check_algorithm(const char *v);
+static const char *check_pattern(const char *v);
+static const char *check_cookie_name(const char *v);
 
 #define HL_SIZEOF(f) sizeof(((hl_config *)0)->f)
 
@@ -136,6 +141,18 @@ static const hl_setting settings[] = {
     HL_STR("publish", "key", publish_key, "", NULL),
     HL_INT("publish", "max_message_bytes", publish_max_message_bytes, 1, 16777216, 65536),
 
+    HL_STR("auth", "mode", auth_mode, "off", check_auth_mode),
+    HL_STR("auth", "jwt_key", auth_jwt_key, "", NULL),
+    HL_STR("auth", "jwt_key_file", auth_jwt_key_file, "", NULL),
+    HL_STR("auth", "jwt_algorithm", auth_jwt_algorithm, "HS256", check_algorithm),
+    HL_STR("auth", "audience", auth_audience, "", NULL),
+    HL_STR("auth", "issuer", auth_issuer, "", NULL),
+    HL_INT("auth", "leeway_s", auth_leeway_s, 0, 3600, 30),
+    HL_STRLIST("auth", "public_channels", auth_public_channels, auth_public_channels_count,
+               check_pattern),
+    HL_STR("auth", "token_cookie", auth_token_cookie, "holdline_token", check_cookie_name),
+    HL_BOOL("auth", "query_token", auth_query_token, 0),
+
     HL_STR("log", "level", log_level, "info", check_level),
     HL_STR("log", "format", log_format, "text", check_format),
     HL_STR("log", "file", log_file, "", NULL),
@@ -181,6 +198,37 @@ static const char *check_level(const char *v) {
 static const char *check_format(const char *v) {
     if (strcmp(v, "text") == 0 || strcmp(v, "json") == 0) return NULL;
     return "must be text or json";
+}
+
+static const char *check_auth_mode(const char *v) {
+    if (strcmp(v, "off") == 0 || strcmp(v, "jwt") == 0) return NULL;
+    return "must be off or jwt";
+}
+
+static const char *check_algorithm(const char *v) {
+    static const char *const algs[] = {"HS256", "HS384", "HS512", "RS256", "RS384",
+                                       "RS512", "ES256", "ES384", "ES512"};
+    for (size_t i = 0; i < HL_ARRAY_LEN(algs); i++) {
+        if (strcmp(v, algs[i]) == 0) return NULL;
+    }
+    return "must be one of HS256 HS384 HS512 RS256 RS384 RS512 ES256 ES384 ES512";
+}
+
+static const char *check_pattern(const char *v) {
+    if (hl_grant_valid(v, strlen(v))) return NULL;
+    return "must be a channel name or a prefix ending in * (such as public.*)";
+}
+
+/* A cookie name is an RFC 6265 token: no separators, spaces or controls. */
+static const char *check_cookie_name(const char *v) {
+    size_t n = strlen(v);
+    if (n == 0) return "must not be empty";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c <= 0x20 || c >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", c) != NULL)
+            return "must be a cookie name (letters, digits and !#$%&'*+-.^_`|~)";
+    }
+    return NULL;
 }
 
 /* ---- Table access ---------------------------------------------------- */
@@ -865,6 +913,15 @@ int hl_config_validate(const hl_config *cfg, char *err, size_t errlen) {
                             "http.max_url_bytes: must leave %d bytes of the largest pool "
                             "class (%d) for the answer, or that limit could never be reached",
                             HL_CONFIG_RESPONSE_ROOM, largest);
+    if (strcmp(cfg->auth_mode, "jwt") == 0) {
+        int key = cfg->auth_jwt_key[0] != '\0', file = cfg->auth_jwt_key_file[0] != '\0';
+        if (key == file)
+            return hl_set_error(err, errlen,
+                                key ? "auth.jwt_key: give auth.jwt_key or auth.jwt_key_file, "
+                                      "not both"
+                                    : "auth.jwt_key: auth.mode is jwt, so auth.jwt_key or "
+                                      "auth.jwt_key_file must be set");
+    }
     if (cfg->poll_default_timeout > cfg->poll_max_timeout)
         return hl_set_error(err, errlen,
                             "poll.default_timeout: must be between 1 and %d (poll.max_timeout)",

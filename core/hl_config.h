@@ -19,6 +19,8 @@
 #include <stddef.h>
 
 #define HL_CONFIG_MAX_CORS 16
+/* Patterns in auth.public_channels at most. */
+#define HL_CONFIG_MAX_PUBLIC 32
 /* The most channels one poll or stream may name (poll.max_channels is
  * capped here), so per-request arrays can be sized by it. */
 #define HL_MAX_CHANNELS 256
@@ -84,6 +86,19 @@ typedef struct hl_config {
     bool publish_enabled;          /* POST /publish accepted; default true */
     char publish_key[256];         /* if not empty, required as "Authorization: Bearer <key>" */
     int publish_max_message_bytes; /* default 65536 */
+
+    /* auth (README "Private channels") */
+    char auth_mode[8];           /* "off" (default) or "jwt" */
+    char auth_jwt_key[8192];     /* HS secret, or a PEM public key for RS and ES */
+    char auth_jwt_key_file[256]; /* or the file holding it; exactly one of the two */
+    char auth_jwt_algorithm[8];  /* the one alg tokens may have; default "HS256" */
+    char auth_audience[256];     /* "" = none; tokens must name it in aud if set */
+    char auth_issuer[256];       /* "" = any; tokens must have it as iss if set */
+    int auth_leeway_s;           /* clock tolerance for exp, nbf, iat; default 30 */
+    char auth_public_channels[HL_CONFIG_MAX_PUBLIC][202]; /* patterns open without a token */
+    int auth_public_channels_count;
+    char auth_token_cookie[64]; /* the cookie a token may come in; default "holdline_token" */
+    bool auth_query_token;      /* accept ?token=; default false (it ends up in proxy logs) */
 
     /* log */
     char log_level[16];  /* "debug", "info", "warn", "error"; default "info" */

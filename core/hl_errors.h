@@ -15,6 +15,7 @@
     X(BAD_IDEMPOTENCY_KEY, 400, "bad_idempotency_key", "an invalid Idempotency-Key")               \
     X(BAD_CURSOR, 400, "bad_cursor", "a cursor this node did not hand out for these channels")     \
     X(UNAUTHORIZED, 401, "unauthorized", "the request needs credentials it lacks")                 \
+    X(FORBIDDEN, 403, "forbidden", "the token does not grant a channel the request names")         \
     X(PUBLISH_DISABLED, 403, "publish_disabled", "publishing over HTTP is off")                    \
     X(NOT_FOUND, 404, "not_found", "no such path")                                                 \
     X(METHOD_NOT_ALLOWED, 405, "method_not_allowed", "the path does not take that method")         \

@@ -21,6 +21,14 @@ static inline long long hl_mono_coarse_ms(void) {
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Wall-clock ms since the epoch: for times other machines set (a
+ * token's exp), never for durations. */
+static inline long long hl_wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static inline struct timeval hl_ms_tv(long long ms) {
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     return tv;

@@ -8,7 +8,8 @@ set -eu
 # chromium is Debian's build, driven by the browser test through
 # playwright-core; Playwright's own browser downloads are not used.
 PKGS="build-essential pkg-config libmicrohttpd-dev libhiredis-dev libevent-dev
-libconfig-dev libcmocka-dev redis-server redis-tools curl docker-compose chromium"
+libconfig-dev libcmocka-dev libjwt-dev libjansson-dev libssl-dev openssl redis-server
+redis-tools curl docker-compose chromium"
 
 missing=""
 for p in $PKGS; do

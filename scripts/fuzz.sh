@@ -67,7 +67,7 @@ can_link_fuzzer() {
         >/dev/null 2>&1
 }
 
-pkgs="pkg-config libmicrohttpd-dev libhiredis-dev libevent-dev libconfig-dev"
+pkgs="pkg-config libmicrohttpd-dev libhiredis-dev libevent-dev libconfig-dev libjansson-dev"
 can_link_fuzzer || pkgs="$pkgs clang libclang-rt-14-dev"
 missing=""
 for p in $pkgs; do

@@ -3,7 +3,8 @@
  *
  *   limits   the target's and headers' size, a NUL or too many parameters
  *   CORS     the request's origin, which every answer repeats
- *   auth     what the route asks of the client (publish: publish.key)
+ *   auth     what the route asks of the client: a token granting its
+ *            channels, or publish.key (hl_guard.c)
  *   handler  parse, then hand the work to the engine or the store
  *
  * A handler answers at once or leaves the request suspended: a poll until
@@ -220,7 +221,15 @@ static enum MHD_Result start_events(hl_req *r, hl_span arg) {
     enum MHD_Result ret;
     if (parse_waiter(r, arg, chans, &n, &epoch, parts, &cursor, &ret)) return ret;
     close_if_misplaced(r);
-    if (hl__sse_new(r, cursor, strlen(cursor)) != HL_OK)
+    /* A stream lasts sse.max_duration_s, or until its token runs out. */
+    long long now = hl_mono_ms();
+    long long until = now + (long long)cfg->sse_max_duration_s * 1000;
+    int token_ends = 0;
+    if (r->token_until > 0 && now + (r->token_until - hl_wall_ms()) < until) {
+        until = now + (r->token_until - hl_wall_ms());
+        token_ends = 1;
+    }
+    if (hl__sse_new(r, cursor, strlen(cursor), token_ends) != HL_OK)
         return hl__reply_error(r, HL_E_OUT_OF_MEMORY, "the node cannot hold another stream");
     struct MHD_Response *resp = hl__sse_response(r);
     if (resp == NULL) return MHD_NO;
@@ -230,8 +239,7 @@ static enum MHD_Result start_events(hl_req *r, hl_span arg) {
          * to another node. */
         hl__sse_ops.end(&r->u.wt, HL_END_STOPPING);
     } else if (hl_waiter_start(r->h->engine, &r->u.wt, &hl__sse_ops, chans, n, epoch, parts,
-                               (unsigned)cfg->sse_heartbeat_s,
-                               hl_mono_ms() + (long long)cfg->sse_max_duration_s * 1000) != HL_OK) {
+                               (unsigned)cfg->sse_heartbeat_s, until) != HL_OK) {
         MHD_destroy_response(resp);
         return hl__reply_error(r, HL_E_OUT_OF_MEMORY, "the node cannot hold another stream");
     } else {
@@ -364,47 +372,19 @@ static enum MHD_Result channel_handler(hl_req *r, hl_span arg, const char *url) 
 
 /* ---- Phases ------------------------------------------------------------ */
 
-/* Constant-time comparison of a secret: the time taken does not tell how
- * much of a guess was right. */
-static int secret_eq(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    unsigned char d = la != lb;
-    for (size_t i = 0; i < lb; i++)
-        d |= (unsigned char)(a[i < la ? i : 0] ^ b[i]);
-    return d == 0;
-}
-
-/* The auth phase of publish: publishing must be on, and publish.key (if
- * set) given as a bearer token. Returns 1 with *ret set if r is refused. */
-static int auth_publish(hl_req *r, enum MHD_Result *ret) {
-    const hl_config *cfg = r->h->cfg;
-    if (!cfg->publish_enabled) {
-        *ret = hl__reply_error(r, HL_E_PUBLISH_DISABLED,
-                               "publishing over HTTP is disabled on this node");
-        return 1;
-    }
-    if (cfg->publish_key[0] == '\0') return 0;
-    const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
-    if (auth != NULL && strncmp(auth, "Bearer ", 7) == 0 && secret_eq(auth + 7, cfg->publish_key))
-        return 0;
-    *ret = hl__reply_error(r, HL_E_UNAUTHORIZED,
-                           "publishing needs the header 'Authorization: Bearer <publish.key>'");
-    return 1;
-}
-
 typedef struct route_def {
     enum MHD_Result (*handler)(hl_req *r, hl_span arg, const char *url);
-    int (*auth)(hl_req *r, enum MHD_Result *ret); /* NULL: open */
+    int (*auth)(hl_req *r, hl_span arg, enum MHD_Result *ret); /* NULL: open */
 } route_def;
 
 /* Indexed by hl_route_kind; the paths and methods are hl_request.c's. */
 static const route_def routes[] = {
     [HL_ROUTE_INDEX] = {serve_asset, NULL},
     [HL_ROUTE_CLIENT_JS] = {serve_asset, NULL},
-    [HL_ROUTE_POLL] = {poll_handler, NULL},
-    [HL_ROUTE_EVENTS] = {events_handler, NULL},
-    [HL_ROUTE_PUBLISH] = {publish_handler, auth_publish},
-    [HL_ROUTE_CHANNEL] = {channel_handler, NULL},
+    [HL_ROUTE_POLL] = {poll_handler, hl__guard_subscribe},
+    [HL_ROUTE_EVENTS] = {events_handler, hl__guard_subscribe},
+    [HL_ROUTE_PUBLISH] = {publish_handler, hl__guard_publish},
+    [HL_ROUTE_CHANNEL] = {channel_handler, hl__guard_subscribe},
     [HL_ROUTE_HEALTHZ] = {reply_health, NULL},
     [HL_ROUTE_READYZ] = {reply_ready, NULL},
 };
@@ -437,7 +417,7 @@ static enum MHD_Result start(hl_req *r, const char *url, const char *method) {
     }
     const route_def *def = &routes[route.kind];
     enum MHD_Result ret;
-    if (def->auth && def->auth(r, &ret)) return ret;
+    if (def->auth && def->auth(r, route.arg, &ret)) return ret;
     return def->handler(r, route.arg, url);
 }
 
@@ -622,6 +602,8 @@ hl_http *hl_http_new(const hl_config *cfg, struct event_base *base, int worker, 
         hl_set_error(err, errlen, "out of memory");
         goto fail;
     }
+    h->auth = hl_auth_new(cfg, err, errlen);
+    if (h->auth == NULL) goto fail;
     if (hl__accept_init(h, err, errlen) != HL_OK) goto fail;
     return h;
 fail:
@@ -652,5 +634,6 @@ void hl_http_free(hl_http *h) {
     if (h == NULL) return;
     if (h->sweep) event_free(h->sweep);
     hl__accept_free(h);
+    hl_auth_free(h->auth);
     free(h);
 }

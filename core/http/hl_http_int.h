@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <sys/socket.h>
 
+#include "hl_auth.h"
 #include "hl_errors.h"
 #include "hl_http.h"
 #include "hl_json.h"
@@ -125,6 +126,9 @@ typedef struct hl_req {
     unsigned char promoting; /* on its daemon's promote list (until the next run) */
     unsigned char waiter;    /* u.wt is started (stop it when the request ends) */
     unsigned char redis;     /* u.rd is in use */
+    /* Wall-clock ms until which the request's token is accepted (its exp
+     * plus auth.leeway_s); 0 without a token. A stream ends there. */
+    long long token_until;
     /* A request is a waiter or a round trip to Redis, never both: a held
      * poll carries no publish fields. */
     union {
@@ -147,6 +151,7 @@ struct hl_http {
     hl_engine *engine;
     hl_store *store;
     hl_deadlines *dl;
+    hl_auth *auth; /* owned: this worker's token verifier */
     hl_http_hooks hooks;
     void *ud;
     int listen_fd;             /* this worker's own socket on the port (SO_REUSEPORT) */
@@ -253,12 +258,19 @@ void hl__answer_error(hl_req *r, hl_error e, const char *detail);
 /* Resumes r so MHD runs it (a stream with data to send). */
 void hl__resume(hl_req *r);
 
+/* hl_guard.c: the auth phase. Each returns 0 if r may go on to its
+ * handler, or 1 with *ret set to the refusal (401, 403) it queued. */
+int hl__guard_subscribe(hl_req *r, hl_span arg, enum MHD_Result *ret);
+int hl__guard_publish(hl_req *r, hl_span arg, enum MHD_Result *ret);
+
 /* hl_longpoll.c, hl_sse.c */
 extern const hl_sink_ops hl__longpoll_ops;
 extern const hl_sink_ops hl__sse_ops;
 /* GET /events: r's stream, opened with the client's cursor (clen 0:
- * none given). Returns HL_OK or HL_ERR (out of memory). */
-int hl__sse_new(hl_req *r, const char *cursor, size_t clen);
+ * none given); token_ends says its deadline is its token's expiry, to be
+ * announced with "event: token_expired". Returns HL_OK or HL_ERR (out of
+ * memory). */
+int hl__sse_new(hl_req *r, const char *cursor, size_t clen, int token_ends);
 /* The response that carries it (NULL: out of memory). */
 struct MHD_Response *hl__sse_response(hl_req *r);
 /* The request is over: frees the stream. */

@@ -20,7 +20,13 @@ void hl__common_headers(const hl_http *h, int origin, struct MHD_Response *resp,
     if (allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, allow);
     if (origin >= 0) MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
     if (origin != HL_ORIGIN_NONE)
-        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Holdline-Cursor");
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                                "Holdline-Cursor, WWW-Authenticate");
+    /* With tokens in cookies, a page of a listed origin sends them
+     * (credentials: "include", EventSource withCredentials) and may read
+     * the answer; browsers never allow that with "*". */
+    if (origin >= 0 && hl_auth_on(h->auth))
+        MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
     /* While draining, close keep-alive connections after each answer so
      * clients move to another node instead of coming back here. */
     if (h->stopping) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");

@@ -18,9 +18,10 @@
  * a 64-byte response block; its buffer is freed whenever it drains. A
  * client that went away is found by the hang-up check, which peeks at
  * held streams as at held polls (hl_conn.c), or by a failed write. The
- * stream ends after sse.max_duration_s and when the node stops, and its
- * connection closes, so the client reconnects
- * with Last-Event-ID, possibly to another node. */
+ * stream ends after sse.max_duration_s, when its token expires (with an
+ * "event: token_expired" first) and when the node stops, and its
+ * connection closes, so the client reconnects with Last-Event-ID,
+ * possibly to another node. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +43,7 @@ typedef struct hl_sse {
     size_t off;     /* of which sent */
     int suspended;  /* inside the callback, for want of bytes */
     int ended;      /* end the stream once out is sent */
+    int token_ends; /* its time runs out with its token, not sse.max_duration_s */
     hl_buf last_id; /* the id the client holds (the last one written) */
 } hl_sse;
 
@@ -141,7 +143,8 @@ static void sse_end(hl_waiter *w, hl_end_reason why) {
     hl_sse *s = r->sse;
     if (s == NULL) return;
     s->ended = 1;
-    (void)why;
+    if (why == HL_END_DURATION && s->token_ends)
+        hl_codec_sse_token_expired(&s->out, s->last_id.data ? s->last_id.data : "", s->last_id.len);
     /* The client reconnects with its cursor; on a new connection, so it
      * may land on another node. */
     if (r->state == HL_REQ_STREAM)
@@ -151,10 +154,11 @@ static void sse_end(hl_waiter *w, hl_end_reason why) {
 
 const hl_sink_ops hl__sse_ops = {sse_deliver, sse_end, 0, 1};
 
-int hl__sse_new(hl_req *r, const char *cursor, size_t clen) {
+int hl__sse_new(hl_req *r, const char *cursor, size_t clen, int token_ends) {
     hl_sse *s = calloc(1, sizeof(*s));
     if (s == NULL) return HL_ERR;
     s->r = r;
+    s->token_ends = token_ends;
     hl_buf_init(&s->out);
     hl_buf_init(&s->last_id);
     hl_codec_sse_open(&s->out, r->h->cfg->sse_retry_ms, cursor, clen);

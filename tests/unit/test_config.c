@@ -67,6 +67,15 @@ static void compare_fields(const hl_config *a, const hl_config *b, int equal) {
     CMP_INT(publish_enabled);
     CMP_STR(publish_key);
     CMP_INT(publish_max_message_bytes);
+    CMP_STR(auth_mode);
+    CMP_STR(auth_jwt_key);
+    CMP_STR(auth_jwt_algorithm);
+    CMP_STR(auth_audience);
+    CMP_STR(auth_issuer);
+    CMP_INT(auth_leeway_s);
+    CMP_INT(auth_public_channels_count);
+    CMP_STR(auth_token_cookie);
+    CMP_INT(auth_query_token);
     CMP_STR(log_level);
     CMP_STR(log_format);
 #undef CMP_INT
@@ -252,6 +261,15 @@ static const env_var not_defaults[] = {
     {"HOLDLINE_PUBLISH_ENABLED", "false"},
     {"HOLDLINE_PUBLISH_KEY", "k"},
     {"HOLDLINE_PUBLISH_MAX_MESSAGE_BYTES", "1"},
+    {"HOLDLINE_AUTH_MODE", "jwt"},
+    {"HOLDLINE_AUTH_JWT_KEY", "a secret of at least thirty-two bytes"},
+    {"HOLDLINE_AUTH_JWT_ALGORITHM", "HS512"},
+    {"HOLDLINE_AUTH_AUDIENCE", "chat"},
+    {"HOLDLINE_AUTH_ISSUER", "https://app.example"},
+    {"HOLDLINE_AUTH_LEEWAY_S", "0"},
+    {"HOLDLINE_AUTH_PUBLIC_CHANNELS", "public.*,lobby"},
+    {"HOLDLINE_AUTH_TOKEN_COOKIE", "tok"},
+    {"HOLDLINE_AUTH_QUERY_TOKEN", "yes"},
     {"HOLDLINE_LOG_LEVEL", "debug"},
     {"HOLDLINE_LOG_FORMAT", "json"},
     {"HOLDLINE_LOG_FILE", "/var/log/holdline.log"},
@@ -707,6 +725,16 @@ static void test_config_env_names_follow_group_and_setting(void **state) {
         "HOLDLINE_PUBLISH_ENABLED",
         "HOLDLINE_PUBLISH_KEY",
         "HOLDLINE_PUBLISH_MAX_MESSAGE_BYTES",
+        "HOLDLINE_AUTH_MODE",
+        "HOLDLINE_AUTH_JWT_KEY",
+        "HOLDLINE_AUTH_JWT_KEY_FILE",
+        "HOLDLINE_AUTH_JWT_ALGORITHM",
+        "HOLDLINE_AUTH_AUDIENCE",
+        "HOLDLINE_AUTH_ISSUER",
+        "HOLDLINE_AUTH_LEEWAY_S",
+        "HOLDLINE_AUTH_PUBLIC_CHANNELS",
+        "HOLDLINE_AUTH_TOKEN_COOKIE",
+        "HOLDLINE_AUTH_QUERY_TOKEN",
         "HOLDLINE_LOG_LEVEL",
         "HOLDLINE_LOG_FORMAT",
         "HOLDLINE_LOG_FILE",
