@@ -181,7 +181,7 @@ uninstall:
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 20
 FUZZ_OUT := build/fuzz
-FUZZ_TARGETS := request cursor frame config peek rreply
+FUZZ_TARGETS := request cursor frame config peek rreply token
 FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_OUT)/fuzz_%)
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS = $(BASE_CFLAGS) -Ifuzz $(WARN) $(CFLAGS_PKGS) -O1 -g $(FUZZ_SAN) \
@@ -197,12 +197,13 @@ $(FUZZ_OUT)/%.o: %.c
 # instrumented archive: splitting a module needs no change here.
 PURE_SRC := core/hl_common.c core/hl_json.c core/hl_cursor.c core/hl_history.c \
 	core/hl_msgcache.c core/hl_codec.c core/hl_request.c core/hl_peek.c core/hl_config.c \
-	core/hl_deadline.c core/hl_errors.c core/store/hl_rreply.c core/store/hl_rlib.c
+	core/hl_deadline.c core/hl_errors.c core/store/hl_rreply.c core/store/hl_rlib.c \
+	core/hl_grant.c core/hl_token.c core/hl_auth.c
 PURE_LIB := $(FUZZ_OUT)/libholdline_pure.a
 $(PURE_LIB): $(PURE_SRC:%.c=$(FUZZ_OUT)/%.o)
 	@rm -f $@
 	$(AR) rcs $@ $^
-FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs libconfig hiredis)
+FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs libconfig hiredis libjwt jansson libcrypto)
 
 $(FUZZ_BIN): $(FUZZ_OUT)/fuzz_%: $(FUZZ_OUT)/fuzz/fuzz_%.o $(PURE_LIB)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $(LDFLAGS) -o $@ $(LINK_INPUTS) $(FUZZ_LIBS)

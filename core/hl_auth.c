@@ -13,19 +13,26 @@
 
 #include "hl_common.h"
 
-/* Verified tokens kept, direct-mapped by a hash of their bytes: a
- * colliding token evicts the one before it, so the cache costs a bounded
- * amount whatever tokens arrive. Tokens longer than CACHE_MAX_TOKEN are
+/* Verified tokens kept, two-way set-associative by a hash of their bytes:
+ * a token goes to one of two slots, evicting the one used longer ago, so
+ * the cache holds at most `slots` tokens whatever arrives. There are
+ * slots enough for a token per connection the node may hold
+ * (http.max_connections, rounded up to a power of two, 1024 to 65536),
+ * because every client may have a token of its own, and a miss costs a
+ * whole verification: libjwt 1.10 parses the PEM key at each one, some
+ * 0.4 ms for RS256 and ES256. Tokens longer than CACHE_MAX_TOKEN are
  * verified at every use instead of making the cache large. */
-#define CACHE_SLOTS 1024
+#define CACHE_MIN_SLOTS 1024
+#define CACHE_MAX_SLOTS 65536
 #define CACHE_MAX_TOKEN 4096
 /* A key file larger than this is not a key. */
 #define KEY_FILE_MAX 65536
 
 typedef struct cached {
-    char *tok; /* the token's bytes, or NULL for an empty slot */
-    size_t n;
     hl_claims claims;
+    unsigned long long used; /* the verifier's use count when last used */
+    size_t n;
+    char tok[]; /* the token's n bytes */
 } cached;
 
 struct hl_auth {
@@ -41,8 +48,9 @@ struct hl_auth {
     size_t pub_len[HL_CONFIG_MAX_PUBLIC];
     hl_grants pub;
     hl_claims uncached; /* the last verdict on a token too long to cache */
-    unsigned long long hits, verified;
-    cached cache[CACHE_SLOTS];
+    unsigned long long uses, hits, verified;
+    cached **cache; /* slots entries, NULL where empty */
+    size_t slots;   /* a power of two */
 };
 
 /* ---- The key ---------------------------------------------------------------- */
@@ -145,6 +153,15 @@ hl_auth *hl_auth_new(const hl_config *cfg, char *err, size_t errlen) {
     a->on = strcmp(cfg->auth_mode, "jwt") == 0;
     if (!a->on) return a;
 
+    a->slots = CACHE_MIN_SLOTS;
+    while (a->slots < CACHE_MAX_SLOTS && a->slots < (size_t)cfg->http_max_connections)
+        a->slots *= 2;
+    a->cache = calloc(a->slots, sizeof(*a->cache));
+    if (a->cache == NULL) {
+        hl_set_error(err, errlen, "out of memory");
+        goto fail;
+    }
+
     a->rules.alg = cfg->auth_jwt_algorithm;
     a->rules.audience = cfg->auth_audience;
     a->rules.issuer = cfg->auth_issuer;
@@ -177,10 +194,11 @@ fail:
 
 void hl_auth_free(hl_auth *a) {
     if (a == NULL) return;
-    for (size_t i = 0; i < CACHE_SLOTS; i++) {
-        free(a->cache[i].tok);
-        hl_claims_free(&a->cache[i].claims);
+    for (size_t i = 0; a->cache && i < a->slots; i++) {
+        if (a->cache[i]) hl_claims_free(&a->cache[i]->claims);
+        free(a->cache[i]);
     }
+    free(a->cache);
     hl_claims_free(&a->uncached);
     if (a->key) memset(a->key, 0, a->key_len);
     free(a->key);
@@ -205,9 +223,9 @@ static uint64_t fnv1a(const char *p, size_t n) {
 /* The signature, by libjwt. The token's header and claims passed
  * hl_token_parse already, so alg is the configured one: libjwt never
  * gets to verify an HS token with a public key as the secret. */
-static hl_token_status check_signature(hl_auth *a, const char *copy, char *why, size_t whylen) {
+static hl_token_status check_signature(hl_auth *a, const char *tok, char *why, size_t whylen) {
     jwt_t *j = NULL;
-    int rc = jwt_decode(&j, copy, a->key, (int)a->key_len);
+    int rc = jwt_decode(&j, tok, a->key, (int)a->key_len);
     if (rc == 0 && j != NULL && jwt_get_alg(j) == a->alg) {
         jwt_free(j);
         return HL_TOKEN_OK;
@@ -224,41 +242,53 @@ static hl_token_status check_signature(hl_auth *a, const char *copy, char *why, 
 hl_token_status hl_auth_verify(hl_auth *a, const char *t, size_t n, double now,
                                const hl_claims **out, char *why, size_t whylen) {
     *out = NULL;
-    cached *c = &a->cache[fnv1a(t, n) & (CACHE_SLOTS - 1)];
-    if (c->tok != NULL && c->n == n && memcmp(c->tok, t, n) == 0) {
-        a->hits++;
-        *out = &c->claims;
-        return hl_claims_check_time(&c->claims, now, a->leeway, why, whylen);
+    a->uses++;
+    size_t i = (size_t)fnv1a(t, n) & (a->slots - 1);
+    cached **pair[2] = {&a->cache[i], &a->cache[i ^ 1]};
+    for (int k = 0; k < 2; k++) {
+        cached *c = *pair[k];
+        if (c != NULL && c->n == n && memcmp(c->tok, t, n) == 0) {
+            a->hits++;
+            c->used = a->uses;
+            *out = &c->claims;
+            return hl_claims_check_time(&c->claims, now, a->leeway, why, whylen);
+        }
     }
     hl_claims cl;
     hl_token_status st = hl_token_parse(t, n, &a->rules, &cl, why, whylen);
     if (st != HL_TOKEN_OK) return st;
-    char *copy = malloc(n + 1);
-    if (copy == NULL) {
+    cached *c = malloc(sizeof(*c) + n + 1);
+    if (c == NULL) {
         hl_claims_free(&cl);
         hl_set_error(why, whylen, "out of memory");
         return HL_TOKEN_OOM;
     }
-    memcpy(copy, t, n);
-    copy[n] = '\0';
+    memcpy(c->tok, t, n);
+    c->tok[n] = '\0';
+    c->n = n;
+    c->used = a->uses;
+    c->claims = cl;
     a->verified++;
-    st = check_signature(a, copy, why, whylen);
+    st = check_signature(a, c->tok, why, whylen);
     if (st != HL_TOKEN_OK) {
-        free(copy);
-        hl_claims_free(&cl);
+        hl_claims_free(&c->claims);
+        free(c);
         return st;
     }
     if (n <= CACHE_MAX_TOKEN) {
-        free(c->tok);
-        hl_claims_free(&c->claims);
-        c->tok = copy;
-        c->n = n;
-        c->claims = cl;
+        /* The empty slot, or the one used longer ago. */
+        cached **slot = *pair[0] == NULL                       ? pair[0]
+                        : *pair[1] == NULL                     ? pair[1]
+                        : (*pair[0])->used <= (*pair[1])->used ? pair[0]
+                                                               : pair[1];
+        if (*slot) hl_claims_free(&(*slot)->claims);
+        free(*slot);
+        *slot = c;
         *out = &c->claims;
     } else {
-        free(copy);
         hl_claims_free(&a->uncached);
-        a->uncached = cl;
+        a->uncached = c->claims;
+        free(c);
         *out = &a->uncached;
     }
     return hl_claims_check_time(*out, now, a->leeway, why, whylen);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +53,54 @@ int hl_log_enabled(hl_log_level level) {
     return level >= __atomic_load_n(&log_min, __ATOMIC_RELAXED);
 }
 
+static int b64url_char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
+/* Bytes of a JWT-shaped run at p: two dots between base64url, the first
+ * part beginning "eyJ" (the encoding of '{"'); 0 if there is none. */
+static size_t jwt_run(const char *p) {
+    if (strncmp(p, "eyJ", 3) != 0) return 0;
+    size_t i = 0, dots = 0;
+    while (b64url_char(p[i]) || (p[i] == '.' && dots < 2 && ++dots))
+        i++;
+    return dots == 2 ? i : 0;
+}
+
+/* Bytes of the value at p: up to a separator. */
+static size_t value_run(const char *p) {
+    size_t i = 0;
+    while (p[i] && strchr(" \t&;,\"'<>", p[i]) == NULL)
+        i++;
+    return i;
+}
+
+size_t hl_log_redact(char *msg, size_t size) {
+    static const char mark[] = "[redacted]";
+    char out[1024];
+    size_t cap = size < sizeof(out) ? size : sizeof(out);
+    size_t o = 0;
+    for (const char *p = msg; *p && o + 1 < cap;) {
+        size_t lead = 0, run;
+        if (strncmp(p, "token=", 6) == 0)
+            lead = 6;
+        else if (strncasecmp(p, "Bearer ", 7) == 0)
+            lead = 7;
+        run = lead ? value_run(p + lead) : jwt_run(p);
+        if (run == 0) {
+            out[o++] = *p++;
+            continue;
+        }
+        int w = snprintf(out + o, cap - o, "%.*s%s", (int)lead, p, mark);
+        o = w < 0 || (size_t)w >= cap - o ? cap - 1 : o + (size_t)w;
+        p += lead + run;
+    }
+    out[o] = '\0';
+    memcpy(msg, out, o + 1);
+    return o;
+}
+
 void hl_log(hl_log_level level, const char *fmt, ...) {
     if (!hl_log_enabled(level)) return;
 
@@ -60,6 +109,7 @@ void hl_log(hl_log_level level, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    hl_log_redact(msg, sizeof(msg));
 
     struct timeval tv;
     gettimeofday(&tv, NULL);

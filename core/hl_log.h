@@ -7,6 +7,8 @@
 #ifndef HL_LOG_H
 #define HL_LOG_H
 
+#include <stddef.h>
+
 typedef enum hl_log_level {
     HL_LOG_DEBUG = 0,
     HL_LOG_INFO,
@@ -36,6 +38,14 @@ int hl_log_level_parse(const char *name);
 
 /* True when a message at this level would be written. */
 int hl_log_enabled(hl_log_level level);
+
+/* Every line goes through this before it is written: a token must never
+ * reach a log, whatever a message quotes (a URL with ?token=, a header).
+ * Replaces, in place, the value after "token=" and after "Bearer " and
+ * anything shaped like a JWT ("eyJ...", dot, more base64url, dot) with
+ * "[redacted]", cutting the message to size bytes (NUL included; at most
+ * 1024) if it grows. Returns the new length. */
+size_t hl_log_redact(char *msg, size_t size);
 
 void hl_log(hl_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -31,7 +31,7 @@ if [ "${1:-}" = "--regress" ]; then
     mode=regress
     shift
 fi
-targets=${*:-request cursor frame config peek rreply}
+targets=${*:-request cursor frame config peek rreply token}
 
 case $FUZZ_SECONDS in
 '' | *[!0-9]*)
@@ -67,7 +67,7 @@ can_link_fuzzer() {
         >/dev/null 2>&1
 }
 
-pkgs="pkg-config libmicrohttpd-dev libhiredis-dev libevent-dev libconfig-dev libjansson-dev"
+pkgs="pkg-config libmicrohttpd-dev libhiredis-dev libevent-dev libconfig-dev libjansson-dev libjwt-dev libssl-dev"
 can_link_fuzzer || pkgs="$pkgs clang libclang-rt-14-dev"
 missing=""
 for p in $pkgs; do

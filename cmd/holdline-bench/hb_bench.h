@@ -96,6 +96,7 @@ typedef struct hb_opts {
     long long size;          /* message data bytes (padded), 0 = just the fields */
     char prefix[64];         /* channel names are <prefix>-<k> */
     char key[256];           /* publish key, "" for none */
+    const char *token;       /* waiters send "Authorization: Bearer <token>"; NULL: none */
     pid_t pids[HB_MAX_PIDS]; /* server processes to measure */
     int npids;
     long long idle_waiters;  /* stream: I, waiters on channels nobody publishes to */

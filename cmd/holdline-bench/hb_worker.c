@@ -552,15 +552,21 @@ void hb_worker_main(const hb_opts *o, int idx, int ctl) {
         snprintf(k.host[i], sizeof(k.host[i]), "%s:%u", ip, ntohs(o->nodes[i].sin_port));
         /* The browser's lines name the node in their Referer, as a page
          * served by it would; built once, they are the same every poll. */
-        size_t cap = HB_BROWSER_HEADERS_MAX(o->cookie_bytes);
+        size_t auth = o->token ? strlen(o->token) + 32 : 0;
+        size_t cap = HB_BROWSER_HEADERS_MAX(o->cookie_bytes) + auth;
         k.extra[i] = malloc(cap);
-        if (k.extra[i] == NULL ||
-            hb_browser_headers(k.extra[i], cap, k.host[i], o->browser, o->cookie_bytes) < 0) {
+        long n = k.extra[i] == NULL ? -1
+                                    : hb_browser_headers(k.extra[i], cap - auth, k.host[i],
+                                                         o->browser, o->cookie_bytes);
+        if (n < 0) {
             hb_warn("worker %d: cannot build the browser headers", idx);
             _exit(1);
         }
+        if (o->token)
+            snprintf(k.extra[i] + n, cap - (size_t)n, "Authorization: Bearer %s\r\n", o->token);
     }
-    k.req_cap = POLL_HEAD_MAX + HB_BROWSER_HEADERS_MAX(o->cookie_bytes);
+    k.req_cap = POLL_HEAD_MAX + HB_BROWSER_HEADERS_MAX(o->cookie_bytes) +
+                (o->token ? strlen(o->token) + 32 : 0);
     k.req = malloc(k.req_cap);
     if (k.req == NULL) _exit(1);
 

@@ -76,6 +76,8 @@ static const char usage_text[] =
     "      --size BYTES            message data size, padded [as short as possible]\n"
     "      --prefix NAME           channel name prefix [hb<random>: fresh channels]\n"
     "      --key KEY               publish key (Authorization: Bearer KEY)\n"
+    "      --token T               polls and streams carry Authorization: Bearer T\n"
+    "                              (a JWT, for nodes with auth.mode = jwt)\n"
     "      --server NAME           holdline, or nchan (nginx + nchan: long-polls\n"
     "                              GET /sub/<ch> with If-Modified-Since and\n"
     "                              If-None-Match, publishes POST /pub/<ch>, raw\n"
@@ -106,6 +108,7 @@ enum {
     OPT_SIZE,
     OPT_PREFIX,
     OPT_KEY,
+    OPT_TOKEN,
     OPT_SERVER,
     OPT_IDLE_CHANNELS,
     OPT_STEADY_POLLS,
@@ -134,6 +137,7 @@ static const struct option long_opts[] = {
     {"size", required_argument, NULL, OPT_SIZE},
     {"prefix", required_argument, NULL, OPT_PREFIX},
     {"key", required_argument, NULL, OPT_KEY},
+    {"token", required_argument, NULL, OPT_TOKEN},
     {"server", required_argument, NULL, OPT_SERVER},
     {"idle-waiters", required_argument, NULL, 'I'},
     {"idle-channels", required_argument, NULL, OPT_IDLE_CHANNELS},
@@ -307,6 +311,11 @@ int main(int argc, char **argv) {
             if (strlen(optarg) >= sizeof(o.key) || strpbrk(optarg, "\r\n") != NULL)
                 usage_error("--key: must be one line of at most 255 bytes");
             snprintf(o.key, sizeof(o.key), "%s", optarg);
+            break;
+        case OPT_TOKEN:
+            if (strlen(optarg) > 8192 || strpbrk(optarg, "\r\n") != NULL)
+                usage_error("--token: must be one line of at most 8192 bytes");
+            o.token = optarg;
             break;
         case OPT_TRANSPORT:
             if (strcmp(optarg, "poll") == 0)
