@@ -61,6 +61,12 @@ int hl_node_start(hl_node *n, char *err, size_t errlen) {
     hl_info("listening on %s:%d with %d workers; redis %s:%d, prefix '%s'", n->cfg.http_bind,
             n->cfg.http_port, n->nworkers, n->cfg.redis_host, n->cfg.redis_port,
             n->cfg.redis_prefix);
+    if (strcmp(n->cfg.auth_mode, "jwt") == 0)
+        hl_info("auth: channels need %s tokens%s%s; %d public pattern%s", n->cfg.auth_jwt_algorithm,
+                n->cfg.auth_query_token ? ", also as ?token=" : "",
+                n->cfg.auth_audience[0] ? " for the audience in auth.audience" : "",
+                n->cfg.auth_public_channels_count,
+                n->cfg.auth_public_channels_count == 1 ? "" : "s");
     return HL_OK;
 }
 
