@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "hl_assets.h"
 #include "hl_codec.h"
@@ -549,6 +550,12 @@ void hl__http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
         free(r->u.rd.channel);
     }
     hl__shared_release(r->answer);
+    /* A stream that ended closes its connection, so that the client comes
+     * back on a new one, possibly to another node (hl_sse.c). MHD chose
+     * keep-alive when the stream's head went out, which makes the "close"
+     * sse_end adds to the request too late; the last chunk is sent by
+     * now, and a shutdown makes MHD's next read see the end and close. */
+    if (r->sse != NULL && r->hc != NULL && r->hc->fd >= 0) shutdown(r->hc->fd, SHUT_RDWR);
     hl__sse_free(r);
     /* Next, on a kept-alive connection: the following request. */
     if (r->hc) hl__conn_owing(r->hc);
