@@ -75,19 +75,23 @@
  * rejects or has not answered within 10 s counts as a failed request: an
  * "error", then the backoff.
  *
- * How the token travels. Polls send "Authorization: Bearer <token>" (a
- * cross-origin page then sends a CORS preflight, which the browser keeps
- * for the node's Access-Control-Max-Age, 600 s). EventSource cannot send
- * headers, so a stream takes it either from the cookie auth.token_cookie
- * (default holdline_token), which the page's own server sets and the
- * token function refreshes (tokenCookie: true says the page does that),
- * or from the URL (tokenInQuery: true appends token=<token> to the
- * /events URL; the node must have auth.query_token on; URLs end up in
- * proxy logs, so prefer the cookie). With a token and neither option,
- * "auto" long-polls and "sse" throws. withCredentials: true sends cookies
- * on cross-origin requests too (EventSource's withCredentials, fetch's
- * credentials: "include"); the page's origin must be in http.cors_origins.
- * The token never appears in what onEvent reports.
+ * How the token travels. Polls send "Authorization: Bearer <token>";
+ * from a cross-origin page that header costs a CORS preflight (OPTIONS)
+ * before every poll, since browsers keep preflight answers per URL and
+ * each poll's cursor makes a new one (Chromium also skips that cache for
+ * no-store fetches). EventSource cannot send headers, so a stream takes
+ * the token either from the cookie auth.token_cookie (default
+ * holdline_token), which the page's own server sets and the token
+ * function refreshes (tokenCookie: true says the page does that), or
+ * from the URL (tokenInQuery: true appends token=<token> to the /events
+ * URL; the node must have auth.query_token on; URLs end up in proxy
+ * logs, so prefer the cookie). With a token and neither option, "auto"
+ * long-polls and "sse" throws. withCredentials: true sends cookies on
+ * cross-origin requests too (EventSource's withCredentials, fetch's
+ * credentials: "include"), which costs no preflight; the page's origin
+ * must be in http.cors_origins, and the node allows credentials only
+ * with auth.mode = "jwt". The token never appears in what onEvent
+ * reports.
  *
  * What the client does about answers. A 401 (no token, a bad or expired
  * one) gets a fresh token and the usual backoff. A 403 (the token does not
@@ -131,10 +135,10 @@
  *     "backoff"   the client waits before the next try; text is the delay.
  *     "stop"      stop() was called.
  *
- * The client sets no custom request header but Authorization (with a
- * token), because others would make a cross-origin poll send a CORS
+ * Apart from Authorization (with a token) the client sets no request
+ * header, because one would make a cross-origin poll send a CORS
  * preflight it could do without; the cursor therefore travels in the query
- * string. */
+ * string, where no cache can mix up two polls' answers. */
 (function (root) {
   "use strict";
 
