@@ -8,6 +8,10 @@
  *       transport: "auto",        // "auto", "sse" or "poll"; see below
  *       timeout: 25,              // seconds the server may hold each poll
  *       persistCursor: false,     // keep the cursor across page reloads
+ *       token: getToken,          // private channels; see "Tokens" below
+ *       tokenCookie: false,       // the token is also in a cookie
+ *       tokenInQuery: false,      // or put it in the stream's URL
+ *       withCredentials: false,   // send cookies cross-origin too
  *       onMessage: function (msg) { ... },          // {channel, id, data}
  *       onMissed: function (info) { ... },          // {cursor}
  *       onEvent: function (kind, text) { ... }      // see the list below
@@ -23,7 +27,8 @@
  * GET {base}/poll/{ch1},{ch2}?timeout=S&cursor=C in a loop: after every 200
  * answer it polls again at once, sending back the cursor the server gave
  * it. "auto" (the default) is "sse" where the browser has EventSource and
- * "poll" where it has not; it also moves to "poll" for good if the first
+ * "poll" where it has not, and "poll" too with a token that only a header
+ * can carry (see "Tokens"); it also moves to "poll" for good if the first
  * stream is refused with a 404 or 405 or answered with something other
  * than text/event-stream (an older server, or a proxy that does not pass
  * /events), before any stream ever opened. onMessage gets the same
@@ -60,6 +65,47 @@
  * repeats messages. A `cursor` option, when given, wins over the stored
  * one. Storage that is unavailable (blocked, full) is ignored.
  *
+ * Tokens, for a node with auth.mode = "jwt" (private channels). `token` is
+ * the JWT, or a function that returns one or a Promise of one. The
+ * function is called with no arguments at start() and again whenever a
+ * fresh token is needed: after a 401 or a 403, after the stream's
+ * token_expired event and after the browser gave up on a stream. A string
+ * it returns is the token; anything else means "no token of my own"
+ * (for a page whose token is only in its cookie). One that throws,
+ * rejects or has not answered within 10 s counts as a failed request: an
+ * "error", then the backoff.
+ *
+ * How the token travels. Polls send "Authorization: Bearer <token>";
+ * from a cross-origin page that header costs a CORS preflight (OPTIONS)
+ * before every poll, since browsers keep preflight answers per URL and
+ * each poll's cursor makes a new one (Chromium also skips that cache for
+ * no-store fetches). EventSource cannot send headers, so a stream takes
+ * the token either from the cookie auth.token_cookie (default
+ * holdline_token), which the page's own server sets and the token
+ * function refreshes (tokenCookie: true says the page does that), or
+ * from the URL (tokenInQuery: true appends token=<token> to the /events
+ * URL; the node must have auth.query_token on; URLs end up in proxy
+ * logs, so prefer the cookie). With a token and neither option, "auto"
+ * long-polls and "sse" throws. withCredentials: true sends cookies on
+ * cross-origin requests too (EventSource's withCredentials, fetch's
+ * credentials: "include"), which costs no preflight; the page's origin
+ * must be in http.cors_origins, and the node allows credentials only
+ * with auth.mode = "jwt". The token never appears in what onEvent
+ * reports.
+ *
+ * What the client does about answers. A 401 (no token, a bad or expired
+ * one) gets a fresh token and the usual backoff. A 403 (the token does not
+ * grant a channel) will not change by itself, so the client waits the
+ * longest backoff (backoffMaxMs) before it tries again, with a fresh token
+ * in case the page's grants changed. The node ends a stream when its
+ * token expires, with a token_expired event: the client closes the
+ * stream, gets a fresh token and reopens at once from the cursor in the
+ * event, so nothing is lost or repeated. A stream the browser gave up on
+ * (a 401 among others) is fetched once, when a token or cookie is in use,
+ * to learn its status, which EventSource does not tell; a 401 or 403 is
+ * then handled as for polls, anything else retried with backoff and a
+ * fresh token.
+ *
  * onEvent(kind, text) reports each step, for logs and demo pages:
  *
  *     "start"     start() was called.
@@ -75,13 +121,24 @@
  *     "reconnect" the stream ended or broke and the browser reconnects it
  *                 by itself (sse).
  *     "transport" auto mode moved from "sse" to "poll"; text says why.
- *     "error"     a network error or a non-200 answer; text says which.
+ *     "unauthorized" a poll, or the check of a stream the browser gave
+ *                 up on, was answered 401; text says why. A fresh token
+ *                 comes next, after the backoff.
+ *     "forbidden" the same, answered 403: the token does not grant one of
+ *                 the channels. The client waits backoffMaxMs.
+ *     "token_expired" the node ended the stream at its token's expiry; the
+ *                 client reopens it at once with a fresh token (sse).
+ *     "error"     a network error, a non-200 answer (a poll's 401 and 403
+ *                 are reported as above instead), a stream the browser
+ *                 gave up on, or a token function that failed; text says
+ *                 which.
  *     "backoff"   the client waits before the next try; text is the delay.
  *     "stop"      stop() was called.
  *
- * The client never sets custom request headers, because those would make a
- * cross-origin poll send a CORS preflight before every single request; the
- * cursor therefore travels in the query string. */
+ * Apart from Authorization (with a token) the client sets no request
+ * header, because one would make a cross-origin poll send a CORS
+ * preflight it could do without; the cursor therefore travels in the query
+ * string, where no cache can mix up two polls' answers. */
 (function (root) {
   "use strict";
 
@@ -97,6 +154,10 @@
   // How long auto mode's check of a refused first stream may take before
   // it counts as a network error (and the stream is simply retried).
   var PROBE_MS = 10000;
+
+  // How long a token function may take before its answer counts as a
+  // failure (and it is asked again after the backoff).
+  var TOKEN_MS = 10000;
 
   var TRANSPORTS = ["auto", "sse", "poll"];
 
@@ -140,6 +201,21 @@
     if (transport === "sse" && !hasEventSource()) {
       throw new TypeError("Holdline: transport \"sse\" needs EventSource, which this browser lacks");
     }
+    // "" is no token, as undefined is: `token: stored || ""` must not
+    // change the transport.
+    var token = opts.token == null || opts.token === "" ? null : opts.token;
+    if (token !== null && typeof token !== "string" && typeof token !== "function") {
+      throw new TypeError("Holdline: token must be a string or a function");
+    }
+    if (opts.tokenInQuery === true && token === null) {
+      throw new TypeError("Holdline: tokenInQuery needs a token");
+    }
+    // A token that only a header can carry: EventSource cannot send it.
+    var headerOnly = token !== null && opts.tokenInQuery !== true && opts.tokenCookie !== true;
+    if (transport === "sse" && headerOnly) {
+      throw new TypeError("Holdline: transport \"sse\" cannot send a token in a header; " +
+        "say tokenCookie: true or tokenInQuery: true");
+    }
 
     // A trailing slash on base would produce "//poll", which some proxies
     // treat as a different path.
@@ -154,7 +230,18 @@
 
     // What was asked for, and what is used: "sse" or "poll".
     this.transportOption = transport;
-    this.transport = transport === "poll" || !hasEventSource() ? "poll" : "sse";
+    this.transport = transport === "poll" || !hasEventSource() || headerOnly ? "poll" : "sse";
+
+    // The token as given, the one in use ("" for none) and whether a
+    // function is to be asked for a fresh one before the next request.
+    this._tokenSource = token;
+    this._token = typeof token === "string" ? token : "";
+    this._tokenStale = typeof token === "function";
+    this.tokenInQuery = opts.tokenInQuery === true;
+    this.withCredentials = opts.withCredentials === true;
+    // Whether the node may refuse this client for its token or cookie:
+    // then a stream the browser gave up on is checked for a 401 or 403.
+    this._auth = token !== null || opts.tokenCookie === true;
 
     this.persistCursor = opts.persistCursor === true;
     this.storageKey = "holdline:cursor:" + this.base + "/" + this.channels.join(",");
@@ -179,6 +266,8 @@
     this._es = null;
     this._retry = null;
     this._everOpened = false;
+    // Set by a 403, for the wait that follows it.
+    this._forbidden = false;
   }
 
   Holdline.prototype.start = function () {
@@ -188,6 +277,9 @@
     this.running = true;
     this.failures = 0;
     this._generation += 1;
+    // A token function is asked anew at every start: the page may have
+    // been stopped for longer than its last token lives.
+    this._tokenStale = typeof this._tokenSource === "function";
     this._emit("start", "channels " + this.channels.join(",") + ", transport " + this.transport);
     if (this.transport === "sse") {
       this._sseOpen(this._generation);
@@ -235,7 +327,8 @@
 
   Holdline.prototype._loop = async function (generation) {
     while (this.running && this._generation === generation) {
-      var ok = await this._pollOnce(generation);
+      this._forbidden = false;
+      var ok = await this._freshToken(generation) && await this._pollOnce(generation);
       if (this._generation !== generation) {
         return;
       }
@@ -244,10 +337,16 @@
         continue;
       }
       this.failures += 1;
-      var delay = this.backoffDelay(this.failures);
+      var delay = this._failureDelay();
       this._emit("backoff", "retrying in " + (delay / 1000).toFixed(1) + " s");
       await this._sleep(delay);
     }
+  };
+
+  // The wait after the latest failure: after a 403 the longest, since a
+  // grant does not change by itself, and otherwise the doubling backoff.
+  Holdline.prototype._failureDelay = function () {
+    return this.backoffDelay(this._forbidden ? 31 : this.failures);
   };
 
   // Returns the wait before retry number n (1-based): the doubling base
@@ -277,11 +376,7 @@
     var response;
     var body;
     try {
-      response = await fetch(url, {
-        method: "GET",
-        cache: "no-store",
-        signal: controller ? controller.signal : undefined
-      });
+      response = await fetch(url, this._fetchInit(controller, true));
       body = await response.text();
     } catch (err) {
       if (this._generation !== generation) {
@@ -303,6 +398,10 @@
     }
 
     if (this._generation !== generation) {
+      return false;
+    }
+    if (response.status === 401 || response.status === 403) {
+      this._refused(response.status, "HTTP " + response.status + describeError(body));
       return false;
     }
     if (response.status !== 200) {
@@ -353,19 +452,108 @@
     return true;
   };
 
-  // Opens the event stream, unless stop() (or a newer start()) came first.
+  // What every fetch of the client sends: no caching, cookies as the
+  // page asked, and the token in the header when there is one (polls only:
+  // the check of a stream asks exactly what the stream asked).
+  Holdline.prototype._fetchInit = function (controller, withToken) {
+    var init = {
+      method: "GET",
+      cache: "no-store",
+      credentials: this.withCredentials ? "include" : "same-origin",
+      signal: controller ? controller.signal : undefined
+    };
+    if (withToken && this._token !== "") {
+      init.headers = { Authorization: "Bearer " + this._token };
+    }
+    return init;
+  };
+
+  // A 401 or 403: reported, the next try asks for a fresh token, and a
+  // 403 makes the next wait the longest.
+  Holdline.prototype._refused = function (status, text) {
+    this._tokenStale = typeof this._tokenSource === "function";
+    if (status === 403) {
+      this._forbidden = true;
+      this._emit("forbidden", text);
+    } else {
+      this._emit("unauthorized", text);
+    }
+  };
+
+  // Asks the token function for a fresh token if one is due. Resolves true
+  // when the client may go on (a token in place, or none needed), false
+  // after a failure (reported) or when stop() came first.
+  Holdline.prototype._freshToken = function (generation) {
+    if (typeof this._tokenSource !== "function" || !this._tokenStale) {
+      return Promise.resolve(true);
+    }
+    var self = this;
+    var timer = null;
+    var asked = new Promise(function (resolve) {
+      resolve(self._tokenSource());
+    });
+    var bound = new Promise(function (resolve, reject) {
+      timer = setTimeout(function () {
+        reject(new Error("no token within " + TOKEN_MS / 1000 + " s"));
+      }, TOKEN_MS);
+    });
+    return Promise.race([asked, bound]).then(function (t) {
+      clearTimeout(timer);
+      if (self._generation !== generation) {
+        return false;
+      }
+      self._token = typeof t === "string" ? t : "";
+      self._tokenStale = false;
+      return true;
+    }, function (err) {
+      clearTimeout(timer);
+      if (self._generation !== generation) {
+        return false;
+      }
+      self._emit("error", "the token function failed: " + ((err && err.message) || String(err)));
+      return false;
+    });
+  };
+
+  // Opens the event stream, unless stop() (or a newer start()) came first,
+  // after asking for a fresh token if one is due.
   Holdline.prototype._sseOpen = function (generation) {
     this._retry = null;
     if (!this.running || this._generation !== generation) {
       return;
     }
+    if (typeof this._tokenSource !== "function" || !this._tokenStale) {
+      this._sseConnect(generation);
+      return;
+    }
     var self = this;
-    var url = this.eventsUrl();
+    this._freshToken(generation).then(function (ok) {
+      if (!self.running || self._generation !== generation) {
+        return;
+      }
+      if (ok) {
+        self._sseConnect(generation);
+      } else {
+        self._sseRetry(generation, false);
+      }
+    });
+  };
+
+  // Opens the event stream now, with the token in place.
+  Holdline.prototype._sseConnect = function (generation) {
+    var self = this;
+    // What onEvent is told, and the URL opened: the same with the token.
+    var shown = this.eventsUrl();
+    var url = shown;
     var opened = false;
     var es;
-    this._emit("request", url);
+    this._emit("request", shown);
+    if (this.tokenInQuery && this._token !== "") {
+      url += (url.indexOf("?") < 0 ? "?" : "&") + "token=" + encodeURIComponent(this._token);
+    }
     try {
-      es = new root.EventSource(url);
+      es = this.withCredentials ? new root.EventSource(url, { withCredentials: true })
+        : new root.EventSource(url);
     } catch (err) {
       // A URL the browser will not open (a bad base): retried like an error.
       this._emit("error", (err && err.message) || String(err));
@@ -419,6 +607,31 @@
       }
       self._missed();
     });
+    // The node ends the stream when its token expires, with this event
+    // first. The browser would reconnect with the same URL and cookie,
+    // whose token is now refused; instead the client reopens the stream
+    // itself, at once, with a fresh token, from the event's cursor: the
+    // position the stream had reached, which may be past the last
+    // message's.
+    es.addEventListener("token_expired", function (e) {
+      if (self._es !== es) {
+        return;
+      }
+      var info = null;
+      try {
+        info = JSON.parse(e.data);
+      } catch (ignored) {
+        // Then the last message's cursor is the one to go on from.
+      }
+      if (info && typeof info.cursor === "string") {
+        self._setCursor(info.cursor);
+      }
+      self._sseClose();
+      self._tokenStale = typeof self._tokenSource === "function";
+      self.failures = 0;
+      self._emit("token_expired", "the stream's token expired; reopening with a fresh one");
+      self._sseOpen(generation);
+    });
     es.onerror = function () {
       if (self._es !== es) {
         return;
@@ -434,11 +647,12 @@
         return;
       }
       // The browser gave up (CLOSED): a new stream, from the last cursor
-      // this client saw, replaces it.
+      // this client saw, with a fresh token, replaces it.
       self._sseClose();
+      self._tokenStale = typeof self._tokenSource === "function";
       self._emit("error", "the stream was refused or cut");
-      if (self.transportOption === "auto" && !self._everOpened) {
-        self._sseProbe(generation, url);
+      if (self._auth || (self.transportOption === "auto" && !self._everOpened)) {
+        self._sseProbe(generation, url, shown, opened);
         return;
       }
       self._sseRetry(generation, opened);
@@ -457,7 +671,8 @@
   };
 
   // Opens the next stream after the backoff delay. A stream that was open
-  // counts as a success: the next one waits the shortest delay only.
+  // counts as a success: the next one waits the shortest delay only (but
+  // after a 403 the longest).
   Holdline.prototype._sseRetry = function (generation, wasOpen) {
     if (!this.running || this._generation !== generation) {
       return;
@@ -466,7 +681,8 @@
       this.failures = 0;
     }
     this.failures += 1;
-    var delay = this.backoffDelay(this.failures);
+    var delay = this._failureDelay();
+    this._forbidden = false;
     this._emit("backoff", "retrying in " + (delay / 1000).toFixed(1) + " s");
     var self = this;
     this._retry = setTimeout(function () {
@@ -474,43 +690,60 @@
     }, delay);
   };
 
-  // Auto mode, when the first stream ever tried was refused: EventSource
-  // does not say why, so the same URL is fetched once to find out. A 404 or
-  // 405, or a 200 that is not an event stream, means streams cannot work
-  // here (an older server, a proxy that does not pass /events), and the
-  // client long-polls from now on. Anything else (a 503 from an overloaded
-  // node, a network error) is retried as a stream.
-  Holdline.prototype._sseProbe = function (generation, url) {
+  // After the browser gave up on a stream (readyState CLOSED), in auto mode
+  // before any stream ever opened and whenever a token or cookie is in use:
+  // EventSource does not say why, so the same URL (shown: the same without
+  // the token) is fetched once to find out. In auto mode, before any
+  // stream opened, a 404 or 405, or a 200 that is not an event stream,
+  // means streams cannot work here (an older server, a proxy that does not
+  // pass /events), and the client long-polls from now on. A 401 or 403 is
+  // reported and retried as for polls. Anything else (a 503 from an
+  // overloaded node, a network error) is retried as a stream.
+  Holdline.prototype._sseProbe = function (generation, url, shown, wasOpen) {
     var self = this;
     var controller = typeof AbortController === "function" ? new AbortController() : null;
     var timer = controller ? setTimeout(function () { controller.abort(); }, PROBE_MS) : null;
-    fetch(url, { method: "GET", cache: "no-store", signal: controller ? controller.signal : undefined })
+    var canFallBack = this.transportOption === "auto" && !this._everOpened;
+    fetch(url, this._fetchInit(controller, false))
       .then(function (response) {
         var type = response.headers.get("Content-Type") || "";
         var noStreams = response.status === 404 || response.status === 405 ||
           (response.status === 200 && !/^text\/event-stream\b/i.test(type));
+        if (response.status === 401 || response.status === 403) {
+          return response.text().then(function (body) {
+            return { status: response.status, text: "HTTP " + response.status + describeError(body) };
+          });
+        }
         // Only the status and type were wanted; a 200 stream is not read.
         if (controller) {
           controller.abort();
         }
-        return noStreams ? "HTTP " + response.status + (type ? " " + type.split(";")[0] : "") : "";
-      }, function () {
-        return "";
+        return noStreams && canFallBack
+          ? { status: 0, text: "HTTP " + response.status + (type ? " " + type.split(";")[0] : "") }
+          : null;
       })
-      .then(function (reason) {
+      .then(null, function () {
+        return null;
+      })
+      .then(function (found) {
         if (timer !== null) {
           clearTimeout(timer);
         }
         if (!self.running || self._generation !== generation) {
           return;
         }
-        if (reason === "") {
+        if (found === null) {
+          self._sseRetry(generation, wasOpen);
+          return;
+        }
+        if (found.status !== 0) {
+          self._refused(found.status, found.text);
           self._sseRetry(generation, false);
           return;
         }
         self.transport = "poll";
         self.failures = 0;
-        self._emit("transport", "poll: " + url + " answered " + reason);
+        self._emit("transport", "poll: " + shown + " answered " + found.text);
         self._loop(generation);
       });
   };

@@ -2,10 +2,11 @@
 # run.sh -- the browser tests: starts a private redis-server and one
 # holdline node (node B) on free loopback ports, runs test_cookies.mjs
 # (Debian's Chromium through playwright-core) against the node's demo page,
-# test_demo.mjs (the demo page with either transport) and test_restart.mjs
+# test_demo.mjs (the demo page with either transport), test_restart.mjs
 # (a page subscribed on a node A that it starts and restarts itself, while
-# it publishes on node B), and stops everything it started, by pid,
-# whatever happens.
+# it publishes on node B) and test_auth.mjs (holdline.js with tokens,
+# against two nodes with auth.mode = "jwt" that it starts itself), and
+# stops everything it started, by pid, whatever happens.
 #
 # Usage: tests/browser/run.sh [BIN/holdline]   (default: $HOLDLINE_BIN,
 #        then bin/holdline; run from anywhere)
@@ -32,8 +33,9 @@ command -v node >/dev/null 2>&1 || fail_setup "node is missing (scripts/deps.sh 
 
 dir=$(mktemp -d /tmp/holdline-browser-XXXXXX)
 pids=()
-# test_restart.mjs keeps the pid of the node A it runs in this file.
-node_a_pidfile=$dir/node-a.pid
+# test_restart.mjs keeps the pid of the node A it runs in the first file,
+# test_auth.mjs those of its two nodes in the others.
+node_pidfiles=("$dir/node-a.pid" "$dir/node-auth-1.pid" "$dir/node-auth-2.pid")
 
 browser_pid=""
 
@@ -54,18 +56,19 @@ cleanup() {
     for pid in $(pgrep -f -- "--user-data-dir=$dir/" 2>/dev/null || true); do
         kill -KILL "$pid" 2>/dev/null || true
     done
-    # A node A left behind by a test_restart.mjs that was killed: it is
-    # not this shell's child, so it is stopped by its pid and waited for
-    # by polling.
-    if [[ -s $node_a_pidfile ]]; then
-        pid=$(cat "$node_a_pidfile")
+    # A node left behind by a test_restart.mjs or test_auth.mjs that was
+    # killed: it is not this shell's child, so it is stopped by its pid
+    # and waited for by polling.
+    for pidfile in "${node_pidfiles[@]}"; do
+        [[ -s $pidfile ]] || continue
+        pid=$(cat "$pidfile")
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 100); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.05
         done
         kill -KILL "$pid" 2>/dev/null || true
-    fi
+    done
     # Then the node (SIGTERM: it answers its waiters), then Redis.
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -158,6 +161,12 @@ run_browser test_demo.mjs 50 "http://127.0.0.1:$port/"
 # scripts start from and below the kernel's ephemeral range.
 port_a=$(free_port $((20000 + RANDOM % 10000)))
 run_browser test_restart.mjs 120 "$bin" "$port_a" "$redis_port" "http://127.0.0.1:$port" "$dir"
+
+# The auth nodes' ports (test_auth.mjs starts both nodes, on this run's
+# Redis, and stops them).
+port_auth1=$(free_port 8581)
+port_auth2=$(free_port $((port_auth1 + 1)))
+run_browser test_auth.mjs 70 "$bin" "$port_auth1" "$port_auth2" "$redis_port" "$dir"
 
 # Like the integration tests: the node must stop cleanly on SIGTERM and
 # leave no sanitizer or crash report in its log (big requests are where a
