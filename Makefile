@@ -97,8 +97,8 @@ $(ITEST_BIN): $(OUT)/tests/test_%: tests/integration/test_%.c $(ITEST_LIB)
 	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka) $(ALL_LDFLAGS) -o $@ $(LINK_INPUTS) \
 		$(shell $(PKG_CONFIG) --libs cmocka) $(ITEST_LIBS)
 
-# The auth test mints its tokens with libjwt, as an application would.
-$(OUT)/tests/test_auth: ITEST_LIBS = $(shell $(PKG_CONFIG) --libs libjwt jansson libcrypto)
+# The private-channels test mints its tokens with libjwt, as an application would.
+$(OUT)/tests/test_private_channels: ITEST_LIBS = $(shell $(PKG_CONFIG) --libs libjwt jansson libcrypto)
 
 tests: $(BIN)/holdline $(UNIT_BIN) $(ITEST_BIN)
 

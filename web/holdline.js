@@ -94,7 +94,8 @@
  * reports.
  *
  * What the client does about answers. A 401 (no token, a bad or expired
- * one) gets a fresh token and the usual backoff. A 403 (the token does not
+ * one) gets a fresh token: at once after a poll that went through (the
+ * token ran out), with the usual backoff after a failure. A 403 (the token does not
  * grant a channel) will not change by itself, so the client waits the
  * longest backoff (backoffMaxMs) before it tries again, with a fresh token
  * in case the page's grants changed. The node ends a stream when its
@@ -266,8 +267,10 @@
     this._es = null;
     this._retry = null;
     this._everOpened = false;
-    // Set by a 403, for the wait that follows it.
+    // Set by a 403, for the wait that follows it; by a poll's 401 after a
+    // poll that went through, for a fresh token without a wait.
     this._forbidden = false;
+    this._refreshNow = false;
   }
 
   Holdline.prototype.start = function () {
@@ -337,6 +340,13 @@
         continue;
       }
       this.failures += 1;
+      // A token that simply ran out (the node answers a held poll when its
+      // token ends, and the next poll gets a 401) is replaced at once, not
+      // after a backoff: only a 401 that follows a fresh token waits.
+      if (this._refreshNow) {
+        this._refreshNow = false;
+        continue;
+      }
       var delay = this._failureDelay();
       this._emit("backoff", "retrying in " + (delay / 1000).toFixed(1) + " s");
       await this._sleep(delay);
@@ -402,6 +412,7 @@
     }
     if (response.status === 401 || response.status === 403) {
       this._refused(response.status, "HTTP " + response.status + describeError(body));
+      this._refreshNow = response.status === 401 && this._tokenStale && this.failures === 0;
       return false;
     }
     if (response.status !== 200) {

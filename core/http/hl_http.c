@@ -198,6 +198,12 @@ static enum MHD_Result start_poll(hl_req *r, hl_span arg) {
     if (hl_timeout_parse(ts, cfg->poll_default_timeout, cfg->poll_max_timeout, &timeout, err,
                          sizeof(err)) != HL_OK)
         return hl__reply_error(r, HL_E_BAD_TIMEOUT, err);
+    /* A poll is held no longer than its token is good: it is then answered
+     * "no event", and the client comes back with a fresh token. */
+    if (r->token_until > 0) {
+        long long left_s = (r->token_until - hl_wall_ms()) / 1000;
+        if (left_s < timeout) timeout = left_s > 1 ? (int)left_s : 1;
+    }
     if (r->h->stopping) return reply_stopping(r, epoch, parts, n);
     close_if_misplaced(r);
     r->state = HL_REQ_HEADERS; /* answered while starting: ANSWERED, not resumed */

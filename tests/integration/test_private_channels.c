@@ -1029,6 +1029,26 @@ static void test_a_stream_ends_at_exp_with_token_expired_and_its_cursor(void **s
     expect_401(lax.port, "GET", "/events/news", bearer(t), "the token expired");
 }
 
+static void test_a_poll_is_held_no_longer_than_its_token_is_good(void **state) {
+    (void)state;
+    /* leeway 0 on the lax node: the token is good for 2 more seconds, the
+     * poll asks for 20; it is answered "no event" when the token ends. */
+    const char *t = sign_hs(json("{'exp':%lld,'holdline':{'subscribe':['news']}}", now_s() + 2));
+    long long t0 = it_now_ms();
+    it_resp r;
+    assert_int_equal(
+        it_http(lax.port, "GET", "/poll/news?timeout=20", NULL, 0, bearer(t), 10000, &r), 0);
+    long long took = it_now_ms() - t0;
+    assert_int_equal(r.status, 200);
+    it_json j;
+    assert_int_equal(it_json_parse(r.body, &j), 0);
+    assert_int_equal(j.n, 0);
+    it_json_free(&j);
+    it_resp_free(&r);
+    printf("a poll with 2 s of token left was answered after %lld ms\n", took);
+    assert_true(took >= 900 && took < 3500);
+}
+
 /* ---- Tokens stay out of logs ------------------------------------------- */
 
 static void test_tokens_never_appear_in_the_log_even_at_debug(void **state) {
@@ -1215,6 +1235,7 @@ int main(void) {
         cmocka_unit_test(
             test_a_stream_takes_its_token_from_a_cookie_or_the_query_as_eventsource_sends_no_header),
         cmocka_unit_test(test_a_stream_ends_at_exp_with_token_expired_and_its_cursor),
+        cmocka_unit_test(test_a_poll_is_held_no_longer_than_its_token_is_good),
         cmocka_unit_test(test_tokens_never_appear_in_the_log_even_at_debug),
         cmocka_unit_test(test_a_key_that_does_not_fit_the_algorithm_stops_the_node_at_start),
     };
