@@ -102,6 +102,11 @@ $(OUT)/tests/test_private_channels: ITEST_LIBS = $(shell $(PKG_CONFIG) --libs li
 
 tests: $(BIN)/holdline $(UNIT_BIN) $(ITEST_BIN)
 
+# What a token verification costs (scripts/bench-auth.sh runs it; not a test).
+$(OUT)/tests/perf_verify: tests/perf/perf_verify.c $(OUT)/libholdline.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(LINK_INPUTS) $(LDLIBS_PKGS)
+
 # ---------------------------------------------------------------------------
 # holdline-bench: the load generator (cmd/holdline-bench/, libc only, so no
 # pkg-config flags or libraries). Part of `all` and of `tests`, because the

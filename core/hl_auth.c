@@ -13,17 +13,23 @@
 
 #include "hl_common.h"
 
-/* Verified tokens kept, two-way set-associative by a hash of their bytes:
- * a token goes to one of two slots, evicting the one used longer ago, so
- * the cache holds at most `slots` tokens whatever arrives. There are
- * slots enough for a token per connection the node may hold
- * (http.max_connections, rounded up to a power of two, 1024 to 65536),
- * because every client may have a token of its own, and a miss costs a
- * whole verification: libjwt 1.10 parses the PEM key at each one, some
- * 0.4 ms for RS256 and ES256. Tokens longer than CACHE_MAX_TOKEN are
- * verified at every use instead of making the cache large. */
+/* Verified tokens kept, eight-way set-associative by a hash of their
+ * bytes (a bucket's eight pointers are one cache line): a token goes to
+ * one of the slots of its bucket, evicting the one used longest ago, so
+ * the cache holds at most `slots` tokens whatever arrives. There are two
+ * slots for every connection the node may hold (http.max_connections,
+ * rounded up to a power of two, 1024 to 131072), because every client may
+ * have a token of its own and a miss costs a whole verification: libjwt
+ * 1.10 parses the PEM key at each one, some 0.4 ms for RS256 and ES256.
+ * With fewer ways or slots, tokens that share a bucket evict each other
+ * at every round of re-polls: two-way, 2,000 tokens in 32,768 slots left
+ * 0.7% of re-polls verifying again; eight-way, 20,000 tokens in one
+ * worker's 65,536 slots leave 0.2% (tests/perf/perf_verify.c). Tokens
+ * longer than CACHE_MAX_TOKEN are verified at every use instead of making
+ * the cache large. */
+#define CACHE_WAYS 8
 #define CACHE_MIN_SLOTS 1024
-#define CACHE_MAX_SLOTS 65536
+#define CACHE_MAX_SLOTS 131072
 #define CACHE_MAX_TOKEN 4096
 /* A key file larger than this is not a key. */
 #define KEY_FILE_MAX 65536
@@ -154,13 +160,14 @@ hl_auth *hl_auth_new(const hl_config *cfg, char *err, size_t errlen) {
     if (!a->on) return a;
 
     a->slots = CACHE_MIN_SLOTS;
-    while (a->slots < CACHE_MAX_SLOTS && a->slots < (size_t)cfg->http_max_connections)
+    while (a->slots < CACHE_MAX_SLOTS && a->slots < 2 * (size_t)cfg->http_max_connections)
         a->slots *= 2;
-    a->cache = calloc(a->slots, sizeof(*a->cache));
+    a->cache = aligned_alloc(CACHE_WAYS * sizeof(*a->cache), a->slots * sizeof(*a->cache));
     if (a->cache == NULL) {
         hl_set_error(err, errlen, "out of memory");
         goto fail;
     }
+    memset(a->cache, 0, a->slots * sizeof(*a->cache));
 
     a->rules.alg = cfg->auth_jwt_algorithm;
     a->rules.audience = cfg->auth_audience;
@@ -243,10 +250,9 @@ hl_token_status hl_auth_verify(hl_auth *a, const char *t, size_t n, double now,
                                const hl_claims **out, char *why, size_t whylen) {
     *out = NULL;
     a->uses++;
-    size_t i = (size_t)fnv1a(t, n) & (a->slots - 1);
-    cached **pair[2] = {&a->cache[i], &a->cache[i ^ 1]};
-    for (int k = 0; k < 2; k++) {
-        cached *c = *pair[k];
+    cached **set = &a->cache[(size_t)fnv1a(t, n) & (a->slots - 1) & ~(size_t)(CACHE_WAYS - 1)];
+    for (int k = 0; k < CACHE_WAYS; k++) {
+        cached *c = set[k];
         if (c != NULL && c->n == n && memcmp(c->tok, t, n) == 0) {
             a->hits++;
             c->used = a->uses;
@@ -276,11 +282,10 @@ hl_token_status hl_auth_verify(hl_auth *a, const char *t, size_t n, double now,
         return st;
     }
     if (n <= CACHE_MAX_TOKEN) {
-        /* The empty slot, or the one used longer ago. */
-        cached **slot = *pair[0] == NULL                       ? pair[0]
-                        : *pair[1] == NULL                     ? pair[1]
-                        : (*pair[0])->used <= (*pair[1])->used ? pair[0]
-                                                               : pair[1];
+        /* An empty slot, or the one used longest ago. */
+        cached **slot = &set[0];
+        for (int k = 0; k < CACHE_WAYS && *slot != NULL; k++)
+            if (set[k] == NULL || set[k]->used < (*slot)->used) slot = &set[k];
         if (*slot) hl_claims_free(&(*slot)->claims);
         free(*slot);
         *slot = c;

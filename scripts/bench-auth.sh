@@ -8,6 +8,10 @@
 # rates and the two nodes' CPU per delivery, so the cost of a poll with
 # and without a token can be read side by side from one run.
 #
+# Last, tests/perf/perf_verify prints what one verification costs a worker
+# by itself: on first sight of a token (libjwt checks its signature) and
+# from the cache (a re-poll with the same token).
+#
 # Usage: bench-auth.sh [BINDIR]        (holdline and holdline-bench; bin)
 # Environment: BENCH_AUTH_RATES="40 160 320" (per-channel messages/s),
 #              BENCH_AUTH_DURATION=8 (seconds per step), BENCH_KEEP=1
@@ -67,6 +71,8 @@ mint_es256() {
 }
 
 secret=$(openssl rand -hex 32)
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/rs.key" 2>/dev/null
+openssl pkey -in "$dir/rs.key" -pubout -out "$dir/rs.pub"
 openssl ecparam -name prime256v1 -genkey -noout -out "$dir/es.key" 2>/dev/null
 openssl ec -in "$dir/es.key" -pubout -out "$dir/es.pub" 2>/dev/null
 key=$(openssl rand -hex 16)
@@ -126,3 +132,7 @@ function v(key,   i, kv) {
     done
     stop_all
 done
+
+echo
+make --no-print-directory -s build/release/tests/perf_verify >/dev/null
+build/release/tests/perf_verify "$dir/rs.key" "$dir/rs.pub" "$dir/es.key" "$dir/es.pub"
