@@ -8,6 +8,9 @@
 
 #include <stddef.h>
 
+/* The version holdline reports (--version, holdline_build_info). */
+#define HL_VERSION "0.1.0"
+
 #define HL_OK 0
 #define HL_ERR -1
 

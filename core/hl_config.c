@@ -122,6 +122,8 @@ static const hl_setting settings[] = {
     HL_INT("redis", "reconnect_min_ms", redis_reconnect_min_ms, 1, 3600000, 100),
     HL_INT("redis", "reconnect_max_ms", redis_reconnect_max_ms, 1, 3600000, 1000),
     HL_INT("redis", "heartbeat_ms", redis_heartbeat_ms, 100, 600000, 1000),
+    HL_INT("redis", "canary_ms", redis_canary_ms, 50, 600000, 1000),
+    HL_INT("redis", "canary_timeout_ms", redis_canary_timeout_ms, 100, 3600000, 3000),
 
     HL_INT("poll", "default_timeout", poll_default_timeout, 1, 3600, 30),
     HL_INT("poll", "max_timeout", poll_max_timeout, 1, 3600, 120),
@@ -891,6 +893,11 @@ int hl_config_validate(const hl_config *cfg, char *err, size_t errlen) {
                             "redis.reconnect_min_ms: must not be greater than "
                             "redis.reconnect_max_ms (%d)",
                             cfg->redis_reconnect_max_ms);
+    if (cfg->redis_canary_timeout_ms <= cfg->redis_canary_ms)
+        return hl_set_error(err, errlen,
+                            "redis.canary_timeout_ms: must be greater than redis.canary_ms (%d), "
+                            "or every probe would time out before the next is sent",
+                            cfg->redis_canary_ms);
     static const char *const pool_names[HL_CONFIG_POOL_CLASSES] = {
         "pool_tiny", "pool_small", "pool_medium", "pool_large", "pool_xlarge", "pool_huge"};
     int largest = 0;

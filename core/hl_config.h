@@ -66,6 +66,8 @@ typedef struct hl_config {
     int redis_reconnect_min_ms;   /* first reconnect delay; default 100 */
     int redis_reconnect_max_ms;   /* reconnect delay cap; default 1000 */
     int redis_heartbeat_ms;       /* ping interval; 3 unanswered close the link; default 1000 */
+    int redis_canary_ms;          /* a probe round the control channel this often; default 1000 */
+    int redis_canary_timeout_ms; /* probes not back this long: not ready, reconnect; default 3000 */
 
     /* poll */
     int poll_default_timeout; /* seconds; default 30 */

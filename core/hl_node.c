@@ -8,6 +8,7 @@
 
 #include "hl_common.h"
 #include "hl_log.h"
+#include "hl_procinfo.h"
 #include "hl_worker.h"
 
 struct hl_node {
@@ -19,6 +20,19 @@ struct hl_node {
 
 static int node_ready(void *ud, char *why, size_t whylen) {
     return hl_node_ready(ud, why, whylen);
+}
+
+/* GET /metrics, on the thread of the worker that took the request: the
+ * other workers' counters are read as they stand (hl_metrics.h). */
+static void node_scrape(void *ud, hl_buf *out) {
+    const hl_node *n = ud;
+    const hl_metrics *w[256];
+    size_t k = 0;
+    for (int i = 0; i < n->nworkers && k < HL_ARRAY_LEN(w); i++)
+        w[k++] = hl_worker_metrics(n->workers[i]);
+    hl_process p;
+    hl_procinfo_read(&p);
+    hl_metrics_format(out, w, k, &p, HL_VERSION);
 }
 
 hl_node *hl_node_new(const hl_config *cfg, char *err, size_t errlen) {
@@ -38,7 +52,7 @@ hl_node *hl_node_new(const hl_config *cfg, char *err, size_t errlen) {
     n->workers = calloc((size_t)n->cfg.http_workers, sizeof(*n->workers));
     if (n->workers == NULL) goto oom;
     for (int i = 0; i < n->cfg.http_workers; i++) {
-        n->workers[i] = hl_worker_new(i, &n->cfg, node_ready, n, err, errlen);
+        n->workers[i] = hl_worker_new(i, &n->cfg, node_ready, node_scrape, n, err, errlen);
         if (n->workers[i] == NULL) goto fail;
         n->nworkers++;
     }

@@ -23,6 +23,7 @@ static const route_entry routes[] = {
     {"/channels", HL_ROUTE_CHANNEL, 1},
     {"/healthz", HL_ROUTE_HEALTHZ, 0},
     {"/readyz", HL_ROUTE_READYZ, 0},
+    {"/metrics", HL_ROUTE_METRICS, 0},
 };
 
 void hl_route_match(const char *path, hl_route *out) {

@@ -23,6 +23,7 @@ typedef enum hl_route_kind {
     HL_ROUTE_CHANNEL,   /* GET /channels/{channel} */
     HL_ROUTE_HEALTHZ,   /* GET /healthz */
     HL_ROUTE_READYZ,    /* GET /readyz */
+    HL_ROUTE_METRICS,   /* GET /metrics: Prometheus text */
 } hl_route_kind;
 
 typedef struct hl_span {

@@ -13,6 +13,13 @@ static inline long long hl_mono_ms(void) {
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Monotonic microseconds, precise. */
+static inline long long hl_mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* Monotonic ms from the coarse clock (a few ms of resolution, no syscall
  * cost): for "how long ago" questions on hot paths. */
 static inline long long hl_mono_coarse_ms(void) {

@@ -29,7 +29,9 @@ struct hl_worker {
     int id;
     const hl_config *cfg; /* the node's copy; read-only */
     hl_ready_fn *ready;
+    hl_scrape_fn *scrape;
     void *ready_ud;
+    hl_metrics m; /* written by this thread only */
     struct event_base *base;
     hl_deadlines dl;        /* poll timeouts, heartbeats, Redis deadlines */
     struct event *dl_timer; /* fires at the earliest of them */
@@ -71,6 +73,15 @@ const char *hl_worker_not_ready(const hl_worker *w) {
 static int node_ready(void *ud, char *why, size_t whylen) {
     hl_worker *w = ud;
     return w->ready(w->ready_ud, why, whylen);
+}
+
+static void node_scrape(void *ud, hl_buf *out) {
+    hl_worker *w = ud;
+    w->scrape(w->ready_ud, out);
+}
+
+const hl_metrics *hl_worker_metrics(const hl_worker *w) {
+    return &w->m;
 }
 
 static void on_state(void *ud) {
@@ -149,8 +160,8 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- Life ------------------------------------------------------------- */
 
-hl_worker *hl_worker_new(int id, const hl_config *cfg, hl_ready_fn *ready, void *ready_ud,
-                         char *err, size_t errlen) {
+hl_worker *hl_worker_new(int id, const hl_config *cfg, hl_ready_fn *ready, hl_scrape_fn *scrape,
+                         void *ready_ud, char *err, size_t errlen) {
     hl_worker *w = calloc(1, sizeof(*w));
     if (w == NULL) {
         hl_set_error(err, errlen, "out of memory");
@@ -159,6 +170,7 @@ hl_worker *hl_worker_new(int id, const hl_config *cfg, hl_ready_fn *ready, void 
     w->id = id;
     w->cfg = cfg;
     w->ready = ready;
+    w->scrape = scrape;
     w->ready_ud = ready_ud;
     w->not_ready = NR_STORE;
     w->store_why = "starting";
@@ -186,12 +198,15 @@ hl_worker *hl_worker_new(int id, const hl_config *cfg, hl_ready_fn *ready, void 
     hl_engine_hooks eh = {on_state};
     w->engine = hl_engine_new(cfg, w->base, id, &w->dl, &eh, w, err, errlen);
     if (w->engine == NULL) goto fail;
+    hl_engine_set_metrics(w->engine, &w->m);
     w->store = hl_store_new(cfg, w->base, id, &hl_engine_store_events, w->engine, err, errlen);
     if (w->store == NULL) goto fail;
+    hl_store_set_metrics(w->store, &w->m);
     hl_engine_set_store(w->engine, w->store);
-    hl_http_hooks hh = {node_ready, on_request_done};
+    hl_http_hooks hh = {node_ready, on_request_done, node_scrape};
     w->http = hl_http_new(cfg, w->base, id, w->engine, w->store, &w->dl, &hh, w, err, errlen);
     if (w->http == NULL) goto fail;
+    hl_http_set_metrics(w->http, &w->m);
     return w;
 fail:
     hl_worker_free(w);

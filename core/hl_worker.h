@@ -14,6 +14,8 @@
 #include <stddef.h>
 
 #include "hl_config.h"
+#include "hl_json.h"
+#include "hl_metrics.h"
 
 typedef struct hl_worker hl_worker;
 
@@ -21,8 +23,13 @@ typedef struct hl_worker hl_worker;
  * worker about all of them). */
 typedef int hl_ready_fn(void *ud, char *why, size_t whylen);
 
-hl_worker *hl_worker_new(int id, const hl_config *cfg, hl_ready_fn *ready, void *ready_ud,
-                         char *err, size_t errlen);
+/* Appends the whole node's Prometheus text to out (GET /metrics asks any
+ * worker about all of them). */
+typedef void hl_scrape_fn(void *ud, hl_buf *out);
+
+/* ready and scrape are called with ud, on the worker's thread. */
+hl_worker *hl_worker_new(int id, const hl_config *cfg, hl_ready_fn *ready, hl_scrape_fn *scrape,
+                         void *ud, char *err, size_t errlen);
 void hl_worker_free(hl_worker *w);
 int hl_worker_start(hl_worker *w, char *err, size_t errlen);
 /* Any thread: answer the waiters, drain for at most drain_ms, exit. */
@@ -30,5 +37,8 @@ void hl_worker_request_stop(hl_worker *w, int drain_ms);
 void hl_worker_join(hl_worker *w);
 /* NULL if the worker is ready, else why not, for people (any thread). */
 const char *hl_worker_not_ready(const hl_worker *w);
+/* The worker's counters and gauges, written by its thread only; any
+ * thread reads them with hl_metric_get. */
+const hl_metrics *hl_worker_metrics(const hl_worker *w);
 
 #endif

@@ -14,8 +14,6 @@
 #include "hl_log.h"
 #include "hl_node.h"
 
-#define HOLDLINE_VERSION "0.1.0"
-
 static void usage(FILE *out) {
     fprintf(out, "usage: holdline [-c FILE] [-p PORT] [--redis HOST:PORT] [-t] [-v]\n"
                  "  -c, --config FILE     libconfig file (see config/holdline.cfg)\n"
@@ -96,7 +94,7 @@ int main(int argc, char **argv) {
         case 'p': port = optarg; break;
         case 'r': redis = optarg; break;
         case 't': test_only = 1; break;
-        case 'v': printf("holdline %s\n", HOLDLINE_VERSION); return 0;
+        case 'v': printf("holdline %s\n", HL_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -169,7 +167,7 @@ int main(int argc, char **argv) {
         hl_node_free(node);
         return 1;
     }
-    hl_info("holdline %s node '%s' started", HOLDLINE_VERSION, cfg.node_name);
+    hl_info("holdline %s node '%s' started", HL_VERSION, cfg.node_name);
     for (;;) {
         int sig;
         if (sigwait(&set, &sig) != 0) continue;

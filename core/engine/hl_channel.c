@@ -43,6 +43,9 @@ static void set_sub(hl_engine *e, hl_chan *c, hl_sub_state st) {
     size_t before = e->subs_pending;
     if (c->sub == HL_SUB_PENDING) e->subs_pending--;
     if (st == HL_SUB_PENDING) e->subs_pending++;
+    if (c->sub == HL_SUB_LIVE) e->subs_live--;
+    if (st == HL_SUB_LIVE) e->subs_live++;
+    hl_metric_set(&e->m->channels, e->subs_live);
     c->sub = st;
     if ((before == 0) != (e->subs_pending == 0) && e->hooks.state) e->hooks.state(e->ud);
 }
@@ -279,6 +282,7 @@ static void on_frame(hl_engine *e, hl_chan *c, const char *p, size_t n) {
         dlen = n;
     }
     if (kind == HL_FRAME_ID) {
+        hl_metric_add(&e->m->received[0], 1);
         if (c->sync == HL_SYNC_NONE) return; /* read with the stream at the next sync */
         hl_msg *m = hl_msg_new(id, c->name, c->len, data, dlen);
         if (m == NULL) {
@@ -322,6 +326,7 @@ static void on_frame(hl_engine *e, hl_chan *c, const char *p, size_t n) {
     if (kind == HL_FRAME_BAD)
         hl_debug("worker %d: a payload on '%s' starts like a frame but is not one; delivered as is",
                  e->worker, c->name);
+    hl_metric_add(&e->m->received[1], 1);
     hl_buf b;
     hl_buf_init(&b);
     hl_codec_message(&b, c->name, c->len, NULL, data, dlen);
@@ -473,6 +478,7 @@ hl_engine *hl_engine_new(const hl_config *cfg, struct event_base *base, int work
     e->base = base;
     e->worker = worker;
     e->dl = dl;
+    e->m = &hl_metrics_void;
     if (hooks) e->hooks = *hooks;
     e->ud = ud;
     hl_chantab_init(&e->chans);
@@ -481,6 +487,10 @@ hl_engine *hl_engine_new(const hl_config *cfg, struct event_base *base, int work
 
 void hl_engine_set_store(hl_engine *e, hl_store *s) {
     e->store = s;
+}
+
+void hl_engine_set_metrics(hl_engine *e, hl_metrics *m) {
+    e->m = m;
 }
 
 static void free_chan(hl_chan *c, void *ud) {

@@ -33,6 +33,7 @@
 #include "hl_config.h"
 #include "hl_cursor.h"
 #include "hl_deadline.h"
+#include "hl_metrics.h"
 #include "hl_request.h"
 #include "hl_store.h"
 
@@ -47,6 +48,7 @@ typedef struct hl_waiter hl_waiter;
 typedef struct hl_fanout {
     void *memo[HL_FANOUT_SLOTS];
     void (*drop[HL_FANOUT_SLOTS])(void *memo);
+    long long id_ms; /* the message's stream id time (Redis's clock); 0: a plain message */
 } hl_fanout;
 
 typedef struct hl_delivery {
@@ -125,6 +127,9 @@ hl_engine *hl_engine_new(const hl_config *cfg, struct event_base *base, int work
 extern const hl_store_events hl_engine_store_events;
 /* The store the engine asks (made with hl_engine_store_events). */
 void hl_engine_set_store(hl_engine *e, hl_store *s);
+/* The worker's metrics (channels, messages received); before this call
+ * they go to hl_metrics_void. */
+void hl_engine_set_metrics(hl_engine *e, hl_metrics *m);
 /* Frees the channels; no waiter may be attached. hl_engine_free(NULL) is
  * a no-op. */
 void hl_engine_free(hl_engine *e);

@@ -6,6 +6,7 @@
 #define HL_ENGINE_INT_H
 
 #include "hl_engine.h"
+#include "hl_metrics.h"
 
 struct hl_engine {
     const hl_config *cfg; /* read-only */
@@ -16,6 +17,8 @@ struct hl_engine {
     hl_chantab chans;
     uint64_t epoch;      /* the data set's epoch as the store last reported it */
     size_t subs_pending; /* channels whose SUBSCRIBE Redis has not confirmed yet */
+    size_t subs_live;    /* channels Redis confirmed and that are not leaving */
+    hl_metrics *m;       /* the worker's */
     hl_engine_hooks hooks;
     void *ud;
 };

@@ -502,6 +502,7 @@ void hl__waiters_message(hl_engine *e, hl_chan *c, hl_sid id, hl_sid prev, const
     fan_state fs;
     memset(&fs, 0, sizeof(fs));
     hl_buf_init(&fs.cur);
+    fs.fan.id_ms = (long long)id.ms;
     size_t shared = 0, others = 0;
     hl_member *m = c->waiters;
     while (m) {

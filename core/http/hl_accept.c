@@ -238,6 +238,7 @@ static void answer_raw(hl_http *h, int fd, const struct sockaddr_storage *addr, 
     if (body.len) hl_buf_append(&out, body.data, body.len);
     /* The socket's send buffer is empty: a few hundred bytes go out whole. */
     if (!out.oom) (void)!send(fd, out.data, out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    hl_metrics_http(h->m, status);
     hl_buf_free(&body);
     hl_buf_free(&out);
     if (drain(fd)) {

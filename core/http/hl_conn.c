@@ -59,6 +59,7 @@ void hl__conn_on_connection(void *cls, struct MHD_Connection *conn, void **socke
         hc->mc = conn;
         hc->d->conns++;
         h->admitted++;
+        hl_metric_set(&h->m->connections, h->admitted);
         hl__conn_owing(hc);
         return;
     }
@@ -67,6 +68,7 @@ void hl__conn_on_connection(void *cls, struct MHD_Connection *conn, void **socke
     if (hc == NULL) return;
     hc->d->conns--;
     h->admitted--;
+    hl_metric_set(&h->m->connections, h->admitted);
     owing_remove(hc);
     free(hc);
 }

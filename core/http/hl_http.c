@@ -54,6 +54,7 @@ static enum MHD_Result reply_answer(hl_req *r) {
     r->answer = NULL;
     r->state = HL_REQ_DONE;
     if (s == NULL) return MHD_NO;
+    hl__count_answer(r, r->status);
     enum MHD_Result ret = MHD_queue_response(r->conn, r->status, s->resp);
     hl__shared_release(s);
     return ret;
@@ -67,6 +68,7 @@ static void on_redis_deadline(hl_deadline *d) {
     r->u.rd.op = NULL;
     hl_warn("a request on '%s' got no answer from Redis within %d s", r->u.rd.channel,
             HL_REDIS_DEADLINE_S);
+    if (r->kind == HL_ROUTE_PUBLISH) hl_metric_add(&r->h->m->publishes[HL_PUBLISHES_ERROR], 1);
     hl__answer_error(r, HL_E_REDIS_TIMEOUT,
                      r->kind == HL_ROUTE_PUBLISH
                          ? "Redis did not confirm the publish in time; it may not have been sent"
@@ -107,6 +109,12 @@ static void on_info(void *ud, const hl_info_result *res) {
 static void on_published(void *ud, const hl_publish_result *res) {
     hl_req *r = ud;
     r->u.rd.op = NULL;
+    hl_metrics *m = r->h->m;
+    hl_metric_add(&m->publishes[!res->ok         ? HL_PUBLISHES_ERROR
+                                : res->duplicate ? HL_PUBLISHES_DUPLICATE
+                                                 : HL_PUBLISHES_OK],
+                  1);
+    hl_histo_observe(&m->publish_duration, hl_mono_us() - r->u.rd.t0_us);
     if (!res->ok) {
         hl__answer_error(r, res->err, res->detail);
         return;
@@ -211,6 +219,7 @@ static enum MHD_Result start_poll(hl_req *r, hl_span arg) {
                         (unsigned)timeout, 0) != HL_OK)
         return hl__reply_error(r, HL_E_OUT_OF_MEMORY, "the node cannot hold another waiter");
     r->waiter = 1;
+    hl_metric_add(&r->h->m->waiters[HL_TR_POLL], 1);
     if (r->state == HL_REQ_ANSWERED) return reply_answer(r);
     r->state = HL_REQ_WAITING;
     MHD_suspend_connection(r->conn);
@@ -251,7 +260,9 @@ static enum MHD_Result start_events(hl_req *r, hl_span arg) {
         return hl__reply_error(r, HL_E_OUT_OF_MEMORY, "the node cannot hold another stream");
     } else {
         r->waiter = 1;
+        hl_metric_add(&r->h->m->waiters[HL_TR_SSE], 1);
     }
+    hl__count_answer(r, MHD_HTTP_OK);
     enum MHD_Result q = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     return q;
@@ -321,12 +332,15 @@ static enum MHD_Result receive_body(hl_req *r, const char *data, size_t *size) {
     if (h->stopping)
         return hl__reply_error(r, HL_E_SHUTTING_DOWN,
                                "this node is shutting down; publish through another");
+    r->u.rd.t0_us = hl_mono_us();
     r->u.rd.op = hl_store_publish(h->store, r->u.rd.channel, strlen(r->u.rd.channel),
                                   r->u.rd.body.data ? r->u.rd.body.data : "", r->u.rd.body.len,
                                   r->u.rd.idem, on_published, r);
-    if (r->u.rd.op == NULL)
+    if (r->u.rd.op == NULL) {
+        hl_metric_add(&h->m->publishes[HL_PUBLISHES_ERROR], 1);
         return hl__reply_error(r, HL_E_REDIS_UNAVAILABLE,
                                "Redis is not reachable; the message was not published");
+    }
     return suspend_for_redis(r);
 }
 
@@ -355,6 +369,22 @@ static enum MHD_Result reply_ready(hl_req *r, hl_span arg, const char *url) {
     if (r->h->hooks.ready && r->h->hooks.ready(r->h->ud, why, sizeof(why)))
         return reply_json(r, MHD_HTTP_OK, "{\"status\":\"ready\"}");
     return hl__reply_error(r, HL_E_NOT_READY, why);
+}
+
+static enum MHD_Result reply_metrics(hl_req *r, hl_span arg, const char *url) {
+    (void)arg;
+    (void)url;
+    hl_buf b;
+    hl_buf_init(&b);
+    if (r->h->hooks.metrics) r->h->hooks.metrics(r->h->ud, &b);
+    struct MHD_Response *resp =
+        b.oom ? NULL
+              : hl__response(r->h, r->origin, "text/plain; version=0.0.4; charset=utf-8",
+                             b.data ? b.data : "", b.len, 0);
+    hl_buf_free(&b);
+    if (resp == NULL)
+        return hl__reply_error(r, HL_E_OUT_OF_MEMORY, "the node cannot build its metrics now");
+    return hl__reply(r, MHD_HTTP_OK, resp);
 }
 
 static enum MHD_Result poll_handler(hl_req *r, hl_span arg, const char *url) {
@@ -394,6 +424,7 @@ static const route_def routes[] = {
     [HL_ROUTE_CHANNEL] = {channel_handler, hl__guard_subscribe},
     [HL_ROUTE_HEALTHZ] = {reply_health, NULL},
     [HL_ROUTE_READYZ] = {reply_ready, NULL},
+    [HL_ROUTE_METRICS] = {reply_metrics, NULL},
 };
 
 static enum MHD_Result reply_preflight(hl_req *r, hl_route_kind kind) {
@@ -547,7 +578,10 @@ void hl__http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     hl_req *r = *con_cls;
     if (r == NULL) return;
     *con_cls = NULL;
-    if (r->waiter) hl_waiter_stop(&r->u.wt);
+    if (r->waiter) {
+        hl_waiter_stop(&r->u.wt);
+        hl_metric_sub(&h->m->waiters[r->kind == HL_ROUTE_EVENTS ? HL_TR_SSE : HL_TR_POLL], 1);
+    }
     if (r->redis) {
         hl_store_cancel(r->u.rd.op);
         hl_deadline_cancel(h->dl, &r->u.rd.due);
@@ -615,6 +649,7 @@ hl_http *hl_http_new(const hl_config *cfg, struct event_base *base, int worker, 
         hl_set_error(err, errlen, "out of memory");
         goto fail;
     }
+    h->m = &hl_metrics_void;
     h->auth = hl_auth_new(cfg, err, errlen);
     if (h->auth == NULL) goto fail;
     if (hl__accept_init(h, err, errlen) != HL_OK) goto fail;
@@ -637,6 +672,10 @@ void hl_http_stop_accepting(hl_http *h) {
     hl__accept_close(h);
     hl__conn_close_owing(h);
     hl__kick_all(h);
+}
+
+void hl_http_set_metrics(hl_http *h, hl_metrics *m) {
+    h->m = m;
 }
 
 size_t hl_http_open_requests(const hl_http *h) {

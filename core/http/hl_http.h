@@ -15,6 +15,8 @@
 #include "hl_config.h"
 #include "hl_deadline.h"
 #include "hl_engine.h"
+#include "hl_json.h"
+#include "hl_metrics.h"
 #include "hl_store.h"
 
 typedef struct hl_http hl_http;
@@ -24,6 +26,8 @@ typedef struct hl_http_hooks {
     int (*ready)(void *ud, char *why, size_t whylen);
     /* A request ended (the worker finishes a stop once none is open). */
     void (*request_done)(void *ud);
+    /* Appends the node's Prometheus text to out (GET /metrics). */
+    void (*metrics)(void *ud, hl_buf *out);
 } hl_http_hooks;
 
 /* Opens the listening socket and starts the daemons; nothing runs until
@@ -37,6 +41,9 @@ void hl_http_start(hl_http *h);
  * connection still being peeked are closed), connections that owe a
  * request are closed, and every answer from now on closes its connection. */
 void hl_http_stop_accepting(hl_http *h);
+/* The worker's metrics (HTTP answers, polls, deliveries, publishes,
+ * waiters, connections); before this call they go to hl_metrics_void. */
+void hl_http_set_metrics(hl_http *h, hl_metrics *m);
 /* Requests open (started and not yet completed). */
 size_t hl_http_open_requests(const hl_http *h);
 /* Stops every daemon (no connection may be suspended: end the waiters

@@ -23,6 +23,7 @@
 #include "hl_errors.h"
 #include "hl_http.h"
 #include "hl_json.h"
+#include "hl_metrics.h"
 #include "hl_request.h"
 
 /* The CORS origin of a request: HL_ORIGIN_NONE (no header or not
@@ -140,6 +141,7 @@ typedef struct hl_req {
             char *idem;      /* publish: the Idempotency-Key header's value, or NULL */
             char *channel;   /* the channel */
             int too_large;   /* publish: the body went over the limit */
+            long long t0_us; /* publish: monotonic us the whole body was in */
         } rd;                /* publish and channel info */
     } u;
 } hl_req;
@@ -152,6 +154,7 @@ struct hl_http {
     hl_store *store;
     hl_deadlines *dl;
     hl_auth *auth; /* owned: this worker's token verifier */
+    hl_metrics *m; /* the worker's */
     hl_http_hooks hooks;
     void *ud;
     int listen_fd;             /* this worker's own socket on the port (SO_REUSEPORT) */
@@ -262,6 +265,12 @@ void hl__resume(hl_req *r);
  * handler, or 1 with *ret set to the refusal (401, 403) it queued. */
 int hl__guard_subscribe(hl_req *r, hl_span arg, enum MHD_Result *ret);
 int hl__guard_publish(hl_req *r, hl_span arg, enum MHD_Result *ret);
+
+/* hl_response.c: what an answer with status counts (HTTP codes, polls by
+ * outcome), and what a delivery to r does (messages, missed, the live
+ * message's lag). */
+void hl__count_answer(hl_req *r, unsigned status);
+void hl__count_delivery(hl_req *r, const hl_delivery *d, hl_transport t);
 
 /* hl_longpoll.c, hl_sse.c */
 extern const hl_sink_ops hl__longpoll_ops;

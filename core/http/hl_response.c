@@ -71,8 +71,31 @@ void hl__shared_release(hl_shared *s) {
     free(s);
 }
 
+void hl__count_answer(hl_req *r, unsigned status) {
+    hl_metrics *m = r->h->m;
+    hl_metrics_http(m, status);
+    if (r->kind != HL_ROUTE_POLL) return;
+    if (status >= 400)
+        hl_metric_add(&m->polls[HL_POLL_ERROR], 1);
+    else if (status == MHD_HTTP_OK)
+        hl_metric_add(&m->polls[r->timed_out ? HL_POLL_TIMEOUT : HL_POLL_MESSAGE], 1);
+}
+
+void hl__count_delivery(hl_req *r, const hl_delivery *d, hl_transport t) {
+    hl_metrics *m = r->h->m;
+    if (d->n > 0) hl_metric_add(&m->delivered[t], d->n);
+    if (d->missed) hl_metric_add(&m->missed, 1);
+    /* The lag of live messages only: a client catching up from an old
+     * cursor gets old messages, which says nothing of how fast news go. */
+    if (d->fan != NULL && d->fan->id_ms > 0) {
+        long long now = hl_store_redis_now(r->h->store);
+        if (now > 0) hl_histo_observe(&m->delivery_lag, (now - d->fan->id_ms) * 1000);
+    }
+}
+
 enum MHD_Result hl__reply(hl_req *r, unsigned status, struct MHD_Response *resp) {
     if (resp == NULL) return MHD_NO; /* out of memory: MHD closes the connection */
+    hl__count_answer(r, status);
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     r->state = HL_REQ_DONE;

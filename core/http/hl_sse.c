@@ -98,6 +98,7 @@ static void sse_deliver(hl_waiter *w, const hl_delivery *d) {
     hl_req *r = req_of(w);
     hl_sse *s = r->sse;
     if (s == NULL || s->ended) return;
+    hl__count_delivery(r, d, HL_TR_SSE);
     if (d->fan && d->n == 1 && !d->missed) {
         /* The same event for every stream of the fan-out. */
         hl_buf *b = d->fan->memo[SLOT_SSE];

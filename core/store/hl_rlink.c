@@ -69,6 +69,10 @@ static void drop(hl_rlink *l, const char *why) {
     l->drop_why = NULL;
 }
 
+void hl_rlink_reconnect(hl_rlink *l, const char *why) {
+    drop(l, why);
+}
+
 /* A subscribed hiredis 0.14 context files the callback of every PING
  * under sub.invalid, where only an error reply would take it off again:
  * one leaked entry per heartbeat. Each pong takes one off (hiredis 0.14

@@ -62,6 +62,11 @@ int hl_rlink_init(hl_rlink *l, const char *name, const hl_config *cfg, struct ev
  * hl_rlink_start. */
 void hl_rlink_set_pattern(hl_rlink *l, const char *pattern);
 
+/* Closes the connection (if any) as one no longer trusted: on_down
+ * follows and a reconnect is scheduled; why is logged. Never from inside
+ * a hiredis callback. */
+void hl_rlink_reconnect(hl_rlink *l, const char *why);
+
 /* Starts the first connection attempt. */
 void hl_rlink_start(hl_rlink *l);
 

@@ -33,18 +33,28 @@ struct hl_store {
     hl_store_events ev;
     void *ud;
     hl_rkeys keys;
-    hl_rlink sub;        /* subscriber link */
-    hl_rlink cmd;        /* command link */
-    int ctl_live;        /* Redis confirmed the control channel */
-    int cmd_ready;       /* the library is loaded and the epoch known */
-    int loading;         /* the library load and epoch read are in flight */
-    int trouble;         /* error replies since the last good one */
-    struct event *retry; /* what Redis refused, tried again */
-    struct event *tick;  /* asks Redis's time now and then */
-    uint64_t epoch;      /* as last seen (0: not yet) */
-    char epoch_mine[17]; /* proposed if Redis has none (hex) */
-    long long redis_ms;  /* Redis's clock at the last reply that told it (0: never) */
-    long long redis_at;  /* our monotonic ms when that reply came */
+    hl_rlink sub;           /* subscriber link */
+    hl_rlink cmd;           /* command link */
+    int ctl_live;           /* Redis confirmed the control channel */
+    int cmd_ready;          /* the library is loaded and the epoch known */
+    int loading;            /* the library load and epoch read are in flight */
+    int trouble;            /* error replies since the last good one */
+    struct event *retry;    /* what Redis refused, tried again */
+    struct event *tick;     /* asks Redis's time now and then */
+    uint64_t epoch;         /* as last seen (0: not yet) */
+    char epoch_mine[17];    /* proposed if Redis has none (hex) */
+    long long redis_ms;     /* Redis's clock at the last reply that told it (0: never) */
+    long long redis_at;     /* our monotonic ms when that reply came */
+    hl_metrics *m;          /* the worker's */
+    int sub_ever, cmd_ever; /* the link was up before (a new up is a reconnect) */
+    /* The canary: a probe published on the control channel through the
+     * command link must come back on the subscriber link. */
+    struct event *canary; /* every redis.canary_ms */
+    unsigned long long probe_seq;
+    long long probe_out;  /* monotonic ms the oldest unanswered probe went out; 0: none */
+    int canary_ok;        /* the last probe came back, and none is overdue */
+    int canary_failed;    /* probes stopped coming back (until one does) */
+    char canary_why[160]; /* hl_store_not_ready's reason then */
 };
 
 typedef enum op_kind { OP_READ, OP_PUBLISH, OP_INFO } op_kind;
@@ -160,11 +170,66 @@ static void on_retry(evutil_socket_t fd, short what, void *arg) {
 }
 
 const char *hl_store_not_ready(const hl_store *s) {
+    if (s->canary_failed) return s->canary_why;
     if (!hl_rlink_is_up(&s->sub)) return "the Redis subscriber connection is down; reconnecting";
     if (!hl_rlink_is_up(&s->cmd)) return "the Redis command connection is down; reconnecting";
     if (!s->cmd_ready) return "loading holdline's Function library into Redis";
     if (!s->ctl_live) return "waiting for Redis to confirm the subscriptions";
+    if (!s->canary_ok) return "waiting for the first canary probe to come back through Redis";
     return NULL;
+}
+
+void hl_store_set_metrics(hl_store *s, hl_metrics *m) {
+    s->m = m;
+}
+
+/* ---- The canary ---------------------------------------------------------- */
+
+/* A link can be up and deliver nothing (a proxy that stopped forwarding,
+ * a connection to a Redis that no longer gets the publishes): the
+ * heartbeat's PING is answered and pub/sub is silent. So each worker
+ * publishes a probe round its control channel, as the ticks go, and
+ * expects it back. */
+static void send_probe(hl_store *s) {
+    if (!s->ctl_live || !hl_rlink_is_up(&s->cmd)) return;
+    redisAsyncCommand(s->cmd.ac, NULL, NULL, "PUBLISH %s probe:%llu", s->keys.ctl, ++s->probe_seq);
+    if (s->probe_out == 0) s->probe_out = hl_mono_ms();
+}
+
+static void probe_back(hl_store *s) {
+    s->probe_out = 0;
+    if (s->canary_ok) return;
+    if (s->canary_failed)
+        hl_info("worker %d: canary probes come back through Redis again", s->worker);
+    s->canary_ok = 1;
+    s->canary_failed = 0;
+    hl_metric_set(&s->m->canary_ok, 1);
+    s->ev.state(s->ud);
+}
+
+static void on_canary(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_store *s = arg;
+    long long now = hl_mono_ms();
+    if (s->probe_out > 0 && now - s->probe_out >= s->cfg->redis_canary_timeout_ms &&
+        hl_rlink_is_up(&s->sub) && hl_rlink_is_up(&s->cmd)) {
+        if (!s->canary_failed)
+            hl_warn("worker %d: canary probes published through Redis have not come back on the "
+                    "subscriber link for %lld ms while both links are up; reconnecting it",
+                    s->worker, now - s->probe_out);
+        s->canary_ok = 0;
+        s->canary_failed = 1;
+        s->probe_out = 0;
+        hl_metric_set(&s->m->canary_ok, 0);
+        hl_metric_add(&s->m->canary_failures, 1);
+        s->ev.state(s->ud);
+        /* The waiters' channels are subscribed again and re-read from
+         * their cursors when it is back (sub_down, sub_up). */
+        hl_rlink_reconnect(&s->sub, "canary probes did not come back");
+        return;
+    }
+    send_probe(s);
 }
 
 /* ---- Subscriber link ------------------------------------------------- */
@@ -184,7 +249,12 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
         long long ms;
         if (strcasecmp(kind, "subscribe") == 0) {
             s->ctl_live = 1;
+            send_probe(s); /* readiness waits for the first to come back */
             s->ev.state(s->ud);
+        } else if (strcasecmp(kind, "message") == 0 &&
+                   reply->element[2]->type == REDIS_REPLY_STRING &&
+                   strncmp(reply->element[2]->str, "probe:", 6) == 0) {
+            probe_back(s);
         } else if (strcasecmp(kind, "message") == 0 &&
                    reply->element[2]->type == REDIS_REPLY_STRING &&
                    strncmp(reply->element[2]->str, "tick:", 5) == 0 &&
@@ -227,6 +297,9 @@ int hl_store_unsubscribe(hl_store *s, const char *name, size_t len) {
 
 static void sub_up(hl_rlink *l, void *ud) {
     hl_store *s = ud;
+    if (s->sub_ever) hl_metric_add(&s->m->redis_reconnects, 1);
+    s->sub_ever = 1;
+    hl_metric_set(&s->m->redis_up[HL_LINK_SUBSCRIBER], 1);
     redisAsyncCommand(l->ac, on_sub_reply, s, "SUBSCRIBE %s", s->keys.ctl);
     s->ev.sub_up(s->ud);
     s->ev.state(s->ud);
@@ -236,6 +309,8 @@ static void sub_down(hl_rlink *l, void *ud) {
     (void)l;
     hl_store *s = ud;
     s->ctl_live = 0;
+    s->probe_out = 0; /* nothing can come back now */
+    hl_metric_set(&s->m->redis_up[HL_LINK_SUBSCRIBER], 0);
     s->ev.sub_down(s->ud);
     s->ev.state(s->ud);
 }
@@ -317,12 +392,19 @@ static void load_library(hl_store *s) {
 
 static void cmd_up(hl_rlink *l, void *ud) {
     (void)l;
-    load_library(ud);
+    hl_store *s = ud;
+    if (s->cmd_ever) hl_metric_add(&s->m->redis_reconnects, 1);
+    s->cmd_ever = 1;
+    hl_metric_set(&s->m->redis_up[HL_LINK_COMMAND], 1);
+    load_library(s);
+    send_probe(s);
 }
 
 static void cmd_down(hl_rlink *l, void *ud) {
     (void)l;
     hl_store *s = ud;
+    s->probe_out = 0; /* no probe can go out now */
+    hl_metric_set(&s->m->redis_up[HL_LINK_COMMAND], 0);
     s->cmd_ready = 0;
     s->loading = 0;
     s->ev.state(s->ud);
@@ -515,7 +597,13 @@ hl_store *hl_store_new(const hl_config *cfg, struct event_base *base, int worker
     new_proposal(s);
     s->retry = evtimer_new(base, on_retry, s);
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
-    if (s->retry == NULL || s->tick == NULL) goto oom;
+    s->canary = event_new(base, -1, EV_PERSIST, on_canary, s);
+    if (s->retry == NULL || s->tick == NULL || s->canary == NULL) goto oom;
+    s->m = &hl_metrics_void;
+    snprintf(s->canary_why, sizeof(s->canary_why),
+             "probes published through Redis have not come back on the subscriber link for %d "
+             "ms; reconnecting it",
+             cfg->redis_canary_timeout_ms);
     if (hl_rlink_init(&s->sub, "subscriber", cfg, base, sub_up, sub_down, s) != HL_OK ||
         hl_rlink_init(&s->cmd, "command", cfg, base, cmd_up, cmd_down, s) != HL_OK)
         goto oom;
@@ -536,12 +624,15 @@ void hl_store_start(hl_store *s) {
     if (ms > 300000) ms = 300000;
     struct timeval tv = hl_ms_tv(ms);
     event_add(s->tick, &tv);
+    struct timeval ctv = hl_ms_tv(s->cfg->redis_canary_ms);
+    event_add(s->canary, &ctv);
 }
 
 void hl_store_stop(hl_store *s) {
     hl_rlink_stop(&s->cmd);
     hl_rlink_stop(&s->sub);
     if (s->tick) event_del(s->tick);
+    if (s->canary) event_del(s->canary);
     if (s->retry) evtimer_del(s->retry);
 }
 
@@ -549,6 +640,7 @@ void hl_store_free(hl_store *s) {
     if (s == NULL) return;
     hl_store_stop(s);
     if (s->tick) event_free(s->tick);
+    if (s->canary) event_free(s->canary);
     if (s->retry) event_free(s->retry);
     free(s);
 }

@@ -28,6 +28,7 @@
 #include "hl_cursor.h"
 #include "hl_errors.h"
 #include "hl_history.h"
+#include "hl_metrics.h"
 #include "hl_msgcache.h"
 
 typedef struct hl_store hl_store;
@@ -68,9 +69,14 @@ void hl_store_stop(hl_store *s);
 /* hl_store_free(NULL) is a no-op. Stops first. */
 void hl_store_free(hl_store *s);
 
-/* NULL when both links are up, the library is loaded and the control
- * channel is subscribed; else why not, for people. */
+/* NULL when both links are up, the library is loaded, the control
+ * channel is subscribed and canary probes come back round it (published
+ * on the command link, received on the subscriber link); else why not,
+ * for people (a string that stays valid while the store lives). */
 const char *hl_store_not_ready(const hl_store *s);
+/* The worker's metrics (links up, reconnects, the canary); before this
+ * call they go to hl_metrics_void. */
+void hl_store_set_metrics(hl_store *s, hl_metrics *m);
 /* The data set's epoch as last seen (0: not yet). */
 uint64_t hl_store_epoch(const hl_store *s);
 /* Redis's clock now, estimated from the last reply that told it (0: no

@@ -56,6 +56,8 @@ static void compare_fields(const hl_config *a, const hl_config *b, int equal) {
     CMP_INT(redis_connect_timeout_ms);
     CMP_INT(redis_reconnect_min_ms);
     CMP_INT(redis_reconnect_max_ms);
+    CMP_INT(redis_canary_ms);
+    CMP_INT(redis_canary_timeout_ms);
     CMP_INT(poll_default_timeout);
     CMP_INT(poll_max_timeout);
     CMP_INT(poll_max_channels);
@@ -250,6 +252,8 @@ static const env_var not_defaults[] = {
     {"HOLDLINE_REDIS_RECONNECT_MIN_MS", "1"},
     {"HOLDLINE_REDIS_RECONNECT_MAX_MS", "2"},
     {"HOLDLINE_REDIS_HEARTBEAT_MS", "100"},
+    {"HOLDLINE_REDIS_CANARY_MS", "200"},
+    {"HOLDLINE_REDIS_CANARY_TIMEOUT_MS", "500"},
     {"HOLDLINE_POLL_DEFAULT_TIMEOUT", "1"},
     {"HOLDLINE_POLL_MAX_TIMEOUT", "2"},
     {"HOLDLINE_POLL_MAX_CHANNELS", "1"},
@@ -711,6 +715,8 @@ static void test_config_env_names_follow_group_and_setting(void **state) {
         "HOLDLINE_REDIS_RECONNECT_MIN_MS",
         "HOLDLINE_REDIS_RECONNECT_MAX_MS",
         "HOLDLINE_REDIS_HEARTBEAT_MS",
+        "HOLDLINE_REDIS_CANARY_MS",
+        "HOLDLINE_REDIS_CANARY_TIMEOUT_MS",
         "HOLDLINE_POLL_DEFAULT_TIMEOUT",
         "HOLDLINE_POLL_MAX_TIMEOUT",
         "HOLDLINE_POLL_MAX_CHANNELS",

@@ -66,6 +66,8 @@ static const struct {
     {"/publish/", HL_ROUTE_PUBLISH, ""},
     {"/healthz", HL_ROUTE_HEALTHZ, ""},
     {"/readyz", HL_ROUTE_READYZ, ""},
+    {"/metrics", HL_ROUTE_METRICS, ""},
+    {"/metrics/x", HL_ROUTE_NONE, ""},
     /* Near misses are unknown paths. */
     {"/pollx", HL_ROUTE_NONE, ""},
     {"/poll.", HL_ROUTE_NONE, ""},
@@ -151,8 +153,8 @@ static void test_request_route_match_very_long_paths(void **state) {
 /* ---- Methods and Allow ------------------------------------------------------ */
 
 static const hl_route_kind all_kinds[] = {
-    HL_ROUTE_NONE,    HL_ROUTE_INDEX,   HL_ROUTE_CLIENT_JS, HL_ROUTE_POLL,
-    HL_ROUTE_PUBLISH, HL_ROUTE_HEALTHZ, HL_ROUTE_READYZ,    HL_ROUTE_CHANNEL,
+    HL_ROUTE_NONE,    HL_ROUTE_INDEX,  HL_ROUTE_CLIENT_JS, HL_ROUTE_POLL,    HL_ROUTE_PUBLISH,
+    HL_ROUTE_HEALTHZ, HL_ROUTE_READYZ, HL_ROUTE_CHANNEL,   HL_ROUTE_METRICS,
 };
 
 static const struct {
@@ -172,6 +174,9 @@ static const struct {
     {HL_ROUTE_READYZ, "GET", 1},
     {HL_ROUTE_READYZ, "HEAD", 1},
     {HL_ROUTE_READYZ, "DELETE", 0},
+    {HL_ROUTE_METRICS, "GET", 1},
+    {HL_ROUTE_METRICS, "HEAD", 1},
+    {HL_ROUTE_METRICS, "POST", 0},
     /* A poll is a long wait, not something to HEAD. */
     {HL_ROUTE_POLL, "GET", 1},
     {HL_ROUTE_POLL, "HEAD", 0},
@@ -223,7 +228,8 @@ static const struct {
     {HL_ROUTE_NONE, "GET, HEAD, OPTIONS"},      {HL_ROUTE_INDEX, "GET, HEAD, OPTIONS"},
     {HL_ROUTE_CLIENT_JS, "GET, HEAD, OPTIONS"}, {HL_ROUTE_POLL, "GET, OPTIONS"},
     {HL_ROUTE_PUBLISH, "POST, OPTIONS"},        {HL_ROUTE_HEALTHZ, "GET, HEAD, OPTIONS"},
-    {HL_ROUTE_READYZ, "GET, HEAD, OPTIONS"},    {HL_ROUTE_CHANNEL, "GET, OPTIONS"},
+    {HL_ROUTE_READYZ, "GET, HEAD, OPTIONS"},    {HL_ROUTE_METRICS, "GET, HEAD, OPTIONS"},
+    {HL_ROUTE_CHANNEL, "GET, OPTIONS"},
 };
 
 static void test_request_route_allow_table(void **state) {
