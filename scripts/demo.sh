@@ -20,9 +20,12 @@ done
 
 dir=$(mktemp -d /tmp/holdline-demo-XXXXXX)
 pids=()
+# The pause the script is in, if any (see nap below).
+sleep_pid=""
 
 cleanup() {
     trap - EXIT INT TERM
+    if [[ -n $sleep_pid ]]; then kill "$sleep_pid" 2>/dev/null || true; fi
     echo
     echo "demo: stopping"
     # The publisher first, then the nodes (SIGTERM: they answer their
@@ -34,6 +37,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# Sleeps $1 seconds as a background job the script waits for: bash runs a
+# trap only once the foreground command ends, but interrupts "wait" at
+# once, so SIGTERM stops the demo promptly even mid-pause (a plain sleep
+# held it for up to an hour). The cleanup kills the pause itself.
+nap() {
+    sleep "$1" &
+    sleep_pid=$!
+    wait "$sleep_pid"
+    sleep_pid=""
+}
 
 me=demo
 # shellcheck source=scripts/lib.sh
@@ -75,7 +89,7 @@ if [[ $run_for -gt 0 ]]; then
     # one the publisher uses must be answered, by an event or a timeout.
     body=$(curl -fsS "http://127.0.0.1:${ports[1]}/poll/demo?timeout=3")
     echo "demo: got response ok: $body"
-    sleep "$run_for"
+    nap "$run_for"
     exit 0
 fi
-while true; do sleep 3600; done
+while true; do nap 3600; done

@@ -7,9 +7,11 @@ set -eu
 
 # chromium is Debian's build, driven by the browser test through
 # playwright-core; Playwright's own browser downloads are not used.
+# prometheus is there for its promtool, which the tests check /metrics and
+# docs/holdline-alerts.yml with; its server is never started.
 PKGS="build-essential pkg-config libmicrohttpd-dev libhiredis-dev libevent-dev
 libconfig-dev libcmocka-dev libjwt-dev libjansson-dev libssl-dev openssl redis-server
-redis-tools curl docker-compose chromium"
+redis-tools curl docker-compose chromium prometheus"
 
 missing=""
 for p in $PKGS; do
@@ -34,9 +36,27 @@ if [ -n "$missing" ]; then
         exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
+    # Packages such as prometheus and redis-server start their service on
+    # install; a policy-rc.d that exits 101 forbids that, so the install
+    # leaves no daemon running. One the machine already has is its own and
+    # is left alone; the one made here is removed after the install, or
+    # when the script stops before.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=""
+    if [ ! -e "$policy" ]; then
+        trap 'rm -f "$policy"' EXIT
+        trap 'exit 1' HUP INT TERM
+        printf '#!/bin/sh\n# made by holdline scripts/deps.sh for the install\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        made_policy=1
+    fi
     apt-get update -qq
     # shellcheck disable=SC2086 # the list is meant to split into words
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    if [ -n "$made_policy" ]; then
+        rm -f "$policy"
+        trap - EXIT HUP INT TERM
+    fi
 fi
 
 # playwright-core at the version package-lock.json pins, into
