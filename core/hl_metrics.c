@@ -27,7 +27,11 @@ static const unsigned codes[HL_HTTP_CODES] = {200, 201, 204, 304, 400, 401, 403,
                                               408, 411, 413, 414, 415, 431, 500, 503, 505};
 
 void hl_metrics_http(hl_metrics *m, unsigned code) {
-    for (size_t i = 0; i < HL_HTTP_CODES; i++) {
+    if (code == 200) { /* nearly every answer */
+        hl_metric_add(&m->http[0], 1);
+        return;
+    }
+    for (size_t i = 1; i < HL_HTTP_CODES; i++) {
         if (codes[i] == code) {
             hl_metric_add(&m->http[i], 1);
             return;

@@ -127,6 +127,7 @@ typedef struct hl_req {
     unsigned char promoting; /* on its daemon's promote list (until the next run) */
     unsigned char waiter;    /* u.wt is started (stop it when the request ends) */
     unsigned char redis;     /* u.rd is in use */
+    unsigned char got;       /* a poll whose answer holds messages */
     /* Wall-clock ms until which the request's token is accepted (its exp
      * plus auth.leeway_s); 0 without a token. A stream ends there. */
     long long token_until;

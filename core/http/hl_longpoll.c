@@ -52,6 +52,7 @@ static hl_shared *build(hl_req *r, const hl_delivery *d, const hl_buf *body) {
 static void lp_deliver(hl_waiter *w, const hl_delivery *d) {
     hl_req *r = req_of(w);
     r->timed_out = d->timed_out;
+    r->got = d->n > 0;
     hl__count_delivery(r, d, HL_TR_POLL);
     if (d->fan == NULL) {
         hl_buf body;

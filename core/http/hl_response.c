@@ -78,7 +78,7 @@ void hl__count_answer(hl_req *r, unsigned status) {
     if (status >= 400)
         hl_metric_add(&m->polls[HL_POLL_ERROR], 1);
     else if (status == MHD_HTTP_OK)
-        hl_metric_add(&m->polls[r->timed_out ? HL_POLL_TIMEOUT : HL_POLL_MESSAGE], 1);
+        hl_metric_add(&m->polls[r->got ? HL_POLL_MESSAGE : HL_POLL_TIMEOUT], 1);
 }
 
 void hl__count_delivery(hl_req *r, const hl_delivery *d, hl_transport t) {
