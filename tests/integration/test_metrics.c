@@ -812,6 +812,19 @@ static void test_polls_are_counted_by_result_and_their_messages_as_delivered(voi
     assert_int_equal(not_found, 404);
     assert_true(http_404 == 1);
     assert_true(polls_after == c5.error);
+
+    /* Polls whose clients hang up are waiters no more. */
+    it_conn gone[5];
+    hold_polls(gone, 5, chans, 1, 20, NULL);
+    it_multi_free(gone, 5);
+    double left;
+    long long t_gone =
+        wait_value(node.port, "holdline_waiters", "transport=\"poll\"", 0, 5000, &left);
+    counts c6 = read_counts(node.port);
+    printf("5 held polls whose clients hung up: waiters 0 after %lld ms (last %g); polls counted "
+           "message +%g timeout +%g error +%g\n",
+           t_gone, left, c6.msg - c5.msg, c6.timeout - c5.timeout, c6.error - c5.error);
+    assert_true(t_gone >= 0);
 }
 
 /* ---- Publishes ---------------------------------------------------------- */
@@ -947,6 +960,7 @@ static void test_a_redis_restart_shows_in_redis_up_reconnects_and_missed(void **
     scrape(node.port, &e);
     double down_reconnects = val(&e, "holdline_redis_reconnects_total", NULL);
     double down_canary_fail = val(&e, "holdline_canary_failures_total", NULL);
+    double down_canary_ok = val(&e, "holdline_canary_ok", NULL);
     expo_free(&e);
     sleep_ms(500);
 
@@ -972,9 +986,10 @@ static void test_a_redis_restart_shows_in_redis_up_reconnects_and_missed(void **
     printf("redis killed: redis_up 0 after %lld ms (subscriber) and %lld ms (command), "
            "reconnects %g while down; restarted %lld ms later: /readyz 200 after %lld ms, "
            "redis_up 1 after %lld/%lld ms more; reconnects %g -> %g; canary ok %g, failures %g "
-           "(%g while down); the old cursor's poll missed=%d, missed_total %g -> %g\n",
+           "(%g while down, canary_ok %g then); the old cursor's poll missed=%d, missed_total %g "
+           "-> %g\n",
            sub_down, cmd_down, down_reconnects, t1 - t0, ready, sub_up, cmd_up, rc0, rc1, canary_ok,
-           canary_fail, down_canary_fail, missed, missed0, missed1);
+           canary_fail, down_canary_fail, down_canary_ok, missed, missed0, missed1);
     assert_true(sub_down >= 0 && cmd_down >= 0);
     assert_true(down_reconnects == rc0);
     assert_true(ready >= 0);
