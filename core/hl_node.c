@@ -1,6 +1,8 @@
 #include "hl_node.h"
 
 #include <event2/thread.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +18,34 @@ struct hl_node {
     int nworkers;
     int started; /* worker threads running */
     hl_worker **workers;
+    /* The open-descriptor count for /metrics, refreshed every
+     * FDS_EVERY_S by a thread of its own (hl_procinfo_open_fds). */
+    long long open_fds; /* atomic; -1 before the first count */
+    pthread_t fds_thread;
+    int fds_running;
+    int fds_stop; /* under fds_lock */
+    pthread_mutex_t fds_lock;
+    pthread_cond_t fds_wake;
 };
+
+#define FDS_EVERY_S 5
+
+static void *count_fds(void *arg) {
+    hl_node *n = arg;
+    pthread_mutex_lock(&n->fds_lock);
+    while (!n->fds_stop) {
+        pthread_mutex_unlock(&n->fds_lock);
+        __atomic_store_n(&n->open_fds, hl_procinfo_open_fds(), __ATOMIC_RELAXED);
+        pthread_mutex_lock(&n->fds_lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += FDS_EVERY_S;
+        while (!n->fds_stop && pthread_cond_timedwait(&n->fds_wake, &n->fds_lock, &until) == 0) {
+        }
+    }
+    pthread_mutex_unlock(&n->fds_lock);
+    return NULL;
+}
 
 static int node_ready(void *ud, char *why, size_t whylen) {
     return hl_node_ready(ud, why, whylen);
@@ -32,6 +61,7 @@ static void node_scrape(void *ud, hl_buf *out) {
         w[k++] = hl_worker_metrics(n->workers[i]);
     hl_process p;
     hl_procinfo_read(&p);
+    p.open_fds = __atomic_load_n(&n->open_fds, __ATOMIC_RELAXED);
     hl_metrics_format(out, w, k, &p, HL_VERSION);
 }
 
@@ -45,6 +75,9 @@ hl_node *hl_node_new(const hl_config *cfg, char *err, size_t errlen) {
     hl_node *n = calloc(1, sizeof(*n));
     if (n == NULL) goto oom;
     n->cfg = *cfg;
+    n->open_fds = -1;
+    pthread_mutex_init(&n->fds_lock, NULL);
+    pthread_cond_init(&n->fds_wake, NULL);
     if (n->cfg.http_workers <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         n->cfg.http_workers = cores > 0 ? (int)cores : 1;
@@ -72,6 +105,7 @@ int hl_node_start(hl_node *n, char *err, size_t errlen) {
         }
         n->started++;
     }
+    n->fds_running = pthread_create(&n->fds_thread, NULL, count_fds, n) == 0;
     hl_info("listening on %s:%d with %d workers; redis %s:%d, prefix '%s'", n->cfg.http_bind,
             n->cfg.http_port, n->nworkers, n->cfg.redis_host, n->cfg.redis_port,
             n->cfg.redis_prefix);
@@ -90,6 +124,14 @@ void hl_node_stop(hl_node *n, int drain_ms) {
     for (int i = 0; i < n->started; i++)
         hl_worker_join(n->workers[i]);
     n->started = 0;
+    if (n->fds_running) {
+        pthread_mutex_lock(&n->fds_lock);
+        n->fds_stop = 1;
+        pthread_cond_signal(&n->fds_wake);
+        pthread_mutex_unlock(&n->fds_lock);
+        pthread_join(n->fds_thread, NULL);
+        n->fds_running = 0;
+    }
 }
 
 void hl_node_free(hl_node *n) {
@@ -97,6 +139,8 @@ void hl_node_free(hl_node *n) {
     for (int i = 0; i < n->nworkers; i++)
         hl_worker_free(n->workers[i]);
     free(n->workers);
+    pthread_mutex_destroy(&n->fds_lock);
+    pthread_cond_destroy(&n->fds_wake);
     free(n);
 }
 

@@ -7,15 +7,19 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-/* The system's boot time (btime of /proc/stat), in seconds. */
+/* The system's boot time (btime of /proc/stat), in seconds; read once,
+ * since /proc/stat is long on machines with many cores. */
 static long long boot_time(void) {
+    static long long known = -1;
+    long long bt = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (bt >= 0) return bt;
     FILE *f = fopen("/proc/stat", "r");
     if (f == NULL) return -1;
     char line[256];
-    long long bt = -1;
     while (fgets(line, sizeof(line), f))
         if (sscanf(line, "btime %lld", &bt) == 1) break;
     fclose(f);
+    __atomic_store_n(&known, bt, __ATOMIC_RELAXED);
     return bt;
 }
 
@@ -49,7 +53,7 @@ static void read_stat(hl_process *p) {
     p->resident_bytes = rss * page;
 }
 
-static long long count_fds(void) {
+long long hl_procinfo_open_fds(void) {
     DIR *d = opendir("/proc/self/fd");
     if (d == NULL) return -1;
     long long n = 0;
@@ -64,7 +68,6 @@ void hl_procinfo_read(hl_process *p) {
     p->cpu_seconds = p->start_time_seconds = -1;
     p->resident_bytes = p->virtual_bytes = p->open_fds = p->max_fds = -1;
     read_stat(p);
-    p->open_fds = count_fds();
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         p->max_fds = (long long)rl.rlim_cur;
