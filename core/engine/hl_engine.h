@@ -48,7 +48,6 @@ typedef struct hl_waiter hl_waiter;
 typedef struct hl_fanout {
     void *memo[HL_FANOUT_SLOTS];
     void (*drop[HL_FANOUT_SLOTS])(void *memo);
-    long long id_ms; /* the message's stream id time (Redis's clock); 0: a plain message */
 } hl_fanout;
 
 typedef struct hl_delivery {
@@ -61,6 +60,10 @@ typedef struct hl_delivery {
     int missed;     /* messages before these may be lost */
     int timed_out;  /* made by the waiter's deadline */
     hl_fanout *fan; /* non-NULL: identical deliveries to other waiters follow */
+    /* The stream id time (Redis's clock, ms) of the message whose arrival
+     * made this delivery to a waiter that was waiting for it; 0 for a
+     * catch-up from history or a plain message. */
+    long long live_ms;
 } hl_delivery;
 
 typedef enum hl_end_reason {

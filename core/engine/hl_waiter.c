@@ -281,7 +281,8 @@ static size_t deliver(hl_waiter *w, const char *extra, size_t elen, int timed_ou
                          cur.len,
                          missed,
                          timed_out,
-                         NULL};
+                         NULL,
+                         w->e->live_ms};
         ops->deliver(w, &d);
     }
     free_msgs(b.keep);
@@ -491,8 +492,15 @@ static void fan_one(fan_state *fs, hl_waiter *w, hl_sid id, const char *json, si
     if (!ops->once) w->positioned = 1;
     hl_codec_item item = {json, jlen};
     hl_codec_item icur = {fs->cur.data, fs->cur.len};
-    hl_delivery d = {&item, 1,       ops->item_cursors ? &icur : NULL, fs->cur.data, fs->cur.len, 0,
-                     0,     &fs->fan};
+    hl_delivery d = {&item,
+                     1,
+                     ops->item_cursors ? &icur : NULL,
+                     fs->cur.data,
+                     fs->cur.len,
+                     0,
+                     0,
+                     &fs->fan,
+                     (long long)id.ms};
     ops->deliver(w, &d);
 }
 
@@ -502,8 +510,10 @@ void hl__waiters_message(hl_engine *e, hl_chan *c, hl_sid id, hl_sid prev, const
     fan_state fs;
     memset(&fs, 0, sizeof(fs));
     hl_buf_init(&fs.cur);
-    fs.fan.id_ms = (long long)id.ms;
     size_t shared = 0, others = 0;
+    /* Waiters looked at again answer from the cache at once: their
+     * deliveries are as live as the fan-out's. */
+    e->live_ms = (long long)id.ms;
     hl_member *m = c->waiters;
     while (m) {
         /* Delivering detaches (once) only this waiter's own member. */
@@ -524,6 +534,7 @@ void hl__waiters_message(hl_engine *e, hl_chan *c, hl_sid id, hl_sid prev, const
         }
         m = next;
     }
+    e->live_ms = 0;
     drop_fanout(&fs.fan);
     hl_buf_free(&fs.cur);
     hl_debug("worker %d: message on '%s': %zu waiters answered alike, %zu looked at again",

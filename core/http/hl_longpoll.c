@@ -98,7 +98,7 @@ static void lp_end(hl_waiter *w, hl_end_reason why) {
     hl_buf_init(&body);
     hl_waiter_cursor(w, &cur);
     hl_codec_poll_answer(&body, cur.data ? cur.data : "", cur.len, NULL, 0, 0);
-    hl_delivery d = {NULL, 0, NULL, cur.data ? cur.data : "", cur.len, 0, 0, NULL};
+    hl_delivery d = {NULL, 0, NULL, cur.data ? cur.data : "", cur.len, 0, 0, NULL, 0};
     give(r, cur.oom ? NULL : build(r, &d, &body), MHD_HTTP_OK);
     hl_buf_free(&cur);
     hl_buf_free(&body);

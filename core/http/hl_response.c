@@ -87,9 +87,9 @@ void hl__count_delivery(hl_req *r, const hl_delivery *d, hl_transport t) {
     if (d->missed) hl_metric_add(&m->missed, 1);
     /* The lag of live messages only: a client catching up from an old
      * cursor gets old messages, which says nothing of how fast news go. */
-    if (d->fan != NULL && d->fan->id_ms > 0) {
+    if (d->live_ms > 0) {
         long long now = hl_store_redis_now(r->h->store);
-        if (now > 0) hl_histo_observe(&m->delivery_lag, (now - d->fan->id_ms) * 1000);
+        if (now > 0) hl_histo_observe(&m->delivery_lag, (now - d->live_ms) * 1000);
     }
 }
 
