@@ -1045,6 +1045,21 @@ static void test_promtool_accepts_the_alert_rules(void **state) {
     assert_false(lint);
 }
 
+/* The rules' own unit tests: each alert fires where it should and stays
+ * quiet where it should not, on made-up series. */
+static void test_the_alert_rules_fire_as_their_promtool_tests_say(void **state) {
+    (void)state;
+    assert_alerts_file();
+    static const char *const args[] = {"test", "rules", "docs/holdline-alerts.test.yml", NULL};
+    char *out = NULL;
+    int st = run_promtool(args, NULL, &out);
+    printf("promtool test rules docs/holdline-alerts.test.yml: exit %d:\n%s", st, out ? out : "");
+    int success = out && strstr(out, "SUCCESS") != NULL;
+    free(out);
+    assert_int_equal(st, 0);
+    assert_true(success);
+}
+
 /* The family a sample name belongs to (histograms' series end in _bucket,
  * _sum, _count). */
 static int exposed(expo *e, const char *name) {
@@ -1122,6 +1137,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_promtool_accepts_the_alert_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_the_alert_rules_name_only_metrics_a_node_exposes,
                                         setup, teardown),
+        cmocka_unit_test(test_the_alert_rules_fire_as_their_promtool_tests_say),
     };
     return it_finish(cmocka_run_group_tests_name("metrics (redis + 1 node)", tests, NULL, NULL));
 }
