@@ -48,6 +48,7 @@ static hl_route_kind ref_route(const char *path, size_t *arg_at) {
         {"/channels", HL_ROUTE_CHANNEL, 1},
         {"/healthz", HL_ROUTE_HEALTHZ, 0},
         {"/readyz", HL_ROUTE_READYZ, 0},
+        {"/metrics", HL_ROUTE_METRICS, 0},
     };
     *arg_at = 0;
     for (size_t i = 0; i < HL_ARRAY_LEN(table); i++) {
