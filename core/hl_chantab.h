@@ -43,6 +43,7 @@ typedef struct hl_chan {
     hl_sync_state sync;        /* see above */
     void *sync_op;             /* READING: the store op of the sync read (engine/) */
     int linger_armed;          /* 1 while the linger timer runs */
+    int restoring;             /* its SUBSCRIBE is one of those a new subscriber link sent */
     struct event *linger;      /* unsubscribes after the last waiter left; the worker's */
     void *owner;               /* the engine, for the linger callback */
     hl_sid last;               /* DONE: the newest id (or the empty stream's head) */

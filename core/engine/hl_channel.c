@@ -40,14 +40,18 @@ hl_catchup_env hl__env(const hl_engine *e) {
  * keeps count of the SUBSCRIBEs Redis has yet to confirm (/readyz). */
 static void set_sub(hl_engine *e, hl_chan *c, hl_sub_state st) {
     if (c->sub == st) return;
-    size_t before = e->subs_pending;
+    size_t before = e->restoring;
     if (c->sub == HL_SUB_PENDING) e->subs_pending--;
     if (st == HL_SUB_PENDING) e->subs_pending++;
+    if (c->restoring && st != HL_SUB_PENDING) {
+        c->restoring = 0;
+        e->restoring--;
+    }
     if (c->sub == HL_SUB_LIVE) e->subs_live--;
     if (st == HL_SUB_LIVE) e->subs_live++;
     hl_metric_set(&e->m->channels, e->subs_live);
     c->sub = st;
-    if ((before == 0) != (e->subs_pending == 0) && e->hooks.state) e->hooks.state(e->ud);
+    if ((before == 0) != (e->restoring == 0) && e->hooks.state) e->hooks.state(e->ud);
 }
 
 static void chan_subscribe(hl_engine *e, hl_chan *c) {
@@ -387,6 +391,14 @@ static void resubscribe(hl_chan *c, void *ud) {
         return;
     }
     chan_subscribe(e, c);
+    /* Until Redis confirms these, the worker may miss what is published
+     * on channels its waiters hold: it is not ready (/readyz). A channel
+     * subscribed for a new waiter later on is not a reason: the node
+     * serves everything else meanwhile. */
+    if (c->sub == HL_SUB_PENDING && !c->restoring) {
+        c->restoring = 1;
+        if (e->restoring++ == 0 && e->hooks.state) e->hooks.state(e->ud);
+    }
 }
 
 static void ev_sub_up(void *ud) {
@@ -510,5 +522,5 @@ long long hl_engine_channel_news(const hl_engine *e, const char *name, size_t le
 }
 
 size_t hl_engine_subs_pending(const hl_engine *e) {
-    return e->subs_pending;
+    return e->restoring;
 }

@@ -161,7 +161,9 @@ void hl_engine_foreach(hl_engine *e, unsigned share, unsigned shares,
 void hl_engine_end_all(hl_engine *e);
 /* Coarse monotonic ms of channel name's newest message here (0: none). */
 long long hl_engine_channel_news(const hl_engine *e, const char *name, size_t len);
-/* Channels whose SUBSCRIBE Redis has not confirmed yet. */
+/* Channels whose SUBSCRIBE, sent again when the subscriber link came up,
+ * Redis has not confirmed yet (a new channel's first SUBSCRIBE does not
+ * count: it makes the worker no less able to serve). */
 size_t hl_engine_subs_pending(const hl_engine *e);
 
 #endif

@@ -17,6 +17,7 @@ struct hl_engine {
     hl_chantab chans;
     uint64_t epoch;      /* the data set's epoch as the store last reported it */
     size_t subs_pending; /* channels whose SUBSCRIBE Redis has not confirmed yet */
+    size_t restoring;    /* of those, the ones sent again when the subscriber link came up */
     size_t subs_live;    /* channels Redis confirmed and that are not leaving */
     long long live_ms;   /* while a message is told to waiters: its id time (hl_delivery) */
     hl_metrics *m;       /* the worker's */

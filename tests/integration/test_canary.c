@@ -637,6 +637,46 @@ static int wait_int(const int *v, int want, int timeout_ms) {
     return __atomic_load_n(v, __ATOMIC_RELAXED) >= want;
 }
 
+/* A busy node keeps subscribing new channels; while Redis has not yet
+ * confirmed one, the node still serves everything else, so /readyz must
+ * not send its traffic away. The stalled link keeps the confirmation from
+ * ever coming, until the canary notices. */
+static void test_a_new_channel_not_yet_confirmed_does_not_make_the_node_unready(void **state) {
+    (void)state;
+    char ch[64];
+    channel_name(ch, sizeof(ch), "unconfirmed");
+    assert_int_equal(readyz(NULL, 0), 200);
+    assert_true(relay_stall_subscribers(&rl) >= 1);
+    long long t0 = it_now_ms();
+    /* A poll on a channel this node has never had: its SUBSCRIBE goes out
+     * on the stalled link. */
+    int fd = it_connect(node.port);
+    assert_true(fd >= 0);
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET /poll/%s?timeout=20 HTTP/1.1\r\nHost: x\r\n\r\n", ch);
+    assert_int_equal(it_write_all(fd, req, (size_t)n), 0);
+    int samples = 0, not_ready = 0;
+    char first[300] = "";
+    /* Well inside the canary's timeout (1000 ms after the last probe
+     * that came back). */
+    while (it_now_ms() - t0 < 600) {
+        char d[256];
+        int st = readyz(d, sizeof(d));
+        samples++;
+        if (st != 200 && not_ready++ == 0) snprintf(first, sizeof(first), "%d %s", st, d);
+        sleep_ms(20);
+    }
+    printf(
+        "a new channel's SUBSCRIBE unconfirmed for 600 ms: %d readyz samples, %d not ready%s%s\n",
+        samples, not_ready, not_ready ? ", the first: " : "", first);
+    close(fd);
+    assert_true(samples >= 10);
+    assert_int_equal(not_ready, 0);
+    /* Then the canary fires and the node comes back, as in the next test. */
+    assert_true(it_wait_status(node.port, "/readyz", 503, 3000, 20) >= 0);
+    assert_true(it_wait_status(node.port, "/readyz", 200, 5000, 20) >= 0);
+}
+
 static void
 test_a_subscriber_link_that_stops_delivering_is_noticed_by_the_canary_and_nothing_is_lost(
     void **state) {
@@ -800,6 +840,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(
             test_a_subscriber_link_that_stops_delivering_is_noticed_by_the_canary_and_nothing_is_lost,
             setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_new_channel_not_yet_confirmed_does_not_make_the_node_unready, setup, teardown),
     };
     return it_finish(
         cmocka_run_group_tests_name("canary (redis + relay + 1 node)", tests, NULL, NULL));
