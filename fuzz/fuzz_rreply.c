@@ -84,6 +84,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         long long ms;
         if (hl_rreply_time(rep, &ms) == HL_OK) FUZZ_CHECK(ms >= 0);
         (void)hl_rreply_library_missing(rep);
+        char host[32];
+        int port = 0;
+        if (hl_rreply_master_addr(rep, host, sizeof(host), &port) == HL_OK)
+            FUZZ_CHECK(port >= 1 && port <= 65535 && memchr(host, '\0', sizeof(host)) != NULL &&
+                       host[0] != '\0');
+        hl_redis_role role = hl_rreply_role(rep);
+        FUZZ_CHECK(role >= HL_ROLE_UNKNOWN && role <= HL_ROLE_SENTINEL);
         if (rep->type == REDIS_REPLY_ARRAY)
             for (size_t i = 0; i < rep->elements; i++)
                 check_read(rep->element[i]);

@@ -108,3 +108,31 @@ int hl_rreply_library_missing(const redisReply *rep) {
     return rep != NULL && rep->type == REDIS_REPLY_ERROR &&
            strstr(rep->str, "Function not found") != NULL;
 }
+
+int hl_rreply_master_addr(const redisReply *rep, char *host, size_t hostlen, int *port) {
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) return HL_ERR;
+    const redisReply *h = rep->element[0], *p = rep->element[1];
+    if (h->type != REDIS_REPLY_STRING || p->type != REDIS_REPLY_STRING) return HL_ERR;
+    if (h->len == 0 || h->len >= hostlen || memchr(h->str, '\0', h->len) != NULL) return HL_ERR;
+    if (p->len == 0 || p->len > 5) return HL_ERR;
+    int v = 0;
+    for (size_t i = 0; i < p->len; i++) {
+        if (p->str[i] < '0' || p->str[i] > '9') return HL_ERR;
+        v = v * 10 + (p->str[i] - '0');
+    }
+    if (v < 1 || v > 65535) return HL_ERR;
+    memcpy(host, h->str, h->len);
+    host[h->len] = '\0';
+    *port = v;
+    return HL_OK;
+}
+
+hl_redis_role hl_rreply_role(const redisReply *rep) {
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return HL_ROLE_UNKNOWN;
+    const redisReply *r = rep->element[0];
+    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS) return HL_ROLE_UNKNOWN;
+    if (r->len == 6 && memcmp(r->str, "master", 6) == 0) return HL_ROLE_MASTER;
+    if (r->len == 5 && memcmp(r->str, "slave", 5) == 0) return HL_ROLE_REPLICA;
+    if (r->len == 8 && memcmp(r->str, "sentinel", 8) == 0) return HL_ROLE_SENTINEL;
+    return HL_ROLE_UNKNOWN;
+}

@@ -47,4 +47,22 @@ hl_publish_reply hl_rreply_publish(const redisReply *rep, const char **id, size_
  * (the library was flushed or never loaded). */
 int hl_rreply_library_missing(const redisReply *rep);
 
+/* SENTINEL GET-MASTER-ADDR-BY-NAME's reply, [host, port]: the host copied
+ * into host (hostlen bytes with its NUL) and the port. Returns HL_OK, or
+ * HL_ERR for a nil (the sentinel knows no such master), an error, or
+ * anything malformed (a port outside 1..65535, a host that does not fit
+ * or holds a NUL). */
+int hl_rreply_master_addr(const redisReply *rep, char *host, size_t hostlen, int *port);
+
+typedef enum hl_redis_role {
+    HL_ROLE_UNKNOWN = 0, /* not a ROLE reply */
+    HL_ROLE_MASTER,
+    HL_ROLE_REPLICA,
+    HL_ROLE_SENTINEL,
+} hl_redis_role;
+
+/* ROLE's reply: what the server says it is (its first element, "master",
+ * "slave" or "sentinel"). */
+hl_redis_role hl_rreply_role(const redisReply *rep);
+
 #endif

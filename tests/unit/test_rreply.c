@@ -536,6 +536,95 @@ static void test_rreply_library_missing_table(void **state) {
     }
 }
 
+/* ---- hl_rreply_master_addr, hl_rreply_role ------------------------------ */
+
+static const struct {
+    const char *reply;
+    int ok;
+    const char *host;
+    int port;
+} master_cases[] = {
+    {"[ $127.0.0.1 $6379 ]", 1, "127.0.0.1", 6379},
+    {"[ $redis-a.internal $1 ]", 1, "redis-a.internal", 1},
+    {"[ $::1 $65535 ]", 1, "::1", 65535},
+    {"_a", 0, NULL, 0}, /* the sentinel knows no such master */
+    {"_", 0, NULL, 0},
+    {"NULL", 0, NULL, 0},
+    {"-ERR~no~such~master", 0, NULL, 0},
+    {"[ $127.0.0.1 ]", 0, NULL, 0},
+    {"[ $127.0.0.1 $6379 $x ]", 0, NULL, 0},
+    {"[ $127.0.0.1 :6379 ]", 0, NULL, 0},
+    {"[ $127.0.0.1 $0 ]", 0, NULL, 0},
+    {"[ $127.0.0.1 $65536 ]", 0, NULL, 0},
+    {"[ $127.0.0.1 $123456 ]", 0, NULL, 0},
+    {"[ $127.0.0.1 $63a9 ]", 0, NULL, 0},
+    {"[ $127.0.0.1 $ ]", 0, NULL, 0},
+    {"[ $ $6379 ]", 0, NULL, 0},
+    {"$127.0.0.1:6379", 0, NULL, 0},
+};
+
+static void test_rreply_master_addr_table(void **state) {
+    (void)state;
+    for (size_t i = 0; i < HL_ARRAY_LEN(master_cases); i++) {
+        redisReply *r = reply_of(master_cases[i].reply);
+        char host[64] = "untouched";
+        int port = -1;
+        int rc = hl_rreply_master_addr(r, host, sizeof(host), &port);
+        if ((rc == HL_OK) != master_cases[i].ok)
+            fail_msg("'%s': rc %d, want %s", master_cases[i].reply, rc,
+                     master_cases[i].ok ? "ok" : "an error");
+        if (master_cases[i].ok) {
+            assert_string_equal(host, master_cases[i].host);
+            assert_int_equal(port, master_cases[i].port);
+        } else {
+            /* A refusal leaves the caller's values alone. */
+            assert_string_equal(host, "untouched");
+            assert_int_equal(port, -1);
+        }
+        free_reply(r);
+    }
+}
+
+static void test_rreply_master_addr_refuses_a_host_too_long_for_the_buffer(void **state) {
+    (void)state;
+    redisReply *r = reply_of("[ $0123456789 $6379 ]");
+    char small[10], fits[11];
+    int port = 0;
+    assert_int_equal(hl_rreply_master_addr(r, small, sizeof(small), &port), HL_ERR);
+    assert_int_equal(hl_rreply_master_addr(r, fits, sizeof(fits), &port), HL_OK);
+    assert_string_equal(fits, "0123456789");
+    free_reply(r);
+}
+
+static const struct {
+    const char *reply;
+    hl_redis_role role;
+} role_cases[] = {
+    {"[ $master :3129659 [ [ $127.0.0.1 $9001 $3129242 ] ] ]", HL_ROLE_MASTER},
+    {"[ $master :0 [ ] ]", HL_ROLE_MASTER},
+    {"[ $slave $127.0.0.1 :9000 $connected :3167038 ]", HL_ROLE_REPLICA},
+    {"[ $sentinel [ $mymaster ] ]", HL_ROLE_SENTINEL},
+    {"[ +master ]", HL_ROLE_MASTER},
+    {"[ $replica ]", HL_ROLE_UNKNOWN},
+    {"[ $Master ]", HL_ROLE_UNKNOWN},
+    {"[ :1 ]", HL_ROLE_UNKNOWN},
+    {"[ ]", HL_ROLE_UNKNOWN},
+    {"$master", HL_ROLE_UNKNOWN},
+    {"-ERR~unknown~command", HL_ROLE_UNKNOWN},
+    {"NULL", HL_ROLE_UNKNOWN},
+};
+
+static void test_rreply_role_table(void **state) {
+    (void)state;
+    for (size_t i = 0; i < HL_ARRAY_LEN(role_cases); i++) {
+        redisReply *r = reply_of(role_cases[i].reply);
+        if (hl_rreply_role(r) != role_cases[i].role)
+            fail_msg("'%s': %d, want %d", role_cases[i].reply, hl_rreply_role(r),
+                     role_cases[i].role);
+        free_reply(r);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rreply_notation_builds_what_resp_says),
@@ -549,6 +638,9 @@ int main(void) {
         cmocka_unit_test(test_rreply_time_table),
         cmocka_unit_test(test_rreply_publish_table),
         cmocka_unit_test(test_rreply_library_missing_table),
+        cmocka_unit_test(test_rreply_master_addr_table),
+        cmocka_unit_test(test_rreply_master_addr_refuses_a_host_too_long_for_the_buffer),
+        cmocka_unit_test(test_rreply_role_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
