@@ -463,6 +463,19 @@
     return true;
   };
 
+  // Takes the cursor an event's data carries ({"cursor": ...}), if any.
+  Holdline.prototype._cursorFromEvent = function (e) {
+    var info = null;
+    try {
+      info = JSON.parse(e.data);
+    } catch (ignored) {
+      return;
+    }
+    if (info && typeof info.cursor === "string") {
+      this._setCursor(info.cursor);
+    }
+  };
+
   // What every fetch of the client sends: no caching, cookies as the
   // page asked, and the token in the header when there is one (polls only:
   // the check of a stream asks exactly what the stream asked).
@@ -607,15 +620,8 @@
       if (self._es !== es) {
         return;
       }
-      var info = null;
-      try {
-        info = JSON.parse(e.data);
-      } catch (ignored) {
-        // The event itself is what matters; a cursor in it is a bonus.
-      }
-      if (info && typeof info.cursor === "string") {
-        self._setCursor(info.cursor);
-      }
+      // The event itself is what matters; a cursor in it is a bonus.
+      self._cursorFromEvent(e);
       self._missed();
     });
     // The node ends the stream when its token expires, with this event
@@ -628,15 +634,8 @@
       if (self._es !== es) {
         return;
       }
-      var info = null;
-      try {
-        info = JSON.parse(e.data);
-      } catch (ignored) {
-        // Then the last message's cursor is the one to go on from.
-      }
-      if (info && typeof info.cursor === "string") {
-        self._setCursor(info.cursor);
-      }
+      // Without a cursor in it, the last message's is the one to go on from.
+      self._cursorFromEvent(e);
       self._sseClose();
       self._tokenStale = typeof self._tokenSource === "function";
       self.failures = 0;
