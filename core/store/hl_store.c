@@ -69,6 +69,7 @@ struct hl_store {
     hl_store_op *unwaited;
     hl_store_op **unwaited_tail;
     struct event *wait_ev;
+    int wait_out;     /* a WAIT is in flight: the next waits for its answer */
     unsigned cmd_gen; /* counts the command link's connections */
 };
 
@@ -620,16 +621,24 @@ static void answer_batch(hl_store *s, hl_store_op *ops, long long acks) {
 static void on_wait(redisAsyncContext *ac, void *reply_, void *privdata) {
     (void)ac;
     hl_store_op *ops = privdata;
+    hl_store *s = ops->s;
     const redisReply *reply = reply_;
-    answer_batch(ops->s, ops, reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1);
+    s->wait_out = 0;
+    /* What was published meanwhile gets the next WAIT. */
+    if (s->unwaited) event_active(s->wait_ev, EV_TIMEOUT, 0);
+    answer_batch(s, ops, reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1);
 }
 
 /* One WAIT after the publishes of a loop turn: it covers every write this
- * connection made before it, so it confirms them all at once. */
+ * connection made before it, so it confirms them all at once. While one
+ * is in flight (Redis holds the connection's later commands until it
+ * answers) the publishes that follow gather for the next, so a busy link
+ * sends one WAIT per replication round trip, not one per turn. */
 static void on_wait_turn(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     hl_store *s = arg;
+    if (s->wait_out && hl_rlink_is_up(&s->cmd)) return; /* on_wait calls again */
     hl_store_op *ops = s->unwaited;
     s->unwaited = NULL;
     s->unwaited_tail = &s->unwaited;
@@ -641,8 +650,10 @@ static void on_wait_turn(evutil_socket_t fd, short what, void *arg) {
         if (op->gen != s->cmd_gen) same = 0;
     if (same &&
         redisAsyncCommand(s->cmd.ac, on_wait, ops, "WAIT %d %d", s->cfg->publish_wait_replicas,
-                          s->cfg->publish_wait_timeout_ms) == REDIS_OK)
+                          s->cfg->publish_wait_timeout_ms) == REDIS_OK) {
+        s->wait_out = 1;
         return;
+    }
     answer_batch(s, ops, -1);
 }
 
