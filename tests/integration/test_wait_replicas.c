@@ -118,6 +118,12 @@ static void test_without_a_replica_a_publish_is_unconfirmed_and_a_retry_is_safe(
     assert_string_equal(j.error, "redis_unconfirmed");
     assert_non_null(strstr(j.detail, "Idempotency-Key"));
     it_json_free(&j);
+    /* Counted apart from other failures. */
+    it_resp m;
+    assert_int_equal(it_http(node.port, "GET", "/metrics", NULL, 0, NULL, 5000, &m), 0);
+    assert_non_null(strstr(m.body, "holdline_publishes_total{result=\"unconfirmed\"} 1\n"));
+    assert_non_null(strstr(m.body, "holdline_publishes_total{result=\"error\"} 0\n"));
+    it_resp_free(&m);
     /* WAIT waited its 300 ms, and the message is stored on the master. */
     assert_true(took >= 280);
     assert_int_equal(xlen(master.port, ch), 1);
