@@ -278,6 +278,13 @@ static void on_master_named(void *ud, const char *host, int port, const char *wh
 }
 
 static void link_connect(hl_rlink *l) {
+    if (l->sentinel && l->next_port != 0) {
+        snprintf(l->host, sizeof(l->host), "%s", l->next_host);
+        l->port = l->next_port;
+        l->next_port = 0;
+        connect_to(l);
+        return;
+    }
     if (l->sentinel)
         hl_sentinel_start(&l->ask, on_master_named, l);
     else
@@ -306,6 +313,15 @@ int hl_rlink_init(hl_rlink *l, const char *name, const hl_config *cfg, struct ev
     l->soon = event_new(base, -1, 0, on_soon, l);
     int ask = hl_sentinel_init(&l->ask, cfg, base);
     return l->timer && l->hb_timer && l->soon && ask == HL_OK ? HL_OK : HL_ERR;
+}
+
+void hl_rlink_move(hl_rlink *l, const char *host, int port, const char *why) {
+    snprintf(l->next_host, sizeof(l->next_host), "%s", host);
+    l->next_port = port;
+    if (l->ac != NULL)
+        hl_rlink_reconnect(l, why);
+    else if (!l->stopping && !hl_sentinel_busy(&l->ask))
+        arm_timer(l, 0); /* waiting to reconnect: now */
 }
 
 void hl_rlink_set_client_name(hl_rlink *l, const char *name) {

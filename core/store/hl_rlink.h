@@ -64,6 +64,8 @@ struct hl_rlink {
     int sentinel;               /* redis.mode is sentinel */
     hl_sentinel_ask ask;        /* sentinel mode: where the master is */
     int confirmed;              /* host:port once answered ROLE with master */
+    char next_host[256];        /* hl_rlink_move: where the next connect goes, unasked */
+    int next_port;              /* 0: ask the sentinels as usual */
     struct event *soon;         /* hl_rlink_reconnect's deferred close */
     redisAsyncContext *soon_ac; /* the connection it closes */
     const char *soon_why;
@@ -88,6 +90,12 @@ void hl_rlink_set_client_name(hl_rlink *l, const char *name);
  * string that stays valid) is logged. May be called from anywhere on the
  * link's thread, a hiredis callback included. */
 void hl_rlink_reconnect(hl_rlink *l, const char *why);
+
+/* Sentinel mode: hl_rlink_reconnect, and the next connect goes to
+ * host:port (named by a sentinel's +switch-master) without asking the
+ * sentinels first, some of which may not know of the switch yet. ROLE
+ * still confirms it. */
+void hl_rlink_move(hl_rlink *l, const char *host, int port, const char *why);
 
 /* Starts the first connection attempt. */
 void hl_rlink_start(hl_rlink *l);

@@ -183,3 +183,110 @@ void hl_sentinel_free(hl_sentinel_ask *q) {
         q->timer = NULL;
     }
 }
+
+/* ---- The sentinels' events ---------------------------------------------- */
+
+/* Which sentinel a connection is to: its slot in f->ac. */
+static int feed_slot(const hl_sentinel_feed *f, const redisAsyncContext *ac) {
+    for (int i = 0; i < f->cfg->redis_sentinels_count; i++)
+        if (f->ac[i] == ac) return i;
+    return -1;
+}
+
+static void on_feed_message(redisAsyncContext *ac, void *reply_, void *privdata) {
+    hl_sentinel_feed *f = privdata;
+    const redisReply *r = reply_;
+    int i = feed_slot(f, ac);
+    if (r == NULL || i < 0 || r->type != REDIS_REPLY_ARRAY || r->elements != 3) return;
+    const redisReply *kind = r->element[0], *ch = r->element[1], *msg = r->element[2];
+    if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") != 0 ||
+        ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING)
+        return;
+    f->cb(f->ud, i, ch->str, msg->str, msg->len);
+}
+
+static void on_feed_auth(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)privdata;
+    const redisReply *r = reply_;
+    /* The SUBSCRIBE behind it is refused too; a fresh connection later. */
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) redisAsyncDisconnect(ac);
+}
+
+static void on_feed_connect(const redisAsyncContext *cac, int status) {
+    hl_sentinel_feed *f = cac->data;
+    if (f == NULL || status == REDIS_OK) return;
+    int i = feed_slot(f, cac);
+    if (i >= 0) f->ac[i] = NULL; /* hiredis frees it */
+}
+
+static void on_feed_disconnect(const redisAsyncContext *cac, int status) {
+    (void)status;
+    hl_sentinel_feed *f = cac->data;
+    if (f == NULL) return;
+    int i = feed_slot(f, cac);
+    if (i >= 0) f->ac[i] = NULL;
+}
+
+static void feed_connect(hl_sentinel_feed *f, int i) {
+    char host[256], err[200];
+    int port = 0;
+    if (hl_config_parse_addr(f->cfg->redis_sentinels[i], host, sizeof(host), &port, err,
+                             sizeof(err)) != HL_OK ||
+        port == 0)
+        return;
+    redisAsyncContext *ac = redisAsyncConnect(host, port);
+    if (ac == NULL) return;
+    if (ac->err) {
+        redisAsyncFree(ac);
+        return;
+    }
+    ac->data = f;
+    f->ac[i] = ac;
+    redisLibeventAttach(ac, f->base);
+    redisAsyncSetDisconnectCallback(ac, on_feed_disconnect);
+    redisAsyncSetConnectCallback(ac, on_feed_connect);
+    const char *pw = f->cfg->redis_sentinel_password[0] ? f->cfg->redis_sentinel_password
+                                                        : f->cfg->redis_password;
+    if (pw[0]) redisAsyncCommand(ac, on_feed_auth, f, "AUTH %s", pw);
+    redisAsyncCommand(ac, on_feed_message, f, "SUBSCRIBE " HL_SENTINEL_EVENTS);
+}
+
+static void on_feed_timer(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_sentinel_feed *f = arg;
+    for (int i = 0; i < f->cfg->redis_sentinels_count; i++)
+        if (f->ac[i] == NULL) feed_connect(f, i);
+}
+
+int hl_sentinel_feed_init(hl_sentinel_feed *f, const hl_config *cfg, struct event_base *base,
+                          hl_sentinel_event_cb *cb, void *ud) {
+    memset(f, 0, sizeof(*f));
+    f->cfg = cfg;
+    f->base = base;
+    f->cb = cb;
+    f->ud = ud;
+    f->timer = event_new(base, -1, EV_PERSIST, on_feed_timer, f);
+    return f->timer ? HL_OK : HL_ERR;
+}
+
+void hl_sentinel_feed_start(hl_sentinel_feed *f) {
+    on_feed_timer(-1, 0, f);
+    struct timeval tv = hl_ms_tv(f->cfg->redis_sentinel_check_ms);
+    event_add(f->timer, &tv);
+}
+
+void hl_sentinel_feed_stop(hl_sentinel_feed *f) {
+    if (f->cfg == NULL) return;
+    if (f->timer) {
+        event_free(f->timer);
+        f->timer = NULL;
+    }
+    for (int i = 0; i < f->cfg->redis_sentinels_count; i++) {
+        redisAsyncContext *ac = f->ac[i];
+        if (ac == NULL) continue;
+        f->ac[i] = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac); /* its callbacks get NULL and find no slot */
+    }
+}

@@ -55,4 +55,38 @@ void hl_sentinel_cancel(hl_sentinel_ask *q);
 /* Cancels, and frees what q holds. */
 void hl_sentinel_free(hl_sentinel_ask *q);
 
+/* ---- The sentinels' events ----------------------------------------------
+ *
+ * A feed keeps one subscribed connection to every sentinel in
+ * redis.sentinels and passes on the events below as they are published
+ * (Sentinel publishes each on a channel of its name; the payload starts
+ * "<type> <name> ..." or, for +switch-master, "<name> <old ip> <old port>
+ * <new ip> <new port>"). A lost connection is made again every
+ * redis.sentinel_check_ms. */
+
+#define HL_SENTINEL_EVENTS                                                                         \
+    "+try-failover +switch-master -failover-abort-not-elected -failover-abort-no-good-slave "      \
+    "-failover-abort-slave-timeout"
+
+/* Sentinel number from (its index in redis.sentinels) published event
+ * (NUL-terminated) with payload p[0..n). */
+typedef void hl_sentinel_event_cb(void *ud, int from, const char *event, const char *p, size_t n);
+
+typedef struct hl_sentinel_feed {
+    const hl_config *cfg;
+    struct event_base *base;
+    redisAsyncContext *ac[HL_CONFIG_MAX_SENTINELS]; /* NULL: not connected */
+    struct event *timer;                            /* makes lost connections again */
+    hl_sentinel_event_cb *cb;
+    void *ud;
+} hl_sentinel_feed;
+
+/* Prepares f; nothing connects until hl_sentinel_feed_start. */
+int hl_sentinel_feed_init(hl_sentinel_feed *f, const hl_config *cfg, struct event_base *base,
+                          hl_sentinel_event_cb *cb, void *ud);
+void hl_sentinel_feed_start(hl_sentinel_feed *f);
+/* Closes the connections; no callback follows. Not from inside its
+ * callbacks. Safe on a feed never started or already stopped. */
+void hl_sentinel_feed_stop(hl_sentinel_feed *f);
+
 #endif

@@ -26,6 +26,10 @@
 
 /* How soon what Redis refused is tried again. */
 #define RETRY_MS 500
+/* The longest publishes are held for a failover announced by a sentinel
+ * (one that never completes: the sentinels gave up, or their events were
+ * lost). */
+#define FENCE_MAX_MS 10000
 
 struct hl_store {
     const hl_config *cfg;
@@ -69,6 +73,16 @@ struct hl_store {
     hl_store_op *unwaited;
     hl_store_op **unwaited_tail;
     struct event *wait_ev;
+    /* Sentinel mode: from a sentinel's +try-failover until the links are
+     * on the new master, publishes are held, not sent to a master that
+     * may be demoted under them with its acknowledged writes. */
+    hl_sentinel_feed feed;
+    unsigned fencing;       /* bit i: sentinel i announced a failover under way */
+    char fence_master[256]; /* the master then */
+    int fence_port;
+    struct event *fence_timer; /* gives up holding after FENCE_MAX_MS */
+    hl_store_op *held;         /* publishes held, oldest first */
+    hl_store_op **held_tail;
     char master[256]; /* where the command link was last up */
     int master_port;  /* 0: never */
     int wait_out;     /* a WAIT is in flight: the next waits for its answer */
@@ -90,17 +104,24 @@ struct hl_store_op {
     int cancelled;
     void *cb;
     void *ud;
-    hl_store_op *next; /* publishes under WAIT: the batch */
+    hl_store_op *next; /* publishes under WAIT: the batch; held ones: the queue */
     pub_state state;   /* publishes under WAIT */
     int duplicate;     /* PUB_STORED: an Idempotency-Key seen before */
     char id[HL_SID_MAXLEN + 1];
-    unsigned gen;      /* publishes under WAIT: the command connection sent on */
+    unsigned gen; /* publishes under WAIT: the command connection sent on */
+    char *data;   /* a held publish: its data, and its Idempotency-Key or NULL */
+    size_t dlen;
+    char *idem;
     hl_read_from from; /* reads */
     size_t len;        /* of name */
     char name[];       /* the channel */
 };
 
 static void load_library(hl_store *s);
+static void fence_check(hl_store *s);
+static void on_sentinel_event(void *ud, int from, const char *event, const char *p, size_t n);
+static void on_fence_timer(evutil_socket_t fd, short what, void *arg);
+static void unfence(hl_store *s, const char *why);
 
 /* ---- Clock, epoch, trouble ---------------------------------------------- */
 
@@ -232,7 +253,7 @@ static void move_if_elsewhere(hl_store *s, hl_rlink *l, const char *host, int po
     hl_info("worker %d: the sentinels name %s:%d as the master; moving the %s link from %s:%d",
             s->worker, host, port, l->name, l->host, l->port);
     snprintf(s->moved_why, sizeof(s->moved_why), "the sentinels name another master");
-    hl_rlink_reconnect(l, s->moved_why);
+    hl_rlink_move(l, host, port, s->moved_why);
 }
 
 static void on_watch(void *ud, const char *host, int port, const char *why) {
@@ -457,6 +478,7 @@ static void on_epoch(redisAsyncContext *ac, void *reply_, void *privdata) {
     }
     no_trouble(s);
     s->cmd_ready = 1;
+    fence_check(s);
     s->ev.ready(s->ud);
     s->ev.state(s->ud);
 }
@@ -522,10 +544,19 @@ static hl_store_op *op_new(hl_store *s, op_kind kind, const char *name, size_t l
     op->next = NULL;
     op->state = PUB_SENT;
     op->gen = 0;
+    op->data = NULL;
+    op->dlen = 0;
+    op->idem = NULL;
     op->len = len;
     memcpy(op->name, name, len);
     op->name[len] = '\0';
     return op;
+}
+
+static void free_op(hl_store_op *op) {
+    free(op->data);
+    free(op->idem);
+    free(op);
 }
 
 void hl_store_cancel(hl_store_op *op) {
@@ -717,33 +748,167 @@ static void on_publish(redisAsyncContext *ac, void *reply_, void *privdata) {
     op->state = PUB_ANSWERED;
 }
 
-hl_store_op *hl_store_publish(hl_store *s, const char *name, size_t len, const char *data,
-                              size_t dlen, const char *idem, hl_publish_cb *cb, void *ud) {
-    if (!hl_store_can_read(s)) return NULL;
-    hl_store_op *op = op_new(s, OP_PUBLISH, name, len, (void *)cb, ud);
-    if (op == NULL) return NULL;
+/* Sends a publish op. Returns HL_OK, or HL_ERR (op not sent, still the
+ * caller's). */
+static int send_publish(hl_store *s, hl_store_op *op, const char *data, size_t dlen,
+                        const char *idem) {
     char key[HL_RKEY_MAX], ikey[HL_RKEY_MAX];
-    hl_rkeys_stream(&s->keys, name, len, key);
+    hl_rkeys_stream(&s->keys, op->name, op->len, key);
     int rc;
     if (idem) {
-        hl_rkeys_idem(&s->keys, name, len, idem, ikey);
+        hl_rkeys_idem(&s->keys, op->name, op->len, idem, ikey);
         rc = redisAsyncCommand(s->cmd.ac, on_publish, op, "FCALL holdline_publish 2 %s %s %b", key,
                                ikey, data, dlen);
     } else {
         rc = redisAsyncCommand(s->cmd.ac, on_publish, op, "FCALL holdline_publish 1 %s %b", key,
                                data, dlen);
     }
-    if (rc != REDIS_OK) {
-        free(op);
-        return NULL;
-    }
+    if (rc != REDIS_OK) return HL_ERR;
     if (waits(s)) {
         op->gen = s->cmd_gen;
         *s->unwaited_tail = op;
         s->unwaited_tail = &op->next;
         event_active(s->wait_ev, EV_TIMEOUT, 0);
     }
+    return HL_OK;
+}
+
+/* Keeps a publish until the fence is lifted. */
+static int hold_publish(hl_store *s, hl_store_op *op, const char *data, size_t dlen,
+                        const char *idem) {
+    op->data = malloc(dlen ? dlen : 1);
+    op->idem = idem ? strdup(idem) : NULL;
+    if (op->data == NULL || (idem && op->idem == NULL)) return HL_ERR;
+    memcpy(op->data, data, dlen);
+    op->dlen = dlen;
+    *s->held_tail = op;
+    s->held_tail = &op->next;
+    return HL_OK;
+}
+
+hl_store_op *hl_store_publish(hl_store *s, const char *name, size_t len, const char *data,
+                              size_t dlen, const char *idem, hl_publish_cb *cb, void *ud) {
+    if (!s->fencing && !hl_store_can_read(s)) return NULL;
+    hl_store_op *op = op_new(s, OP_PUBLISH, name, len, (void *)cb, ud);
+    if (op == NULL) return NULL;
+    int rc =
+        s->fencing ? hold_publish(s, op, data, dlen, idem) : send_publish(s, op, data, dlen, idem);
+    if (rc != HL_OK) {
+        free_op(op);
+        return NULL;
+    }
     return op;
+}
+
+/* Sends (or, with no command link to send on, refuses) what was held. */
+static void release_held(hl_store *s) {
+    hl_store_op *op = s->held;
+    s->held = NULL;
+    s->held_tail = &s->held;
+    while (op != NULL) {
+        hl_store_op *next = op->next;
+        op->next = NULL;
+        if (op->cancelled) {
+            free_op(op);
+        } else if (!hl_store_can_read(s) ||
+                   send_publish(s, op, op->data, op->dlen, op->idem) != HL_OK) {
+            hl_publish_result res = {0,
+                                     HL_E_REDIS_UNAVAILABLE,
+                                     "a Redis failover is under way and the node is not yet on "
+                                     "the new master; nothing was stored: publish again",
+                                     NULL,
+                                     0,
+                                     0};
+            ((hl_publish_cb *)op->cb)(op->ud, &res);
+            free_op(op);
+        } else {
+            free(op->data);
+            free(op->idem);
+            op->data = op->idem = NULL;
+        }
+        op = next;
+    }
+}
+
+static void unfence(hl_store *s, const char *why) {
+    if (!s->fencing) return;
+    s->fencing = 0;
+    evtimer_del(s->fence_timer);
+    hl_info("worker %d: publishing again (%s)", s->worker, why);
+    release_held(s);
+}
+
+static void on_fence_timer(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_store *s = arg;
+    hl_warn("worker %d: the failover the sentinels announced did not complete within %d ms",
+            s->worker, FENCE_MAX_MS);
+    unfence(s, "the failover did not complete in time");
+}
+
+/* A fence ends once the command link is ready on another master than
+ * the one the failover was announced for. */
+static void fence_check(hl_store *s) {
+    if (s->fencing && hl_store_can_read(s) &&
+        (s->fence_port != s->cmd.port || strcmp(s->fence_master, s->cmd.host) != 0))
+        unfence(s, "the links are on the new master");
+}
+
+/* The next space-separated word of p[*at..n) into out. */
+static void next_word(const char *p, size_t n, size_t *at, char *out, size_t outlen) {
+    while (*at < n && p[*at] == ' ')
+        ++*at;
+    size_t k = 0;
+    while (*at < n && p[*at] != ' ') {
+        if (k + 1 < outlen) out[k++] = p[*at];
+        ++*at;
+    }
+    out[k] = '\0';
+}
+
+static void on_sentinel_event(void *ud, int from, const char *event, const char *p, size_t n) {
+    hl_store *s = ud;
+    char w[5][256];
+    size_t at = 0;
+    for (int i = 0; i < 5; i++)
+        next_word(p, n, &at, w[i], sizeof(w[i]));
+    if (strcmp(event, "+switch-master") == 0) {
+        /* "<name> <old ip> <old port> <new ip> <new port>" */
+        if (strcmp(w[0], s->cfg->redis_master_name) != 0) return;
+        hl_info("worker %d: sentinel %s: the master is now %s:%s", s->worker,
+                s->cfg->redis_sentinels[from], w[3], w[4]);
+        int port = atoi(w[4]);
+        hl_rlink *links[] = {&s->sub, &s->cmd};
+        for (int i = 0; i < 2; i++) {
+            hl_rlink *l = links[i];
+            if (hl_rlink_is_up(l) && strcmp(l->host, w[3]) == 0 && l->port == port) continue;
+            hl_rlink_move(l, w[3], port, "a sentinel announced a new master");
+        }
+        fence_check(s);
+        return;
+    }
+    /* "master <name> <ip> <port> ..." */
+    if (strcmp(w[0], "master") != 0 || strcmp(w[1], s->cfg->redis_master_name) != 0) return;
+    if (strcmp(event, "+try-failover") == 0) {
+        if (s->fencing == 0) {
+            hl_info("worker %d: sentinel %s starts a failover of %s; publishes are held until "
+                    "the links are on the new master",
+                    s->worker, s->cfg->redis_sentinels[from], w[1]);
+            snprintf(s->fence_master, sizeof(s->fence_master), "%s", s->cmd.host);
+            s->fence_port = s->cmd.port;
+            struct timeval tv = hl_ms_tv(FENCE_MAX_MS);
+            evtimer_add(s->fence_timer, &tv);
+        }
+        s->fencing |= 1u << from;
+    } else if (s->fencing & (1u << from)) {
+        /* One of that sentinel's -failover-abort-* events; another may
+         * still be failing over. */
+        if (s->fencing == (1u << from))
+            unfence(s, event);
+        else
+            s->fencing &= ~(1u << from);
+    }
 }
 
 static void on_info(redisAsyncContext *ac, void *reply_, void *privdata) {
@@ -802,6 +967,11 @@ hl_store *hl_store_new(const hl_config *cfg, struct event_base *base, int worker
     s->wait_ev = event_new(base, -1, 0, on_wait_turn, s);
     s->watch_timer = event_new(base, -1, EV_PERSIST, on_watch_timer, s);
     s->unwaited_tail = &s->unwaited;
+    s->held_tail = &s->held;
+    s->fence_timer = evtimer_new(base, on_fence_timer, s);
+    if (s->fence_timer == NULL ||
+        hl_sentinel_feed_init(&s->feed, cfg, base, on_sentinel_event, s) != HL_OK)
+        goto oom;
     if (s->retry == NULL || s->tick == NULL || s->canary == NULL || s->wait_ev == NULL ||
         s->watch_timer == NULL || hl_sentinel_init(&s->watch, cfg, base) != HL_OK)
         goto oom;
@@ -840,14 +1010,18 @@ void hl_store_start(hl_store *s) {
     if (s->cmd.sentinel) {
         struct timeval wtv = hl_ms_tv(s->cfg->redis_sentinel_check_ms);
         event_add(s->watch_timer, &wtv);
+        hl_sentinel_feed_start(&s->feed);
     }
 }
 
 void hl_store_stop(hl_store *s) {
     hl_sentinel_cancel(&s->watch);
     if (s->watch_timer) event_del(s->watch_timer);
+    hl_sentinel_feed_stop(&s->feed);
     hl_rlink_stop(&s->cmd);
     hl_rlink_stop(&s->sub);
+    /* Held publishes are refused now that nothing can send them. */
+    unfence(s, "the node is stopping");
     /* Publishes whose WAIT was not sent yet. */
     if (s->wait_ev) on_wait_turn(-1, 0, s);
     if (s->tick) event_del(s->tick);
@@ -862,6 +1036,7 @@ void hl_store_free(hl_store *s) {
     if (s->canary) event_free(s->canary);
     if (s->retry) event_free(s->retry);
     if (s->wait_ev) event_free(s->wait_ev);
+    if (s->fence_timer) event_free(s->fence_timer);
     if (s->watch_timer) event_free(s->watch_timer);
     hl_sentinel_free(&s->watch);
     free(s);
