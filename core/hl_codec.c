@@ -55,6 +55,16 @@ void hl_codec_error(hl_buf *b, const char *code, const char *detail) {
     hl_json_error(b, code, detail);
 }
 
+void hl_codec_ready(hl_buf *b, const char *degraded) {
+    if (degraded[0] == '\0') {
+        hl_buf_puts(b, "{\"status\":\"ready\"}");
+        return;
+    }
+    hl_buf_puts(b, "{\"status\":\"degraded\",\"detail\":");
+    hl_json_string(b, degraded, strlen(degraded));
+    hl_buf_puts(b, "}");
+}
+
 static void field(hl_buf *b, const char *name, const char *v, size_t n) {
     hl_buf_puts(b, name);
     hl_buf_append(b, v, n);

@@ -41,6 +41,10 @@ void hl_codec_channel_info(hl_buf *b, const char *name, size_t nlen, const hl_si
 /* {"error":"<code>","detail":"<detail>"}. */
 void hl_codec_error(hl_buf *b, const char *code, const char *detail);
 
+/* GET /readyz's 200: {"status":"ready"}, or {"status":"degraded",
+ * "detail":"<degraded>"} when degraded is not empty. */
+void hl_codec_ready(hl_buf *b, const char *degraded);
+
 /* ---- Server-Sent Events ----------------------------------------------
  * Every event ends with a blank line. Message objects and cursors never
  * hold a line break (JSON escapes them; cursors are [0-9a-f:,-]), so

@@ -60,6 +60,9 @@ static const char *check_prefix(const char *v);
 static const char *check_level(const char *v);
 static const char *check_format(const char *v);
 static const char *check_auth_mode(const char *v);
+static const char *check_redis_mode(const char *v);
+static const char *check_hostport(const char *v);
+static const char *check_master_name(const char *v);
 static const char *check_algorithm(const char *v);
 static const char *check_pattern(const char *v);
 static const char *check_cookie_name(const char *v);
@@ -113,6 +116,7 @@ static const hl_setting settings[] = {
     HL_INT("http", "max_header_bytes", http_max_header_bytes, 256, 1048576, 16384),
     HL_STRLIST("http", "cors_origins", http_cors_origins, http_cors_origins_count, check_word),
 
+    HL_STR("redis", "mode", redis_mode, "single", check_redis_mode),
     HL_STR("redis", "host", redis_host, "127.0.0.1", check_word),
     HL_INT("redis", "port", redis_port, 1, 65535, 6379),
     HL_STR("redis", "password", redis_password, "", NULL),
@@ -124,6 +128,11 @@ static const hl_setting settings[] = {
     HL_INT("redis", "heartbeat_ms", redis_heartbeat_ms, 100, 600000, 1000),
     HL_INT("redis", "canary_ms", redis_canary_ms, 50, 600000, 1000),
     HL_INT("redis", "canary_timeout_ms", redis_canary_timeout_ms, 100, 3600000, 3000),
+    HL_STRLIST("redis", "sentinels", redis_sentinels, redis_sentinels_count, check_hostport),
+    HL_STR("redis", "master_name", redis_master_name, "", check_master_name),
+    HL_STR("redis", "sentinel_password", redis_sentinel_password, "", NULL),
+    HL_INT("redis", "sentinel_timeout_ms", redis_sentinel_timeout_ms, 10, 60000, 300),
+    HL_INT("redis", "sentinel_check_ms", redis_sentinel_check_ms, 100, 3600000, 1000),
 
     HL_INT("poll", "default_timeout", poll_default_timeout, 1, 3600, 30),
     HL_INT("poll", "max_timeout", poll_max_timeout, 1, 3600, 120),
@@ -142,6 +151,8 @@ static const hl_setting settings[] = {
     HL_BOOL("publish", "enabled", publish_enabled, 1),
     HL_STR("publish", "key", publish_key, "", NULL),
     HL_INT("publish", "max_message_bytes", publish_max_message_bytes, 1, 16777216, 65536),
+    HL_INT("publish", "wait_replicas", publish_wait_replicas, 0, 64, 0),
+    HL_INT("publish", "wait_timeout_ms", publish_wait_timeout_ms, 1, 60000, 200),
 
     HL_STR("auth", "mode", auth_mode, "off", check_auth_mode),
     HL_STR("auth", "jwt_key", auth_jwt_key, "", NULL),
@@ -205,6 +216,26 @@ static const char *check_format(const char *v) {
 static const char *check_auth_mode(const char *v) {
     if (strcmp(v, "off") == 0 || strcmp(v, "jwt") == 0) return NULL;
     return "must be off or jwt";
+}
+
+static const char *check_redis_mode(const char *v) {
+    if (strcmp(v, "single") == 0 || strcmp(v, "sentinel") == 0) return NULL;
+    return "must be single or sentinel";
+}
+
+/* A sentinel's address: host:port, the port required. */
+static const char *check_hostport(const char *v) {
+    char host[256], err[160];
+    int port;
+    if (hl_config_parse_addr(v, host, sizeof(host), &port, err, sizeof(err)) != HL_OK || port == 0)
+        return "must be host:port, such as 127.0.0.1:26379";
+    return NULL;
+}
+
+/* Sentinel's master names are one word; an empty one means "not set",
+ * which validation refuses in sentinel mode. */
+static const char *check_master_name(const char *v) {
+    return *v == '\0' ? NULL : check_word(v);
 }
 
 static const char *check_algorithm(const char *v) {
@@ -804,7 +835,8 @@ int hl_config_apply_env(hl_config *cfg, hl_getenv_fn *get, char *err, size_t err
 
 /* ---- Redis address ------------------------------------------------------ */
 
-int hl_config_set_redis_addr(hl_config *cfg, const char *addr, char *err, size_t errlen) {
+int hl_config_parse_addr(const char *addr, char *out_host, size_t out_hostlen, int *out_port,
+                         char *err, size_t errlen) {
     const char *host;
     const char *host_end;
     const char *port = NULL;
@@ -849,7 +881,7 @@ int hl_config_set_redis_addr(hl_config *cfg, const char *addr, char *err, size_t
 
     host_len = (size_t)(host_end - host);
     if (host_len == 0) return hl_set_error(err, errlen, "redis address '%.100s': empty host", addr);
-    if (host_len >= sizeof(cfg->redis_host))
+    if (host_len >= out_hostlen)
         return hl_set_error(err, errlen, "redis address '%.100s': host is too long", addr);
     for (const char *p = host; p < host_end; p++) {
         if (*p == '\0' || strchr(host_chars, *p) == NULL)
@@ -871,10 +903,19 @@ int hl_config_set_redis_addr(hl_config *cfg, const char *addr, char *err, size_t
                                 "redis address '%.100s': port must be between 1 and 65535", addr);
     }
 
-    /* Only a fully valid address changes cfg. */
-    memset(cfg->redis_host, 0, sizeof(cfg->redis_host));
-    memcpy(cfg->redis_host, host, host_len);
-    if (port_num > 0) cfg->redis_port = (int)port_num;
+    /* Only a fully valid address changes the outputs. */
+    memset(out_host, 0, out_hostlen);
+    memcpy(out_host, host, host_len);
+    *out_port = port_num > 0 ? (int)port_num : 0;
+    return HL_OK;
+}
+
+int hl_config_set_redis_addr(hl_config *cfg, const char *addr, char *err, size_t errlen) {
+    char host[sizeof(cfg->redis_host)];
+    int port;
+    if (hl_config_parse_addr(addr, host, sizeof(host), &port, err, errlen) != HL_OK) return HL_ERR;
+    memcpy(cfg->redis_host, host, sizeof(host));
+    if (port > 0) cfg->redis_port = port;
     return HL_OK;
 }
 
@@ -920,6 +961,16 @@ int hl_config_validate(const hl_config *cfg, char *err, size_t errlen) {
                             "http.max_url_bytes: must leave %d bytes of the largest pool "
                             "class (%d) for the answer, or that limit could never be reached",
                             HL_CONFIG_RESPONSE_ROOM, largest);
+    if (strcmp(cfg->redis_mode, "sentinel") == 0) {
+        if (cfg->redis_sentinels_count == 0)
+            return hl_set_error(err, errlen,
+                                "redis.sentinels: redis.mode is sentinel, so at least one "
+                                "sentinel (host:port) must be listed");
+        if (cfg->redis_master_name[0] == '\0')
+            return hl_set_error(err, errlen,
+                                "redis.master_name: redis.mode is sentinel, so the name the "
+                                "sentinels monitor the master under must be set");
+    }
     if (strcmp(cfg->auth_mode, "jwt") == 0) {
         int key = cfg->auth_jwt_key[0] != '\0', file = cfg->auth_jwt_key_file[0] != '\0';
         if (key == file)

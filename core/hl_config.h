@@ -21,6 +21,8 @@
 #define HL_CONFIG_MAX_CORS 16
 /* Patterns in auth.public_channels at most. */
 #define HL_CONFIG_MAX_PUBLIC 32
+/* Sentinel addresses in redis.sentinels at most. */
+#define HL_CONFIG_MAX_SENTINELS 16
 /* The most channels one poll or stream may name (poll.max_channels is
  * capped here), so per-request arrays can be sized by it. */
 #define HL_MAX_CHANNELS 256
@@ -57,7 +59,8 @@ typedef struct hl_config {
     int http_cors_origins_count;
 
     /* redis */
-    char redis_host[256];         /* default 127.0.0.1 */
+    char redis_mode[16];          /* "single" (default) or "sentinel" */
+    char redis_host[256];         /* default 127.0.0.1; single mode only */
     int redis_port;               /* default 6379 */
     char redis_password[256];     /* empty = no AUTH */
     int redis_db;                 /* SELECT db; default 0 */
@@ -68,6 +71,13 @@ typedef struct hl_config {
     int redis_heartbeat_ms;       /* ping interval; 3 unanswered close the link; default 1000 */
     int redis_canary_ms;          /* a probe round the control channel this often; default 1000 */
     int redis_canary_timeout_ms; /* probes not back this long: not ready, reconnect; default 3000 */
+    /* sentinel mode: where the master is comes from these */
+    char redis_sentinels[HL_CONFIG_MAX_SENTINELS][262]; /* host:port each */
+    int redis_sentinels_count;
+    char redis_master_name[128];       /* the name the sentinels monitor it under */
+    char redis_sentinel_password[256]; /* AUTH for the sentinels; "" = redis.password */
+    int redis_sentinel_timeout_ms;     /* one sentinel's connect + answer; default 300 */
+    int redis_sentinel_check_ms;       /* ask again this often while up; default 1000 */
 
     /* poll */
     int poll_default_timeout; /* seconds; default 30 */
@@ -88,6 +98,8 @@ typedef struct hl_config {
     bool publish_enabled;          /* POST /publish accepted; default true */
     char publish_key[256];         /* if not empty, required as "Authorization: Bearer <key>" */
     int publish_max_message_bytes; /* default 65536 */
+    int publish_wait_replicas;     /* WAIT for this many replicas before a 201; default 0 */
+    int publish_wait_timeout_ms;   /* WAIT's timeout; short: 503 redis_unconfirmed; default 200 */
 
     /* auth (README "Private channels") */
     char auth_mode[8];           /* "off" (default) or "jwt" */
@@ -130,8 +142,14 @@ int hl_config_load_string(hl_config *cfg, const char *text, const char *name, ch
  * comma-separated list). Returns HL_OK or HL_ERR with "NAME: message". */
 int hl_config_apply_env(hl_config *cfg, hl_getenv_fn *get, char *err, size_t errlen);
 
-/* Parses "host:port" (or "host", or "[v6]:port") into redis_host/redis_port.
- * Returns HL_OK or HL_ERR with a message. */
+/* Parses "host:port" (or "host", or "[v6]:port") into host (hostlen bytes
+ * with its NUL) and *port (0 when none was given). Returns HL_OK or HL_ERR
+ * with a message; on error the outputs are unchanged. */
+int hl_config_parse_addr(const char *addr, char *host, size_t hostlen, int *port, char *err,
+                         size_t errlen);
+
+/* hl_config_parse_addr into redis_host/redis_port (a missing port keeps
+ * redis_port). Returns HL_OK or HL_ERR with a message. */
 int hl_config_set_redis_addr(hl_config *cfg, const char *addr, char *err, size_t errlen);
 
 /* Checks ranges and relations (e.g. default_timeout <= max_timeout).

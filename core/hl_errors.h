@@ -28,6 +28,8 @@
     X(OUT_OF_MEMORY, 503, "out_of_memory", "the node cannot take the request now")                 \
     X(REDIS_UNAVAILABLE, 503, "redis_unavailable", "Redis is not reachable")                       \
     X(REDIS_TIMEOUT, 503, "redis_timeout", "Redis did not answer in time")                         \
+    X(REDIS_UNCONFIRMED, 503, "redis_unconfirmed",                                                 \
+      "stored, but fewer replicas than publish.wait_replicas confirmed it in time")                \
     X(REDIS_ERROR, 503, "redis_error", "Redis refused the command")
 
 typedef enum hl_error {

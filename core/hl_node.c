@@ -106,9 +106,19 @@ int hl_node_start(hl_node *n, char *err, size_t errlen) {
         n->started++;
     }
     n->fds_running = pthread_create(&n->fds_thread, NULL, count_fds, n) == 0;
-    hl_info("listening on %s:%d with %d workers; redis %s:%d, prefix '%s'", n->cfg.http_bind,
-            n->cfg.http_port, n->nworkers, n->cfg.redis_host, n->cfg.redis_port,
-            n->cfg.redis_prefix);
+    if (strcmp(n->cfg.redis_mode, "sentinel") == 0)
+        hl_info("listening on %s:%d with %d workers; redis: the master the %d sentinels name "
+                "'%s' (redis.host and --redis are not used), prefix '%s'",
+                n->cfg.http_bind, n->cfg.http_port, n->nworkers, n->cfg.redis_sentinels_count,
+                n->cfg.redis_master_name, n->cfg.redis_prefix);
+    else
+        hl_info("listening on %s:%d with %d workers; redis %s:%d, prefix '%s'", n->cfg.http_bind,
+                n->cfg.http_port, n->nworkers, n->cfg.redis_host, n->cfg.redis_port,
+                n->cfg.redis_prefix);
+    if (n->cfg.publish_wait_replicas > 0)
+        hl_info("publishes are answered 201 once %d replica%s confirmed them (WAIT, %d ms)",
+                n->cfg.publish_wait_replicas, n->cfg.publish_wait_replicas == 1 ? "" : "s",
+                n->cfg.publish_wait_timeout_ms);
     if (strcmp(n->cfg.auth_mode, "jwt") == 0)
         hl_info("auth: channels need %s tokens%s%s; %d public pattern%s", n->cfg.auth_jwt_algorithm,
                 n->cfg.auth_query_token ? ", also as ?token=" : "",
@@ -150,6 +160,14 @@ int hl_node_ready(const hl_node *n, char *why, size_t whylen) {
         if (r != NULL) {
             snprintf(why, whylen, "worker %d: %s", i, r);
             return 0;
+        }
+    }
+    if (whylen > 0) why[0] = '\0';
+    for (int i = 0; i < n->nworkers; i++) {
+        const char *d = hl_worker_degraded(n->workers[i]);
+        if (d != NULL) {
+            snprintf(why, whylen, "worker %d: %s", i, d);
+            break;
         }
     }
     return n->nworkers > 0;

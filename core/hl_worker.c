@@ -47,6 +47,7 @@ struct hl_worker {
      * reason when that is NR_STORE (a string constant). */
     int not_ready;
     const char *store_why;
+    const char *degraded_why; /* the store's, or NULL: serving, but degraded */
     pthread_t thread;
 };
 
@@ -57,6 +58,8 @@ static void update_ready(hl_worker *w) {
                        : w->engine && hl_engine_subs_pending(w->engine) ? NR_SUBSCRIBING
                                                                         : NR_READY;
     __atomic_store_n(&w->store_why, store_why, __ATOMIC_RELAXED);
+    __atomic_store_n(&w->degraded_why, w->store ? hl_store_degraded(w->store) : NULL,
+                     __ATOMIC_RELEASE);
     __atomic_store_n(&w->not_ready, (int)why, __ATOMIC_RELEASE);
 }
 
@@ -68,6 +71,10 @@ const char *hl_worker_not_ready(const hl_worker *w) {
     case NR_SUBSCRIBING: return "waiting for Redis to confirm the subscriptions";
     }
     return "unknown";
+}
+
+const char *hl_worker_degraded(const hl_worker *w) {
+    return __atomic_load_n(&w->degraded_why, __ATOMIC_ACQUIRE);
 }
 
 static int node_ready(void *ud, char *why, size_t whylen) {

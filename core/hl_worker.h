@@ -20,7 +20,8 @@
 typedef struct hl_worker hl_worker;
 
 /* 1 if the whole node is ready, else 0 with why (GET /readyz asks any
- * worker about all of them). */
+ * worker about all of them). Ready but degraded: 1, with why set to what
+ * is degraded (else why is left empty). */
 typedef int hl_ready_fn(void *ud, char *why, size_t whylen);
 
 /* Appends the whole node's Prometheus text to out (GET /metrics asks any
@@ -35,6 +36,8 @@ int hl_worker_start(hl_worker *w, char *err, size_t errlen);
 /* Any thread: answer the waiters, drain for at most drain_ms, exit. */
 void hl_worker_request_stop(hl_worker *w, int drain_ms);
 void hl_worker_join(hl_worker *w);
+/* NULL, or what is degraded while the worker serves (any thread). */
+const char *hl_worker_degraded(const hl_worker *w);
 /* NULL if the worker is ready, else why not, for people (any thread). */
 const char *hl_worker_not_ready(const hl_worker *w);
 /* The worker's counters and gauges, written by its thread only; any

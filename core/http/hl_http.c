@@ -365,10 +365,15 @@ static enum MHD_Result reply_health(hl_req *r, hl_span arg, const char *url) {
 static enum MHD_Result reply_ready(hl_req *r, hl_span arg, const char *url) {
     (void)arg;
     (void)url;
-    char why[160] = "not ready";
-    if (r->h->hooks.ready && r->h->hooks.ready(r->h->ud, why, sizeof(why)))
-        return reply_json(r, MHD_HTTP_OK, "{\"status\":\"ready\"}");
-    return hl__reply_error(r, HL_E_NOT_READY, why);
+    char why[800] = "";
+    if (r->h->hooks.ready == NULL || !r->h->hooks.ready(r->h->ud, why, sizeof(why)))
+        return hl__reply_error(r, HL_E_NOT_READY, why[0] ? why : "not ready");
+    hl_buf b;
+    hl_buf_init(&b);
+    hl_codec_ready(&b, why); /* why: what is degraded, if anything */
+    enum MHD_Result ret = b.oom ? MHD_NO : reply_json(r, MHD_HTTP_OK, b.data);
+    hl_buf_free(&b);
+    return ret;
 }
 
 static enum MHD_Result reply_metrics(hl_req *r, hl_span arg, const char *url) {

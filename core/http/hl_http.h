@@ -22,7 +22,8 @@
 typedef struct hl_http hl_http;
 
 typedef struct hl_http_hooks {
-    /* 1 if the node is ready, else 0 with why (GET /readyz). */
+    /* 1 if the node is ready (why: empty, or what is degraded), else 0
+     * with why (GET /readyz). */
     int (*ready)(void *ud, char *why, size_t whylen);
     /* A request ended (the worker finishes a stop once none is open). */
     void (*request_done)(void *ud);

@@ -9,6 +9,13 @@ void hl_rkeys_init(hl_rkeys *k, const char *prefix, const char *node, int worker
     snprintf(k->epoch, sizeof(k->epoch), "%sepoch", k->prefix);
     snprintf(k->ctl, sizeof(k->ctl), "%s#ctl:%s:%d", k->prefix, node, worker);
     snprintf(k->hb, sizeof(k->hb), "%s#hb:%s:%d", k->prefix, node, worker);
+    snprintf(k->client, sizeof(k->client), "holdline-%s-%d", node, worker);
+    for (char *p = k->client; *p; p++)
+        if (*p < '!' || *p > '~') *p = '_';
+}
+
+void hl_rkeys_client_name(const hl_rkeys *k, const char *link, char *out, size_t outlen) {
+    snprintf(out, outlen, "%s-%s", k->client, link);
 }
 
 void hl_rkeys_channel(const hl_rkeys *k, const char *ch, size_t n, char *out) {

@@ -9,6 +9,9 @@
  *   holdline:#ctl:<node>:<w>   worker w's private control channel (ticks)
  *   holdline:#hb:<node>:<w>    its subscriber link's heartbeat pattern
  *
+ * and its connections are named holdline-<node>-<w>-<link> (CLIENT
+ * SETNAME), so CLIENT LIST shows whose they are.
+ *
  * The braces put a channel's stream and keys in one Redis Cluster slot.
  * '#' is never part of a channel name, so no client can poll or publish on
  * the private names. Pure. */
@@ -27,6 +30,7 @@ typedef struct hl_rkeys {
     char epoch[96];
     char ctl[160];
     char hb[160];
+    char client[100]; /* holdline-<node>-<w>, bytes CLIENT SETNAME refuses as '_' */
 } hl_rkeys;
 
 void hl_rkeys_init(hl_rkeys *k, const char *prefix, const char *node, int worker);
@@ -35,6 +39,9 @@ void hl_rkeys_init(hl_rkeys *k, const char *prefix, const char *node, int worker
 void hl_rkeys_channel(const hl_rkeys *k, const char *ch, size_t n, char *out);
 void hl_rkeys_stream(const hl_rkeys *k, const char *ch, size_t n, char *out);
 void hl_rkeys_idem(const hl_rkeys *k, const char *ch, size_t n, const char *key, char *out);
+
+/* The connection name of worker's link (such as "cmd") into out. */
+void hl_rkeys_client_name(const hl_rkeys *k, const char *link, char *out, size_t outlen);
 
 /* The channel name inside a Redis channel name s[0..n), or NULL if it
  * does not carry the prefix. */

@@ -8,8 +8,10 @@
 
 #include "hl_common.h"
 #include "hl_log.h"
+#include "hl_rreply.h"
 
 static void link_connect(hl_rlink *l);
+static void drop(hl_rlink *l, const char *why);
 
 /* The next reconnect delay: min * 2^failures, capped at max, with +-25%
  * jitter so that the workers of many nodes do not reconnect in step after
@@ -35,8 +37,7 @@ static void schedule_reconnect(hl_rlink *l, const char *why) {
     /* The first failure of a run is worth a warning; the retries that
      * follow would only repeat it. */
     if (l->failures == 1)
-        hl_warn("redis %s link to %s:%d down: %s; reconnecting", l->name, l->cfg->redis_host,
-                l->cfg->redis_port, why);
+        hl_warn("redis %s link to %s:%d down: %s; reconnecting", l->name, l->host, l->port, why);
     else
         hl_debug("redis %s link: attempt %d failed: %s; next in %d ms", l->name, l->failures, why,
                  ms);
@@ -56,7 +57,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
         schedule_reconnect(l, "connect timed out");
         return;
     }
-    if (l->ac == NULL && !l->stopping) link_connect(l);
+    if (l->ac != NULL && !l->up) {
+        /* Connected, but ROLE did not answer in time. */
+        drop(l, "no answer to ROLE in time");
+        return;
+    }
+    if (l->ac == NULL && !l->stopping && !hl_sentinel_busy(&l->ask)) link_connect(l);
 }
 
 /* Closes a connection the link no longer trusts; on_disconnect then
@@ -69,8 +75,20 @@ static void drop(hl_rlink *l, const char *why) {
     l->drop_why = NULL;
 }
 
+static void on_soon(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_rlink *l = arg;
+    /* Only the connection it was asked about: a newer one is innocent. */
+    if (l->ac != NULL && l->ac == l->soon_ac) drop(l, l->soon_why);
+    l->soon_ac = NULL;
+}
+
 void hl_rlink_reconnect(hl_rlink *l, const char *why) {
-    drop(l, why);
+    if (l->ac == NULL || l->stopping) return;
+    l->soon_ac = l->ac;
+    l->soon_why = why;
+    event_active(l->soon, EV_TIMEOUT, 0);
 }
 
 /* A subscribed hiredis 0.14 context files the callback of every PING
@@ -103,7 +121,7 @@ static void on_hb_timer(evutil_socket_t fd, short what, void *arg) {
     if (!hl_rlink_is_up(l)) return;
     if (l->hb_unanswered >= HL_RLINK_HB_MISSES) {
         hl_warn("redis %s link to %s:%d: no answer to %d heartbeats in a row; closing it", l->name,
-                l->cfg->redis_host, l->cfg->redis_port, l->hb_unanswered);
+                l->host, l->port, l->hb_unanswered);
         drop(l, "heartbeat not answered");
         return;
     }
@@ -123,6 +141,42 @@ static void on_auth_reply(redisAsyncContext *ac, void *r, void *privdata) {
     }
 }
 
+/* The link is up: heartbeats start and the owner may send. */
+static void go_up(hl_rlink *l) {
+    evtimer_del(l->timer);
+    if (l->failures > 0 || l->reconnects > 0)
+        hl_info("redis %s link to %s:%d is back", l->name, l->host, l->port);
+    l->failures = 0;
+    l->hb_unanswered = 0;
+    l->up = 1;
+    /* Before on_up: the pattern's callback must exist before any PING. */
+    if (l->hb_pattern) redisAsyncCommand(l->ac, on_hb_reply, l, "PSUBSCRIBE %s", l->hb_pattern);
+    int ms = l->cfg->redis_heartbeat_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(l->hb_timer, &tv);
+    l->on_up(l, l->ud);
+}
+
+/* Sentinel mode: the server the sentinels named must say it is the
+ * master, or their view is stale (a failover under way, a demoted master
+ * back as a replica). */
+static void on_role(redisAsyncContext *ac, void *reply_, void *privdata) {
+    hl_rlink *l = privdata;
+    const redisReply *reply = reply_;
+    if (reply == NULL || l->ac != ac) return; /* lost: on_disconnect follows */
+    hl_redis_role role = hl_rreply_role(reply);
+    if (role == HL_ROLE_MASTER) {
+        l->confirmed = 1;
+        go_up(l);
+        return;
+    }
+    l->drop_why = role == HL_ROLE_REPLICA ? "the server the sentinels named is a replica, not the "
+                                            "master (ROLE); asking them again"
+                  : reply->type == REDIS_REPLY_ERROR ? "ROLE was refused"
+                                                     : "ROLE did not say master";
+    redisAsyncDisconnect(ac); /* on_disconnect, after this returns */
+}
+
 static void on_connect(const redisAsyncContext *cac, int status) {
     hl_rlink *l = cac->data;
     if (l == NULL) return;
@@ -135,41 +189,38 @@ static void on_connect(const redisAsyncContext *cac, int status) {
         if (!l->stopping) schedule_reconnect(l, why);
         return;
     }
-    evtimer_del(l->timer);
     l->connected = 1;
-    if (l->failures > 0 || l->reconnects > 0) {
-        hl_info("redis %s link to %s:%d is back", l->name, l->cfg->redis_host, l->cfg->redis_port);
-    }
-    l->failures = 0;
-    l->hb_unanswered = 0;
-    /* Before on_up: the pattern's callback must exist before any PING. */
-    if (l->hb_pattern) redisAsyncCommand(l->ac, on_hb_reply, l, "PSUBSCRIBE %s", l->hb_pattern);
-    int ms = l->cfg->redis_heartbeat_ms;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(l->hb_timer, &tv);
-    l->on_up(l, l->ud);
+    /* Sentinel mode waits for ROLE, under the connect timeout still. */
+    if (!l->sentinel) go_up(l);
 }
 
 static void on_disconnect(const redisAsyncContext *cac, int status) {
     (void)status;
     hl_rlink *l = cac->data;
     if (l == NULL) return;
-    char why[128];
+    char why[200];
     snprintf(why, sizeof(why), "%s",
              l->drop_why                     ? l->drop_why
              : cac->errstr && cac->errstr[0] ? cac->errstr
                                              : "connection closed");
+    l->drop_why = NULL;
     l->ac = NULL;
     l->connected = 0;
     evtimer_del(l->hb_timer);
+    evtimer_del(l->timer);
+    int was_up = l->up;
+    l->up = 0;
     if (l->stopping) return;
-    l->reconnects++;
-    l->on_down(l, l->ud);
+    if (was_up) {
+        l->reconnects++;
+        l->on_down(l, l->ud);
+    }
     schedule_reconnect(l, why);
 }
 
-static void link_connect(hl_rlink *l) {
-    redisAsyncContext *ac = redisAsyncConnect(l->cfg->redis_host, l->cfg->redis_port);
+/* Connects to l->host:l->port. */
+static void connect_to(hl_rlink *l) {
+    redisAsyncContext *ac = redisAsyncConnect(l->host, l->port);
     if (ac == NULL) {
         schedule_reconnect(l, "out of memory");
         return;
@@ -193,7 +244,44 @@ static void link_connect(hl_rlink *l) {
         redisAsyncCommand(ac, on_auth_reply, NULL, "AUTH %s", l->cfg->redis_password);
     if (l->cfg->redis_db != 0)
         redisAsyncCommand(ac, on_auth_reply, NULL, "SELECT %d", l->cfg->redis_db);
+    if (l->client_name[0]) redisAsyncCommand(ac, NULL, NULL, "CLIENT SETNAME %s", l->client_name);
+    if (l->sentinel) redisAsyncCommand(ac, on_role, l, "ROLE");
     arm_timer(l, l->cfg->redis_connect_timeout_ms);
+}
+
+static void on_master_named(void *ud, const char *host, int port, const char *why) {
+    hl_rlink *l = ud;
+    if (l->stopping) return;
+    if (host != NULL) {
+        if (l->confirmed && (strcmp(host, l->host) != 0 || port != l->port))
+            hl_info("redis %s link: the sentinels name %s:%d as the master (was %s:%d)", l->name,
+                    host, port, l->host, l->port);
+        if (strcmp(host, l->host) != 0 || port != l->port) l->confirmed = 0;
+        snprintf(l->host, sizeof(l->host), "%s", host);
+        l->port = port;
+        connect_to(l);
+        return;
+    }
+    if (l->confirmed) {
+        /* The master may well be where it was: the sentinels may be the
+         * ones down. ROLE tells. */
+        if (l->failures == 0)
+            hl_warn("redis %s link: no sentinel answered (%s); trying the master last confirmed, "
+                    "%s:%d",
+                    l->name, why, l->host, l->port);
+        connect_to(l);
+        return;
+    }
+    char msg[600];
+    snprintf(msg, sizeof(msg), "no sentinel named the master: %s", why);
+    schedule_reconnect(l, msg);
+}
+
+static void link_connect(hl_rlink *l) {
+    if (l->sentinel)
+        hl_sentinel_start(&l->ask, on_master_named, l);
+    else
+        connect_to(l);
 }
 
 int hl_rlink_init(hl_rlink *l, const char *name, const hl_config *cfg, struct event_base *base,
@@ -205,9 +293,23 @@ int hl_rlink_init(hl_rlink *l, const char *name, const hl_config *cfg, struct ev
     l->on_up = on_up;
     l->on_down = on_down;
     l->ud = ud;
+    snprintf(l->host, sizeof(l->host), "%s", cfg->redis_host);
+    l->port = cfg->redis_port;
+    l->sentinel = strcmp(cfg->redis_mode, "sentinel") == 0;
+    if (l->sentinel) {
+        /* Until the sentinels name one, logs say where they are. */
+        snprintf(l->host, sizeof(l->host), "(the master named %s)", cfg->redis_master_name);
+        l->port = 0;
+    }
     l->timer = evtimer_new(base, on_timer, l);
     l->hb_timer = event_new(base, -1, EV_PERSIST, on_hb_timer, l);
-    return l->timer && l->hb_timer ? HL_OK : HL_ERR;
+    l->soon = event_new(base, -1, 0, on_soon, l);
+    int ask = hl_sentinel_init(&l->ask, cfg, base);
+    return l->timer && l->hb_timer && l->soon && ask == HL_OK ? HL_OK : HL_ERR;
+}
+
+void hl_rlink_set_client_name(hl_rlink *l, const char *name) {
+    snprintf(l->client_name, sizeof(l->client_name), "%s", name);
 }
 
 void hl_rlink_set_pattern(hl_rlink *l, const char *pattern) {
@@ -219,11 +321,12 @@ void hl_rlink_start(hl_rlink *l) {
 }
 
 int hl_rlink_is_up(const hl_rlink *l) {
-    return l->ac != NULL && l->connected;
+    return l->ac != NULL && l->up;
 }
 
 void hl_rlink_stop(hl_rlink *l) {
     l->stopping = 1;
+    hl_sentinel_free(&l->ask);
     if (l->ac != NULL) {
         redisAsyncContext *ac = l->ac;
         l->ac = NULL;
@@ -236,5 +339,9 @@ void hl_rlink_stop(hl_rlink *l) {
     if (l->hb_timer) {
         event_free(l->hb_timer);
         l->hb_timer = NULL;
+    }
+    if (l->soon) {
+        event_free(l->soon);
+        l->soon = NULL;
     }
 }

@@ -14,6 +14,12 @@
  * private pattern and pings with that pattern as the argument: Redis's
  * ["pong", pattern] reply is then routed to the pattern's callback.
  *
+ * In sentinel mode (redis.mode) every connect, the first and each
+ * reconnect, first asks the sentinels where the master is, then confirms
+ * with ROLE on the server itself before the link is up; a server that
+ * says it is a replica is left and the sentinels are asked again. When no
+ * sentinel answers, the link tries the master it last confirmed.
+ *
  * Only the thread that owns the event base may touch a link. While a link
  * is down, l->ac is NULL: callers check hl_rlink_is_up() before sending.
  * On a loss hiredis calls every pending reply callback with a NULL reply
@@ -24,6 +30,7 @@
 #include <hiredis/async.h>
 
 #include "hl_config.h"
+#include "hl_sentinel.h"
 
 struct event_base;
 struct event;
@@ -39,6 +46,7 @@ struct hl_rlink {
     struct event_base *base;  /* not owned */
     redisAsyncContext *ac;    /* NULL while down; owned by hiredis once connected */
     int connected;            /* 1 between onConnect(OK) and onDisconnect */
+    int up;                   /* 1 between on_up and on_down */
     int stopping;             /* 1 after hl_rlink_stop: never reconnect */
     int failures;             /* consecutive failed attempts, for backoff and logs */
     struct event *timer;      /* connect timeout, then reconnect delay */
@@ -50,6 +58,15 @@ struct hl_rlink {
     int hb_unanswered;        /* pings sent since the last reply */
     const char *hb_pattern;   /* subscriber links: the private pattern (not owned) */
     const char *drop_why;     /* why the link itself closed the connection */
+    char host[256];           /* the server it connects (or is connected) to */
+    int port;
+    char client_name[128];      /* CLIENT SETNAME, so CLIENT LIST tells links apart */
+    int sentinel;               /* redis.mode is sentinel */
+    hl_sentinel_ask ask;        /* sentinel mode: where the master is */
+    int confirmed;              /* host:port once answered ROLE with master */
+    struct event *soon;         /* hl_rlink_reconnect's deferred close */
+    redisAsyncContext *soon_ac; /* the connection it closes */
+    const char *soon_why;
 };
 
 /* Prepares l; nothing connects until hl_rlink_start. Returns HL_OK or
@@ -62,9 +79,14 @@ int hl_rlink_init(hl_rlink *l, const char *name, const hl_config *cfg, struct ev
  * hl_rlink_start. */
 void hl_rlink_set_pattern(hl_rlink *l, const char *pattern);
 
-/* Closes the connection (if any) as one no longer trusted: on_down
- * follows and a reconnect is scheduled; why is logged. Never from inside
- * a hiredis callback. */
+/* Names the link's connections (CLIENT SETNAME name; a word, no spaces).
+ * Call before hl_rlink_start. */
+void hl_rlink_set_client_name(hl_rlink *l, const char *name);
+
+/* Closes the connection (if any) as one no longer trusted, on the next
+ * turn of the loop: on_down follows and a reconnect is scheduled; why (a
+ * string that stays valid) is logged. May be called from anywhere on the
+ * link's thread, a hiredis callback included. */
 void hl_rlink_reconnect(hl_rlink *l, const char *why);
 
 /* Starts the first connection attempt. */

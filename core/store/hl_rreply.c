@@ -109,6 +109,10 @@ int hl_rreply_library_missing(const redisReply *rep) {
            strstr(rep->str, "Function not found") != NULL;
 }
 
+int hl_rreply_readonly(const redisReply *rep) {
+    return rep != NULL && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "READONLY", 8) == 0;
+}
+
 int hl_rreply_master_addr(const redisReply *rep, char *host, size_t hostlen, int *port) {
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) return HL_ERR;
     const redisReply *h = rep->element[0], *p = rep->element[1];

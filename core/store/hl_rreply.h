@@ -47,6 +47,10 @@ hl_publish_reply hl_rreply_publish(const redisReply *rep, const char **id, size_
  * (the library was flushed or never loaded). */
 int hl_rreply_library_missing(const redisReply *rep);
 
+/* 1 if rep is the error a replica gives for a write ("-READONLY You
+ * can't write against a read only replica."). */
+int hl_rreply_readonly(const redisReply *rep);
+
 /* SENTINEL GET-MASTER-ADDR-BY-NAME's reply, [host, port]: the host copied
  * into host (hostlen bytes with its NUL) and the port. Returns HL_OK, or
  * HL_ERR for a nil (the sentinel knows no such master), an error, or

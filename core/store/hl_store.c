@@ -21,6 +21,7 @@
 #include "hl_rlib.h"
 #include "hl_rlink.h"
 #include "hl_rreply.h"
+#include "hl_sentinel.h"
 #include "hl_time.h"
 
 /* How soon what Redis refused is tried again. */
@@ -55,9 +56,31 @@ struct hl_store {
     int canary_ok;        /* the last probe came back, and none is overdue */
     int canary_failed;    /* probes stopped coming back (until one does) */
     char canary_why[160]; /* hl_store_not_ready's reason then */
+    /* Sentinel mode: the sentinels are asked now and then where the
+     * master is, so links on a master they no longer name move, and so
+     * readiness can say when none answers. */
+    hl_sentinel_ask watch;
+    struct event *watch_timer;
+    int sentinels_silent;   /* the last round got no answer */
+    char degraded_why[800]; /* hl_store_degraded's reason then */
+    char moved_why[300];    /* why the links were moved to another master */
+    /* publish.wait_replicas > 0: the publishes sent since the last WAIT,
+     * oldest first; one WAIT per loop turn answers them all. */
+    hl_store_op *unwaited;
+    hl_store_op **unwaited_tail;
+    struct event *wait_ev;
+    int wait_out;     /* a WAIT is in flight: the next waits for its answer */
+    unsigned cmd_gen; /* counts the command link's connections */
 };
 
 typedef enum op_kind { OP_READ, OP_PUBLISH, OP_INFO } op_kind;
+
+/* Where a publish waiting for WAIT is. */
+typedef enum pub_state {
+    PUB_SENT = 0, /* FCALL sent, no reply yet */
+    PUB_STORED,   /* stored (or a duplicate): the 201 waits for WAIT */
+    PUB_ANSWERED, /* the callback had its answer (or never will: cancelled) */
+} pub_state;
 
 struct hl_store_op {
     hl_store *s;
@@ -65,6 +88,11 @@ struct hl_store_op {
     int cancelled;
     void *cb;
     void *ud;
+    hl_store_op *next; /* publishes under WAIT: the batch */
+    pub_state state;   /* publishes under WAIT */
+    int duplicate;     /* PUB_STORED: an Idempotency-Key seen before */
+    char id[HL_SID_MAXLEN + 1];
+    unsigned gen;      /* publishes under WAIT: the command connection sent on */
     hl_read_from from; /* reads */
     size_t len;        /* of name */
     char name[];       /* the channel */
@@ -146,6 +174,15 @@ static void no_trouble(hl_store *s) {
  * (FUNCTION FLUSH, a restart without it) or refuses for now. */
 static void refused(hl_store *s, const char *what, const redisReply *reply) {
     if (reply == NULL) return; /* the link went down: it reconnects by itself */
+    if (hl_rreply_readonly(reply) && s->cmd.sentinel) {
+        /* A master demoted under the links: the sentinels know the new one. */
+        if (hl_rlink_is_up(&s->cmd))
+            hl_warn("worker %d: Redis at %s:%d is a read-only replica now (the master was "
+                    "demoted); asking the sentinels for the new master",
+                    s->worker, s->cmd.host, s->cmd.port);
+        hl_rlink_reconnect(&s->cmd, "the server became a read-only replica");
+        return;
+    }
     if (hl_rreply_library_missing(reply)) {
         /* Many replies may fail alike; one reload is enough. */
         if (s->cmd_ready && hl_rlink_is_up(&s->cmd)) {
@@ -177,6 +214,54 @@ const char *hl_store_not_ready(const hl_store *s) {
     if (!s->ctl_live) return "waiting for Redis to confirm the subscriptions";
     if (!s->canary_ok) return "waiting for the first canary probe to come back through Redis";
     return NULL;
+}
+
+const char *hl_store_degraded(const hl_store *s) {
+    return s->sentinels_silent ? s->degraded_why : NULL;
+}
+
+/* ---- Sentinel mode: following the master --------------------------------- */
+
+/* A link up on a server the sentinels no longer name as the master is
+ * moved: a manual failover leaves the old master up and writable until
+ * the sentinels reconfigure it, seconds later. */
+static void move_if_elsewhere(hl_store *s, hl_rlink *l, const char *host, int port) {
+    if (!hl_rlink_is_up(l) || (strcmp(l->host, host) == 0 && l->port == port)) return;
+    hl_info("worker %d: the sentinels name %s:%d as the master; moving the %s link from %s:%d",
+            s->worker, host, port, l->name, l->host, l->port);
+    snprintf(s->moved_why, sizeof(s->moved_why), "the sentinels name another master");
+    hl_rlink_reconnect(l, s->moved_why);
+}
+
+static void on_watch(void *ud, const char *host, int port, const char *why) {
+    hl_store *s = ud;
+    if (host == NULL) {
+        if (s->sentinels_silent) return;
+        hl_warn("worker %d: no sentinel answers (%s); serving on the master last confirmed, %s:%d",
+                s->worker, why, s->cmd.host, s->cmd.port);
+        /* Written once per episode: other threads read it (/readyz). */
+        snprintf(s->degraded_why, sizeof(s->degraded_why),
+                 "no sentinel answers (%.400s); serving on the master last confirmed, %.200s:%d, "
+                 "but a failover would not be followed",
+                 why, s->cmd.host, s->cmd.port);
+        s->sentinels_silent = 1;
+        s->ev.state(s->ud);
+        return;
+    }
+    if (s->sentinels_silent) {
+        hl_info("worker %d: the sentinels answer again", s->worker);
+        s->sentinels_silent = 0;
+        s->ev.state(s->ud);
+    }
+    move_if_elsewhere(s, &s->sub, host, port);
+    move_if_elsewhere(s, &s->cmd, host, port);
+}
+
+static void on_watch_timer(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_store *s = arg;
+    hl_sentinel_start(&s->watch, on_watch, s); /* a round still running: nothing */
 }
 
 void hl_store_set_metrics(hl_store *s, hl_metrics *m) {
@@ -395,6 +480,7 @@ static void cmd_up(hl_rlink *l, void *ud) {
     hl_store *s = ud;
     if (s->cmd_ever) hl_metric_add(&s->m->redis_reconnects, 1);
     s->cmd_ever = 1;
+    s->cmd_gen++;
     hl_metric_set(&s->m->redis_up[HL_LINK_COMMAND], 1);
     load_library(s);
     send_probe(s);
@@ -422,6 +508,9 @@ static hl_store_op *op_new(hl_store *s, op_kind kind, const char *name, size_t l
     op->cb = cb;
     op->ud = ud;
     op->from = HL_READ_START;
+    op->next = NULL;
+    op->state = PUB_SENT;
+    op->gen = 0;
     op->len = len;
     memcpy(op->name, name, len);
     op->name[len] = '\0';
@@ -491,6 +580,83 @@ hl_store_op *hl_store_read(hl_store *s, const char *name, size_t len, hl_read_fr
     return op;
 }
 
+/* ---- Publishing, and WAIT ------------------------------------------------ */
+
+static int waits(const hl_store *s) {
+    return s->cfg->publish_wait_replicas > 0;
+}
+
+/* Answers and frees a batch of publishes whose WAIT said acks (-1: it
+ * could not be asked, or got no answer). */
+static void answer_batch(hl_store *s, hl_store_op *ops, long long acks) {
+    int want = s->cfg->publish_wait_replicas;
+    char detail[300];
+    if (acks >= 0)
+        snprintf(detail, sizeof(detail),
+                 "stored on the Redis master, but %lld of the %d replicas publish.wait_replicas "
+                 "asks for confirmed it within %d ms, so a failover could lose it; retrying with "
+                 "the same Idempotency-Key is safe",
+                 acks, want, s->cfg->publish_wait_timeout_ms);
+    else
+        snprintf(detail, sizeof(detail),
+                 "stored on the Redis master, but the connection was lost before its replicas "
+                 "confirmed it, so a failover could lose it; retrying with the same "
+                 "Idempotency-Key is safe");
+    for (hl_store_op *op = ops, *next; op != NULL; op = next) {
+        next = op->next;
+        if (op->state != PUB_ANSWERED && !op->cancelled) {
+            hl_publish_result res = {0, HL_E_REDIS_UNCONFIRMED, detail, NULL, 0, 0};
+            if (op->state == PUB_SENT) {
+                res.err = HL_E_REDIS_UNAVAILABLE;
+                res.detail = "the Redis connection was lost; the message may not have been sent";
+            } else if (acks >= want) {
+                res = (hl_publish_result){1, 0, NULL, op->id, strlen(op->id), op->duplicate};
+            }
+            ((hl_publish_cb *)op->cb)(op->ud, &res);
+        }
+        free(op);
+    }
+}
+
+static void on_wait(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_store_op *ops = privdata;
+    hl_store *s = ops->s;
+    const redisReply *reply = reply_;
+    s->wait_out = 0;
+    /* What was published meanwhile gets the next WAIT. */
+    if (s->unwaited) event_active(s->wait_ev, EV_TIMEOUT, 0);
+    answer_batch(s, ops, reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1);
+}
+
+/* One WAIT after the publishes of a loop turn: it covers every write this
+ * connection made before it, so it confirms them all at once. While one
+ * is in flight (Redis holds the connection's later commands until it
+ * answers) the publishes that follow gather for the next, so a busy link
+ * sends one WAIT per replication round trip, not one per turn. */
+static void on_wait_turn(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    hl_store *s = arg;
+    if (s->wait_out && hl_rlink_is_up(&s->cmd)) return; /* on_wait calls again */
+    hl_store_op *ops = s->unwaited;
+    s->unwaited = NULL;
+    s->unwaited_tail = &s->unwaited;
+    if (ops == NULL) return;
+    /* Publishes sent on a connection since lost cannot be confirmed on
+     * its successor: WAIT counts only its own connection's writes. */
+    int same = hl_rlink_is_up(&s->cmd);
+    for (hl_store_op *op = ops; same && op != NULL; op = op->next)
+        if (op->gen != s->cmd_gen) same = 0;
+    if (same &&
+        redisAsyncCommand(s->cmd.ac, on_wait, ops, "WAIT %d %d", s->cfg->publish_wait_replicas,
+                          s->cfg->publish_wait_timeout_ms) == REDIS_OK) {
+        s->wait_out = 1;
+        return;
+    }
+    answer_batch(s, ops, -1);
+}
+
 static void on_publish(redisAsyncContext *ac, void *reply_, void *privdata) {
     (void)ac;
     hl_store_op *op = privdata;
@@ -509,6 +675,11 @@ static void on_publish(redisAsyncContext *ac, void *reply_, void *privdata) {
         break;
     case HL_PUB_REFUSED:
         res.detail = reply->str;
+        if (hl_rreply_readonly(reply)) {
+            res.err = HL_E_REDIS_UNAVAILABLE;
+            res.detail = "Redis's master was demoted to a replica; the node is finding the new "
+                         "master. Nothing was stored: publish again";
+        }
         refused(s, "a publish failed", reply);
         break;
     case HL_PUB_BAD:
@@ -518,8 +689,21 @@ static void on_publish(redisAsyncContext *ac, void *reply_, void *privdata) {
         }
         break;
     }
+    if (!waits(s)) {
+        if (!op->cancelled) ((hl_publish_cb *)op->cb)(op->ud, &res);
+        free(op);
+        return;
+    }
+    /* The batch's WAIT answers a stored message and frees the op. */
+    if (res.ok && res.idlen < sizeof(op->id)) {
+        memcpy(op->id, res.id, res.idlen);
+        op->id[res.idlen] = '\0';
+        op->duplicate = res.duplicate;
+        op->state = PUB_STORED;
+        return;
+    }
     if (!op->cancelled) ((hl_publish_cb *)op->cb)(op->ud, &res);
-    free(op);
+    op->state = PUB_ANSWERED;
 }
 
 hl_store_op *hl_store_publish(hl_store *s, const char *name, size_t len, const char *data,
@@ -541,6 +725,12 @@ hl_store_op *hl_store_publish(hl_store *s, const char *name, size_t len, const c
     if (rc != REDIS_OK) {
         free(op);
         return NULL;
+    }
+    if (waits(s)) {
+        op->gen = s->cmd_gen;
+        *s->unwaited_tail = op;
+        s->unwaited_tail = &op->next;
+        event_active(s->wait_ev, EV_TIMEOUT, 0);
     }
     return op;
 }
@@ -598,7 +788,12 @@ hl_store *hl_store_new(const hl_config *cfg, struct event_base *base, int worker
     s->retry = evtimer_new(base, on_retry, s);
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
     s->canary = event_new(base, -1, EV_PERSIST, on_canary, s);
-    if (s->retry == NULL || s->tick == NULL || s->canary == NULL) goto oom;
+    s->wait_ev = event_new(base, -1, 0, on_wait_turn, s);
+    s->watch_timer = event_new(base, -1, EV_PERSIST, on_watch_timer, s);
+    s->unwaited_tail = &s->unwaited;
+    if (s->retry == NULL || s->tick == NULL || s->canary == NULL || s->wait_ev == NULL ||
+        s->watch_timer == NULL || hl_sentinel_init(&s->watch, cfg, base) != HL_OK)
+        goto oom;
     s->m = &hl_metrics_void;
     snprintf(s->canary_why, sizeof(s->canary_why),
              "probes published through Redis have not come back on the subscriber link for %d "
@@ -608,6 +803,11 @@ hl_store *hl_store_new(const hl_config *cfg, struct event_base *base, int worker
         hl_rlink_init(&s->cmd, "command", cfg, base, cmd_up, cmd_down, s) != HL_OK)
         goto oom;
     hl_rlink_set_pattern(&s->sub, s->keys.hb);
+    char name[128];
+    hl_rkeys_client_name(&s->keys, "sub", name, sizeof(name));
+    hl_rlink_set_client_name(&s->sub, name);
+    hl_rkeys_client_name(&s->keys, "cmd", name, sizeof(name));
+    hl_rlink_set_client_name(&s->cmd, name);
     return s;
 oom:
     hl_set_error(err, errlen, "out of memory");
@@ -626,11 +826,19 @@ void hl_store_start(hl_store *s) {
     event_add(s->tick, &tv);
     struct timeval ctv = hl_ms_tv(s->cfg->redis_canary_ms);
     event_add(s->canary, &ctv);
+    if (s->cmd.sentinel) {
+        struct timeval wtv = hl_ms_tv(s->cfg->redis_sentinel_check_ms);
+        event_add(s->watch_timer, &wtv);
+    }
 }
 
 void hl_store_stop(hl_store *s) {
+    hl_sentinel_cancel(&s->watch);
+    if (s->watch_timer) event_del(s->watch_timer);
     hl_rlink_stop(&s->cmd);
     hl_rlink_stop(&s->sub);
+    /* Publishes whose WAIT was not sent yet. */
+    if (s->wait_ev) on_wait_turn(-1, 0, s);
     if (s->tick) event_del(s->tick);
     if (s->canary) event_del(s->canary);
     if (s->retry) evtimer_del(s->retry);
@@ -642,5 +850,8 @@ void hl_store_free(hl_store *s) {
     if (s->tick) event_free(s->tick);
     if (s->canary) event_free(s->canary);
     if (s->retry) event_free(s->retry);
+    if (s->wait_ev) event_free(s->wait_ev);
+    if (s->watch_timer) event_free(s->watch_timer);
+    hl_sentinel_free(&s->watch);
     free(s);
 }

@@ -74,6 +74,10 @@ void hl_store_free(hl_store *s);
  * on the command link, received on the subscriber link); else why not,
  * for people (a string that stays valid while the store lives). */
 const char *hl_store_not_ready(const hl_store *s);
+/* NULL, or why the store serves but is degraded (sentinel mode: no
+ * sentinel answers, so a failover would not be followed). A string that
+ * stays valid while the store lives. */
+const char *hl_store_degraded(const hl_store *s);
 /* The worker's metrics (links up, reconnects, the canary); before this
  * call they go to hl_metrics_void. */
 void hl_store_set_metrics(hl_store *s, hl_metrics *m);

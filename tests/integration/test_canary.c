@@ -81,8 +81,8 @@ typedef struct relay {
 
 static relay rl;
 
-/* The name of the first command in RESP bytes p[0..n) after any AUTH and
- * SELECT, into out; 1 when found, 0 if more bytes are needed, -1 if the
+/* The name of the first command in RESP bytes p[0..n) after any AUTH,
+ * SELECT, CLIENT SETNAME and ROLE, into out; 1 when found, 0 if more bytes are needed, -1 if the
  * bytes are not RESP commands. */
 static int first_command(const char *p, size_t n, char *out, size_t outlen, int *skipped) {
     size_t pos = 0;
@@ -108,11 +108,14 @@ static int first_command(const char *p, size_t n, char *out, size_t outlen, int 
                 /* The name is all that matters of the first command. */
                 if (pos + (size_t)len > n) return 0;
                 snprintf(name, sizeof(name), "%.*s", (int)(len < 31 ? len : 31), p + pos);
-                if (strcasecmp(name, "AUTH") != 0 && strcasecmp(name, "SELECT") != 0) {
+                int setup = strcasecmp(name, "AUTH") == 0 || strcasecmp(name, "SELECT") == 0;
+                /* Every link names itself, and in sentinel mode asks ROLE. */
+                int any = strcasecmp(name, "CLIENT") == 0 || strcasecmp(name, "ROLE") == 0;
+                if (!setup && !any) {
                     snprintf(out, outlen, "%s", name);
                     return 1;
                 }
-                ++*skipped;
+                *skipped += setup;
             }
             if (pos + (size_t)len + 2 > n) return 0;
             pos += (size_t)len + 2;
@@ -123,7 +126,7 @@ static int first_command(const char *p, size_t n, char *out, size_t outlen, int 
 /* hl_rlink.c: a subscriber link's first command is the PSUBSCRIBE of its
  * heartbeat pattern (then hl_store.c's SUBSCRIBE of the control channel);
  * a command link's is hl_store.c's FUNCTION LOAD. AUTH and SELECT, when
- * configured, go first on both. */
+ * configured, then CLIENT SETNAME go first on both. */
 static void classify(relay *r, relay_pair *p, const char *buf, size_t n) {
     if (p->kind != KIND_UNKNOWN) return;
     size_t room = SNIFF_MAX - p->sniffed;

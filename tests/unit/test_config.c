@@ -48,8 +48,16 @@ static void compare_fields(const hl_config *a, const hl_config *b, int equal) {
     CMP_INT(http_daemons);
     CMP_INT(http_connection_timeout);
     CMP_INT(http_cors_origins_count);
+    CMP_STR(redis_mode);
     CMP_STR(redis_host);
     CMP_INT(redis_port);
+    CMP_INT(redis_sentinels_count);
+    CMP_STR(redis_master_name);
+    CMP_STR(redis_sentinel_password);
+    CMP_INT(redis_sentinel_timeout_ms);
+    CMP_INT(redis_sentinel_check_ms);
+    CMP_INT(publish_wait_replicas);
+    CMP_INT(publish_wait_timeout_ms);
     CMP_STR(redis_password);
     CMP_INT(redis_db);
     CMP_STR(redis_prefix);
@@ -254,6 +262,14 @@ static const env_var not_defaults[] = {
     {"HOLDLINE_REDIS_HEARTBEAT_MS", "100"},
     {"HOLDLINE_REDIS_CANARY_MS", "200"},
     {"HOLDLINE_REDIS_CANARY_TIMEOUT_MS", "500"},
+    {"HOLDLINE_REDIS_MODE", "sentinel"},
+    {"HOLDLINE_REDIS_SENTINELS", "10.0.0.1:26379, s2.internal:26380"},
+    {"HOLDLINE_REDIS_MASTER_NAME", "mymaster"},
+    {"HOLDLINE_REDIS_SENTINEL_PASSWORD", "spw"},
+    {"HOLDLINE_REDIS_SENTINEL_TIMEOUT_MS", "10"},
+    {"HOLDLINE_REDIS_SENTINEL_CHECK_MS", "100"},
+    {"HOLDLINE_PUBLISH_WAIT_REPLICAS", "1"},
+    {"HOLDLINE_PUBLISH_WAIT_TIMEOUT_MS", "1"},
     {"HOLDLINE_POLL_DEFAULT_TIMEOUT", "1"},
     {"HOLDLINE_POLL_MAX_TIMEOUT", "2"},
     {"HOLDLINE_POLL_MAX_CHANNELS", "1"},
@@ -706,6 +722,7 @@ static void test_config_env_names_follow_group_and_setting(void **state) {
         "HOLDLINE_HTTP_MAX_URL_BYTES",
         "HOLDLINE_HTTP_MAX_HEADER_BYTES",
         "HOLDLINE_HTTP_CORS_ORIGINS",
+        "HOLDLINE_REDIS_MODE",
         "HOLDLINE_REDIS_HOST",
         "HOLDLINE_REDIS_PORT",
         "HOLDLINE_REDIS_PASSWORD",
@@ -717,6 +734,11 @@ static void test_config_env_names_follow_group_and_setting(void **state) {
         "HOLDLINE_REDIS_HEARTBEAT_MS",
         "HOLDLINE_REDIS_CANARY_MS",
         "HOLDLINE_REDIS_CANARY_TIMEOUT_MS",
+        "HOLDLINE_REDIS_SENTINELS",
+        "HOLDLINE_REDIS_MASTER_NAME",
+        "HOLDLINE_REDIS_SENTINEL_PASSWORD",
+        "HOLDLINE_REDIS_SENTINEL_TIMEOUT_MS",
+        "HOLDLINE_REDIS_SENTINEL_CHECK_MS",
         "HOLDLINE_POLL_DEFAULT_TIMEOUT",
         "HOLDLINE_POLL_MAX_TIMEOUT",
         "HOLDLINE_POLL_MAX_CHANNELS",
@@ -731,6 +753,8 @@ static void test_config_env_names_follow_group_and_setting(void **state) {
         "HOLDLINE_PUBLISH_ENABLED",
         "HOLDLINE_PUBLISH_KEY",
         "HOLDLINE_PUBLISH_MAX_MESSAGE_BYTES",
+        "HOLDLINE_PUBLISH_WAIT_REPLICAS",
+        "HOLDLINE_PUBLISH_WAIT_TIMEOUT_MS",
         "HOLDLINE_AUTH_MODE",
         "HOLDLINE_AUTH_JWT_KEY",
         "HOLDLINE_AUTH_JWT_KEY_FILE",
@@ -1191,6 +1215,76 @@ static void test_config_connection_memory_is_refused_with_what_replaced_it(void 
     assert_non_null(strstr(err, "HOLDLINE_HTTP_CONNECTION_MEMORY: http.connection_memory is gone"));
 }
 
+/* Sentinel mode: its settings from a file, and what it refuses. */
+static void test_config_sentinel_mode(void **state) {
+    static const char good[] = "redis = {\n"
+                               "  mode = \"sentinel\";\n"
+                               "  sentinels = [\"127.0.0.1:26379\", \"[::1]:26380\", \"s3:1\"];\n"
+                               "  master_name = \"mymaster\";\n"
+                               "};\n"
+                               "publish = { wait_replicas = 2; wait_timeout_ms = 50; };\n";
+    static const struct {
+        const char *text;
+        int line;
+        const char *words;
+    } bad[] = {
+        {"redis = {\n  mode = \"cluster\";\n};\n", 2, "must be single or sentinel"},
+        {"redis = {\n  sentinels = [\"127.0.0.1\"];\n};\n", 2, "must be host:port"},
+        {"redis = {\n  sentinels = [\"a:0\"];\n};\n", 2, "must be host:port"},
+        {"redis = {\n  sentinels = [\"a b:1\"];\n};\n", 2, "must be host:port"},
+        {"redis = {\n  master_name = \"my master\";\n};\n", 2, "must not contain spaces"},
+        {"publish = {\n  wait_replicas = -1;\n};\n", 2, "wait_replicas"},
+        {"publish = {\n  wait_timeout_ms = 0;\n};\n", 2, "wait_timeout_ms"},
+    };
+    hl_config cfg;
+    char err[512] = "";
+    (void)state;
+
+    hl_config_defaults(&cfg);
+    if (hl_config_load_string(&cfg, good, "s.cfg", err, sizeof(err)) != HL_OK) fail_msg("%s", err);
+    assert_int_equal(hl_config_validate(&cfg, err, sizeof(err)), HL_OK);
+    assert_string_equal(cfg.redis_mode, "sentinel");
+    assert_int_equal(cfg.redis_sentinels_count, 3);
+    assert_string_equal(cfg.redis_sentinels[1], "[::1]:26380");
+    assert_string_equal(cfg.redis_master_name, "mymaster");
+    assert_int_equal(cfg.publish_wait_replicas, 2);
+    assert_int_equal(cfg.publish_wait_timeout_ms, 50);
+
+    for (size_t i = 0; i < HL_ARRAY_LEN(bad); i++) {
+        hl_config_defaults(&cfg);
+        err[0] = '\0';
+        assert_int_equal(hl_config_load_string(&cfg, bad[i].text, "b.cfg", err, sizeof(err)),
+                         HL_ERR);
+        char at[32];
+        snprintf(at, sizeof(at), "b.cfg:%d:", bad[i].line);
+        if (strncmp(err, at, strlen(at)) != 0 || strstr(err, bad[i].words) == NULL)
+            fail_msg("case %zu: '%s' does not start with '%s' and name '%s'", i, err, at,
+                     bad[i].words);
+    }
+
+    /* What sentinel mode needs, checked by validation. */
+    hl_config_defaults(&cfg);
+    strcpy(cfg.redis_mode, "sentinel");
+    assert_int_equal(hl_config_validate(&cfg, err, sizeof(err)), HL_ERR);
+    assert_non_null(strstr(err, "redis.sentinels: redis.mode is sentinel"));
+    cfg.redis_sentinels_count = 1;
+    strcpy(cfg.redis_sentinels[0], "127.0.0.1:26379");
+    assert_int_equal(hl_config_validate(&cfg, err, sizeof(err)), HL_ERR);
+    assert_non_null(strstr(err, "redis.master_name: redis.mode is sentinel"));
+    strcpy(cfg.redis_master_name, "m");
+    assert_int_equal(hl_config_validate(&cfg, err, sizeof(err)), HL_OK);
+    /* The environment's comma-separated list. */
+    static const env_var vars[] = {{"HOLDLINE_REDIS_SENTINELS", "h1:1,h2:2,h3:3"}};
+    set_fake_env(vars, HL_ARRAY_LEN(vars));
+    assert_int_equal(hl_config_apply_env(&cfg, fake_getenv, err, sizeof(err)), HL_OK);
+    assert_int_equal(cfg.redis_sentinels_count, 3);
+    assert_string_equal(cfg.redis_sentinels[2], "h3:3");
+    static const env_var junk[] = {{"HOLDLINE_REDIS_SENTINELS", "h1:1,h2"}};
+    set_fake_env(junk, HL_ARRAY_LEN(junk));
+    assert_int_equal(hl_config_apply_env(&cfg, fake_getenv, err, sizeof(err)), HL_ERR);
+    assert_non_null(strstr(err, "HOLDLINE_REDIS_SENTINELS"));
+}
+
 static void test_config_validate_accepts_the_edges(void **state) {
     hl_config cfg;
     char err[256] = "";
@@ -1254,6 +1348,7 @@ int main(void) {
         cmocka_unit_test(test_config_validate_rejects_bad_values),
         cmocka_unit_test(test_config_validate_rejects_unterminated_strings),
         cmocka_unit_test(test_config_validate_accepts_the_edges),
+        cmocka_unit_test(test_config_sentinel_mode),
         cmocka_unit_test(test_config_validate_refuses_every_pool_class_off),
         cmocka_unit_test(test_config_connection_memory_is_refused_with_what_replaced_it),
     };
