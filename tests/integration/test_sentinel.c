@@ -711,6 +711,16 @@ static void test_with_every_sentinel_down_nodes_serve_on_the_master_they_know(vo
     assert_int_equal(it_sset_wait_settled(&set, 20000), 0);
 }
 
+/* SENTINEL FAILOVER with the master up: Sentinel sends REPLICAOF NO ONE to
+ * the replica it chose, waits for it to report itself master, and only
+ * then re-points the other replica and names the new master; the old
+ * master stays a master until Sentinel converts it, ~9 s later. What
+ * the nodes write to the old master meanwhile reaches the other replica,
+ * still attached to it, so WAIT 1 confirms it; that replica then cannot
+ * continue from the new master (its offset is past the promotion) and
+ * resyncs in full, dropping those writes. The live clients may have read
+ * them off the old master already; the late reader from cursor 0 shows
+ * whether the history kept them. */
 static void test_a_manual_failover_loses_no_confirmed_publish(void **state) {
     (void)state;
     assert_int_equal(it_sset_wait_settled(&set, 20000), 0);
