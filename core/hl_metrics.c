@@ -105,7 +105,7 @@ void hl_metrics_format(hl_buf *b, const hl_metrics *const *w, size_t n, const hl
     static const char *const poll_results[] = {"message", "timeout", "error"};
     static const char *const kinds[] = {"durable", "plain"};
     static const char *const transports[] = {"poll", "sse"};
-    static const char *const pub_results[] = {"ok", "error", "duplicate"};
+    static const char *const pub_results[] = {"ok", "error", "duplicate", "unconfirmed"};
     static const char *const links[] = {"subscriber", "command"};
 
     head(b, "holdline_build_info", "gauge", "The running holdline's version.");
@@ -133,7 +133,7 @@ void hl_metrics_format(hl_buf *b, const hl_metrics *const *w, size_t n, const hl
              transports, 2, OFF(delivered));
     labelled(b, w, n, "holdline_publishes_total", "counter",
              "HTTP publishes, by outcome (duplicate: an Idempotency-Key seen before).", "result",
-             pub_results, 3, OFF(publishes));
+             pub_results, 4, OFF(publishes));
     histogram(b, w, n, "holdline_publish_duration_seconds",
               "HTTP publishes, from the whole body received to Redis's confirmation.",
               OFF(publish_duration));
@@ -174,6 +174,14 @@ void hl_metrics_format(hl_buf *b, const hl_metrics *const *w, size_t n, const hl
          "Times a worker's probes stopped coming back (each followed by a reconnect of its "
          "subscriber link).");
     sample(b, "holdline_canary_failures_total", NULL, total(w, n, OFF(canary_failures)));
+    head(b, "holdline_redis_master_changes_total", "counter",
+         "Times a worker's command link came up on another Redis master than before "
+         "(sentinel mode: a failover followed).");
+    sample(b, "holdline_redis_master_changes_total", NULL, total(w, n, OFF(master_changes)));
+    head(b, "holdline_redis_sentinels_ok", "gauge",
+         "Sentinel mode: 0 while some worker finds no sentinel answering (it serves on the "
+         "master it knows, but would not follow a failover); always 1 in single mode.");
+    sample(b, "holdline_redis_sentinels_ok", NULL, all(w, n, OFF(sentinels_ok)));
 
     if (p->cpu_seconds >= 0) {
         head(b, "process_cpu_seconds_total", "counter",

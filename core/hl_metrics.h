@@ -31,7 +31,8 @@ typedef enum hl_transport { HL_TR_POLL = 0, HL_TR_SSE } hl_transport;
 typedef enum hl_publish_outcome {
     HL_PUBLISHES_OK = 0,
     HL_PUBLISHES_ERROR,
-    HL_PUBLISHES_DUPLICATE
+    HL_PUBLISHES_DUPLICATE,
+    HL_PUBLISHES_UNCONFIRMED /* stored, but publish.wait_replicas not confirmed */
 } hl_publish_outcome;
 typedef enum hl_link_kind { HL_LINK_SUBSCRIBER = 0, HL_LINK_COMMAND } hl_link_kind;
 
@@ -44,19 +45,21 @@ typedef struct hl_metrics {
     uint64_t polls[3];                /* hl_poll_result */
     uint64_t received[2];             /* durable, plain */
     uint64_t delivered[2];            /* hl_transport: messages written to clients */
-    uint64_t publishes[3];            /* hl_publish_outcome */
+    uint64_t publishes[4];            /* hl_publish_outcome */
     uint64_t missed;                  /* answers and events that said missed */
     uint64_t http[HL_HTTP_CODES + 5]; /* hl_metrics_code_index, then 1xx..5xx others */
     uint64_t redis_reconnects;
     uint64_t canary_failures;
+    uint64_t master_changes; /* the command link reconnected to another master */
     hl_histo publish_duration;
     hl_histo delivery_lag;
     /* gauges, set by the module that knows */
     uint64_t waiters[2]; /* hl_transport */
     uint64_t connections;
     uint64_t channels;
-    uint64_t redis_up[2]; /* hl_link_kind: 1 or 0 */
-    uint64_t canary_ok;   /* 1 or 0 */
+    uint64_t redis_up[2];  /* hl_link_kind: 1 or 0 */
+    uint64_t canary_ok;    /* 1 or 0 */
+    uint64_t sentinels_ok; /* 1, or 0 while no sentinel answers (sentinel mode) */
 } hl_metrics;
 
 /* Adds n to a counter of the calling worker's own hl_metrics. */

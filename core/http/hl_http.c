@@ -110,10 +110,11 @@ static void on_published(void *ud, const hl_publish_result *res) {
     hl_req *r = ud;
     r->u.rd.op = NULL;
     hl_metrics *m = r->h->m;
-    hl_metric_add(&m->publishes[!res->ok         ? HL_PUBLISHES_ERROR
-                                : res->duplicate ? HL_PUBLISHES_DUPLICATE
-                                                 : HL_PUBLISHES_OK],
-                  1);
+    hl_metric_add(
+        &m->publishes[res->ok ? (res->duplicate ? HL_PUBLISHES_DUPLICATE : HL_PUBLISHES_OK)
+                      : res->err == HL_E_REDIS_UNCONFIRMED ? HL_PUBLISHES_UNCONFIRMED
+                                                           : HL_PUBLISHES_ERROR],
+        1);
     hl_histo_observe(&m->publish_duration, hl_mono_us() - r->u.rd.t0_us);
     if (!res->ok) {
         hl__answer_error(r, res->err, res->detail);

@@ -69,6 +69,8 @@ struct hl_store {
     hl_store_op *unwaited;
     hl_store_op **unwaited_tail;
     struct event *wait_ev;
+    char master[256]; /* where the command link was last up */
+    int master_port;  /* 0: never */
     int wait_out;     /* a WAIT is in flight: the next waits for its answer */
     unsigned cmd_gen; /* counts the command link's connections */
 };
@@ -245,12 +247,14 @@ static void on_watch(void *ud, const char *host, int port, const char *why) {
                  "but a failover would not be followed",
                  why, s->cmd.host, s->cmd.port);
         s->sentinels_silent = 1;
+        hl_metric_set(&s->m->sentinels_ok, 0);
         s->ev.state(s->ud);
         return;
     }
     if (s->sentinels_silent) {
         hl_info("worker %d: the sentinels answer again", s->worker);
         s->sentinels_silent = 0;
+        hl_metric_set(&s->m->sentinels_ok, 1);
         s->ev.state(s->ud);
     }
     move_if_elsewhere(s, &s->sub, host, port);
@@ -266,6 +270,7 @@ static void on_watch_timer(evutil_socket_t fd, short what, void *arg) {
 
 void hl_store_set_metrics(hl_store *s, hl_metrics *m) {
     s->m = m;
+    hl_metric_set(&m->sentinels_ok, !s->sentinels_silent);
 }
 
 /* ---- The canary ---------------------------------------------------------- */
@@ -476,11 +481,17 @@ static void load_library(hl_store *s) {
 }
 
 static void cmd_up(hl_rlink *l, void *ud) {
-    (void)l;
     hl_store *s = ud;
     if (s->cmd_ever) hl_metric_add(&s->m->redis_reconnects, 1);
     s->cmd_ever = 1;
     s->cmd_gen++;
+    if (s->master_port != 0 && (s->master_port != l->port || strcmp(s->master, l->host) != 0)) {
+        hl_metric_add(&s->m->master_changes, 1);
+        hl_info("worker %d: Redis's master is now %s:%d (was %s:%d)", s->worker, l->host, l->port,
+                s->master, s->master_port);
+    }
+    snprintf(s->master, sizeof(s->master), "%s", l->host);
+    s->master_port = l->port;
     hl_metric_set(&s->m->redis_up[HL_LINK_COMMAND], 1);
     load_library(s);
     send_probe(s);

@@ -405,6 +405,8 @@ static const struct {
     {"holdline_redis_reconnects_total", "counter"},
     {"holdline_canary_ok", "gauge"},
     {"holdline_canary_failures_total", "counter"},
+    {"holdline_redis_master_changes_total", "counter"},
+    {"holdline_redis_sentinels_ok", "gauge"},
     {"process_cpu_seconds_total", "counter"},
     {"process_start_time_seconds", "gauge"},
     {"process_resident_memory_bytes", "gauge"},

@@ -536,6 +536,33 @@ static void test_rreply_library_missing_table(void **state) {
     }
 }
 
+/* ---- hl_rreply_readonly ------------------------------------------------ */
+
+static const struct {
+    const char *reply;
+    int readonly;
+} readonly_cases[] = {
+    {"-READONLY~You~can't~write~against~a~read~only~replica.", 1},
+    {"-READONLY", 1},
+    {"-ERR~READONLY", 0},
+    {"-NOREPLICAS~Not~enough~good~replicas~to~write.", 0},
+    {"+READONLY", 0},
+    {"$READONLY", 0},
+    {"[ -READONLY ]", 0},
+    {"NULL", 0},
+};
+
+static void test_rreply_readonly_table(void **state) {
+    (void)state;
+    for (size_t i = 0; i < HL_ARRAY_LEN(readonly_cases); i++) {
+        redisReply *r = reply_of(readonly_cases[i].reply);
+        int got = hl_rreply_readonly(r);
+        if (got != readonly_cases[i].readonly)
+            fail_msg("'%s': %d, want %d", readonly_cases[i].reply, got, readonly_cases[i].readonly);
+        free_reply(r);
+    }
+}
+
 /* ---- hl_rreply_master_addr, hl_rreply_role ------------------------------ */
 
 static const struct {
@@ -638,6 +665,7 @@ int main(void) {
         cmocka_unit_test(test_rreply_time_table),
         cmocka_unit_test(test_rreply_publish_table),
         cmocka_unit_test(test_rreply_library_missing_table),
+        cmocka_unit_test(test_rreply_readonly_table),
         cmocka_unit_test(test_rreply_master_addr_table),
         cmocka_unit_test(test_rreply_master_addr_refuses_a_host_too_long_for_the_buffer),
         cmocka_unit_test(test_rreply_role_table),
