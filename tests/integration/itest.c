@@ -797,3 +797,430 @@ void it_json_free(it_json *j) {
     j->msgs = NULL;
     j->n = j->cap = 0;
 }
+
+/* ---- whole Redis replies ---- */
+
+/* One RESP2 reply, as far as the Sentinel helpers read them. Strings point
+ * into the buffer that was parsed and are not NUL-terminated. */
+typedef struct rv {
+    char type; /* '+', '-', ':', '$', '*'; '_' for a nil bulk string or array */
+    long long num;
+    const char *str;
+    size_t len;
+    struct rv *elem; /* '*': n elements, malloc'd */
+    size_t n;
+} rv;
+
+static void rv_free(rv *v) {
+    if (v == NULL) return;
+    for (size_t i = 0; i < v->n; i++)
+        rv_free(&v->elem[i]);
+    free(v->elem);
+    v->elem = NULL;
+    v->n = 0;
+}
+
+/* Parses the reply at p[0..n) into out (NULL: only measure it). Returns
+ * the bytes it takes, 0 if it is not complete yet, -1 if it is not RESP. */
+static long rv_parse(const char *p, size_t n, rv *out) {
+    if (out) memset(out, 0, sizeof(*out));
+    const char *eol = n > 0 ? memmem(p, n, "\r\n", 2) : NULL;
+    if (eol == NULL) return 0;
+    size_t head = (size_t)(eol - p) + 2;
+    char type = p[0];
+    long long num = strtoll(p + 1, NULL, 10);
+    if (type == '+' || type == '-' || type == ':') {
+        if (out) *out = (rv){.type = type, .num = num, .str = p + 1, .len = head - 3};
+        return (long)head;
+    }
+    if (type == '$') {
+        if (num < 0) {
+            if (out) out->type = '_';
+            return (long)head;
+        }
+        if (head + (size_t)num + 2 > n) return 0;
+        if (out) *out = (rv){.type = '$', .str = p + head, .len = (size_t)num};
+        return (long)(head + (size_t)num + 2);
+    }
+    if (type != '*') return -1;
+    if (num < 0) {
+        if (out) out->type = '_';
+        return (long)head;
+    }
+    rv v = {.type = '*'};
+    if (out && num > 0) {
+        v.elem = calloc((size_t)num, sizeof(*v.elem));
+        if (v.elem == NULL) return -1;
+    }
+    size_t pos = head;
+    for (long long i = 0; i < num; i++) {
+        long k = rv_parse(p + pos, n - pos, out ? &v.elem[i] : NULL);
+        if (k <= 0) {
+            rv_free(&v);
+            return k;
+        }
+        if (out) v.n++;
+        pos += (size_t)k;
+    }
+    if (out) *out = v;
+    return (long)pos;
+}
+
+/* 1 if v is a string equal to s. */
+static int rv_is(const rv *v, const char *s) {
+    return v && (v->type == '$' || v->type == '+') && v->len == strlen(s) &&
+           memcmp(v->str, s, v->len) == 0;
+}
+
+/* The value after key in a flat key-value array (what SENTINEL replicas
+ * gives for one replica), or NULL. */
+static const rv *rv_field(const rv *map, const char *key) {
+    if (map == NULL || map->type != '*') return NULL;
+    for (size_t i = 0; i + 1 < map->n; i += 2)
+        if (rv_is(&map->elem[i], key)) return &map->elem[i + 1];
+    return NULL;
+}
+
+/* A string or integer value as a number, or -1. */
+static long long rv_num(const rv *v) {
+    if (v == NULL) return -1;
+    if (v->type == ':') return v->num;
+    if (v->type != '$' && v->type != '+') return -1;
+    char tmp[32];
+    if (v->len == 0 || v->len >= sizeof(tmp)) return -1;
+    memcpy(tmp, v->str, v->len);
+    tmp[v->len] = '\0';
+    return strspn(tmp, "0123456789") == v->len ? atoll(tmp) : -1;
+}
+
+char *it_redis_call(int port, int timeout_ms, int argc, const char *const argv[]) {
+    int fd = it_connect(port);
+    if (fd < 0) return NULL;
+    size_t cap = 64, len = 0;
+    for (int i = 0; i < argc; i++)
+        cap += strlen(argv[i]) + 32;
+    char *buf = malloc(cap);
+    int n = snprintf(buf, cap, "*%d\r\n", argc);
+    for (int i = 0; i < argc; i++)
+        n += snprintf(buf + n, cap - (size_t)n, "$%zu\r\n%s\r\n", strlen(argv[i]), argv[i]);
+    int ok = it_write_all(fd, buf, (size_t)n) == 0;
+    long long end = it_now_ms() + timeout_ms;
+    long whole = 0;
+    while (ok && whole == 0) {
+        long long left = end - it_now_ms();
+        struct pollfd p = {fd, POLLIN, 0};
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0) break;
+        if (cap - len < 4096) {
+            cap *= 2;
+            char *grown = realloc(buf, cap);
+            if (grown == NULL) break;
+            buf = grown;
+        }
+        ssize_t r = read(fd, buf + len, cap - len - 1);
+        if (r <= 0) break;
+        len += (size_t)r;
+        whole = rv_parse(buf, len, NULL);
+    }
+    close(fd);
+    if (whole <= 0) {
+        free(buf);
+        return NULL;
+    }
+    buf[whole] = '\0';
+    return buf;
+}
+
+/* it_redis_call parsed into *v; returns the buffer v points into (free it
+ * after rv_free(v)), or NULL. */
+static char *redis_call_rv(int port, int timeout_ms, int argc, const char *const argv[], rv *v) {
+    char *buf = it_redis_call(port, timeout_ms, argc, argv);
+    if (buf && rv_parse(buf, strlen(buf), v) <= 0) {
+        free(buf);
+        buf = NULL;
+    }
+    return buf;
+}
+
+int it_redis_role(int port, char *role, size_t rolelen, int *master_port) {
+    const char *argv[] = {"ROLE"};
+    rv v;
+    char *buf = redis_call_rv(port, 1000, 1, argv, &v);
+    if (master_port) *master_port = 0;
+    if (buf == NULL) return -1;
+    int rc = -1;
+    if (v.type == '*' && v.n >= 1 && v.elem[0].type == '$') {
+        snprintf(role, rolelen, "%.*s", (int)v.elem[0].len, v.elem[0].str);
+        if (master_port && rv_is(&v.elem[0], "slave") && v.n >= 3)
+            *master_port = (int)rv_num(&v.elem[2]);
+        rc = 0;
+    }
+    rv_free(&v);
+    free(buf);
+    return rc;
+}
+
+int it_redis_clients_named(int port, const char *prefix, char *names, size_t nameslen) {
+    const char *argv[] = {"CLIENT", "LIST"};
+    char *buf = it_redis_call(port, 1000, 2, argv);
+    if (names && nameslen) names[0] = '\0';
+    if (buf == NULL || buf[0] != '$') {
+        free(buf);
+        return -1;
+    }
+    /* One line per connection: "id=3 addr=... name=holdline-... age=...". */
+    int count = 0;
+    size_t plen = strlen(prefix);
+    for (const char *p = strstr(buf, " name="); p; p = strstr(p + 1, " name=")) {
+        const char *name = p + 6;
+        size_t len = strcspn(name, " \r\n");
+        if (len < plen || strncmp(name, prefix, plen) != 0) continue;
+        count++;
+        if (names && nameslen) {
+            size_t used = strlen(names);
+            snprintf(names + used, nameslen - used, "%s%.*s", used ? " " : "", (int)len, name);
+        }
+    }
+    free(buf);
+    return count;
+}
+
+/* ---- the Sentinel set ---- */
+
+/* Starts redis-server from r->dir/<conf>, as a Sentinel if sentinel is set,
+ * its log in r->dir, and waits until it answers PING. */
+static int start_from_conf(it_redis *r, const char *conf, int sentinel) {
+    char path[160], log[160];
+    snprintf(path, sizeof(path), "%s/%s", r->dir, conf);
+    snprintf(log, sizeof(log), "%s/%s.log", r->dir, sentinel ? "sentinel" : "redis");
+    const char *argv[] = {"redis-server", path, sentinel ? "--sentinel" : NULL, NULL};
+    r->pid = it_spawn(argv, log);
+    if (r->pid < 0) return -1;
+    for (int i = 0; i < 300; i++) {
+        char out[64];
+        const char *ping[] = {"PING"};
+        if (it_redis_cmd(r->port, out, sizeof(out), 1, ping) == 0 && strcmp(out, "+PONG") == 0)
+            return 0;
+        if (!it_alive(r->pid)) break;
+        sleep_ms(10);
+    }
+    return -1;
+}
+
+/* Picks r's port and directory and writes its first config file. */
+static int write_conf(it_redis *r, const char *tag, const char *conf, const char *body) {
+    r->port = it_free_port();
+    snprintf(r->dir, sizeof(r->dir), "%s/%s-XXXXXX", it_run_dir(), tag);
+    if (r->port < 0 || mkdtemp(r->dir) == NULL) return -1;
+    char path[160];
+    snprintf(path, sizeof(path), "%s/%s", r->dir, conf);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) return -1;
+    fprintf(f, "port %d\nbind 127.0.0.1\ndir %s\n%s", r->port, r->dir, body);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+int it_sset_start(it_sset *s, const char *name) {
+    memset(s, 0, sizeof(*s));
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    /* No persistence, and full syncs straight over the socket both ways
+     * (no 5 s wait for more replicas, no RDB file on the replica), so that
+     * a server restarted after a SIGKILL comes back empty. */
+    static const char server_conf[] = "save \"\"\nappendonly no\nrepl-diskless-sync yes\n"
+                                      "repl-diskless-sync-delay 0\nrepl-diskless-load swapdb\n";
+    for (int i = 0; i < IT_SSET_SERVERS; i++) {
+        char body[512];
+        snprintf(body, sizeof(body), "%s", server_conf);
+        if (i > 0)
+            snprintf(body + strlen(body), sizeof(body) - strlen(body), "replicaof 127.0.0.1 %d\n",
+                     s->server[0].port);
+        if (write_conf(&s->server[i], "server", "redis.conf", body) != 0 ||
+            start_from_conf(&s->server[i], "redis.conf", 0) != 0)
+            return -1;
+    }
+    for (int i = 0; i < IT_SSET_SENTINELS; i++) {
+        char body[512];
+        snprintf(body, sizeof(body),
+                 "sentinel monitor %s 127.0.0.1 %d 2\n"
+                 "sentinel down-after-milliseconds %s 1000\n"
+                 "sentinel failover-timeout %s %d\n"
+                 "sentinel parallel-syncs %s 1\n",
+                 name, s->server[0].port, name, name, IT_SSET_FAILOVER_TIMEOUT_MS, name);
+        if (write_conf(&s->sentinel[i], "sentinel", "sentinel.conf", body) != 0 ||
+            start_from_conf(&s->sentinel[i], "sentinel.conf", 1) != 0)
+            return -1;
+    }
+    return it_sset_wait_settled(s, 20000);
+}
+
+void it_sset_stop(it_sset *s) {
+    it_sset_stop_sentinels(s);
+    for (int i = 0; i < IT_SSET_SERVERS; i++)
+        if (s->server[i].pid > 0) it_redis_stop(&s->server[i]);
+}
+
+void it_sset_sentinel_list(const it_sset *s, char *out, size_t outlen) {
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; i < IT_SSET_SENTINELS && n < outlen; i++)
+        n += (size_t)snprintf(out + n, outlen - n, "%s127.0.0.1:%d", i ? "," : "",
+                              s->sentinel[i].port);
+}
+
+/* The master's port as Sentinel sentinel_port names it, or -1. */
+static int sentinel_master_port(int sentinel_port, const char *name) {
+    const char *argv[] = {"SENTINEL", "GET-MASTER-ADDR-BY-NAME", name};
+    rv v;
+    char *buf = redis_call_rv(sentinel_port, 500, 3, argv, &v);
+    if (buf == NULL) return -1;
+    int port = v.type == '*' && v.n == 2 ? (int)rv_num(&v.elem[1]) : -1;
+    rv_free(&v);
+    free(buf);
+    return port;
+}
+
+int it_sset_master_port(const it_sset *s) {
+    for (int i = 0; i < IT_SSET_SENTINELS; i++) {
+        if (s->sentinel[i].pid <= 0) continue;
+        int port = sentinel_master_port(s->sentinel[i].port, s->name);
+        if (port > 0) return port;
+    }
+    return -1;
+}
+
+int it_sset_wait_new_master(const it_sset *s, int old_port, int timeout_ms) {
+    long long end = it_now_ms() + timeout_ms;
+    do {
+        for (int i = 0; i < IT_SSET_SENTINELS; i++) {
+            if (s->sentinel[i].pid <= 0) continue;
+            int port = sentinel_master_port(s->sentinel[i].port, s->name);
+            if (port > 0 && port != old_port) return port;
+        }
+        sleep_ms(10);
+    } while (it_now_ms() < end);
+    return -1;
+}
+
+int it_sset_server(const it_sset *s, int port) {
+    for (int i = 0; i < IT_SSET_SERVERS; i++)
+        if (s->server[i].port == port) return i;
+    return -1;
+}
+
+/* 1 if the server on port says it replicates master_port with its link up. */
+static int replica_linked(int port, int master_port) {
+    const char *argv[] = {"ROLE"};
+    rv v;
+    char *buf = redis_call_rv(port, 500, 1, argv, &v);
+    int ok = buf && v.type == '*' && v.n >= 4 && rv_is(&v.elem[0], "slave") &&
+             rv_num(&v.elem[2]) == master_port && rv_is(&v.elem[3], "connected");
+    if (buf) rv_free(&v);
+    free(buf);
+    return ok;
+}
+
+/* 1 if Sentinel sentinel_port knows `others` other Sentinels, none of
+ * them flagged s_down, o_down or disconnected (a master_down vote that
+ * outlived its failover does not matter), and lists every running server but
+ * the master as a replica it can reach, and that server says it
+ * replicates the master with its link up; else 0, with what is missing in
+ * why. The link is asked of the server because a Sentinel refreshes what
+ * it knows of a healthy replica only every 10 s. */
+static int sentinel_settled(const it_sset *s, int sentinel_port, int master, int others, char *why,
+                            size_t whylen) {
+    const char *sargv[] = {"SENTINEL", "SENTINELS", s->name};
+    const char *rargv[] = {"SENTINEL", "REPLICAS", s->name};
+    rv sv, rvv;
+    char *sbuf = redis_call_rv(sentinel_port, 500, 3, sargv, &sv);
+    char *rbuf = redis_call_rv(sentinel_port, 500, 3, rargv, &rvv);
+    int ok = sbuf && rbuf && sv.type == '*' && rvv.type == '*';
+    if (!ok)
+        snprintf(why, whylen, "sentinel %d: no answer to SENTINEL SENTINELS/REPLICAS",
+                 sentinel_port);
+    if (ok && (int)sv.n != others) {
+        snprintf(why, whylen, "sentinel %d knows %zu other sentinels, not %d", sentinel_port, sv.n,
+                 others);
+        ok = 0;
+    }
+    for (size_t i = 0; ok && i < sv.n; i++) {
+        const rv *flags = rv_field(&sv.elem[i], "flags");
+        if (flags == NULL || flags->type != '$' || memmem(flags->str, flags->len, "down", 4) ||
+            memmem(flags->str, flags->len, "disconnected", 12)) {
+            snprintf(why, whylen, "sentinel %d: another sentinel has flags %.*s", sentinel_port,
+                     flags ? (int)flags->len : 0, flags ? flags->str : "");
+            ok = 0;
+        }
+    }
+    for (int k = 0; ok && k < IT_SSET_SERVERS; k++) {
+        if (k == master || s->server[k].pid <= 0) continue;
+        const rv *r = NULL;
+        for (size_t i = 0; i < rvv.n && r == NULL; i++)
+            if (rv_num(rv_field(&rvv.elem[i], "port")) == s->server[k].port) r = &rvv.elem[i];
+        const rv *flags = rv_field(r, "flags");
+        ok = rv_is(flags, "slave") && replica_linked(s->server[k].port, s->server[master].port);
+        if (!ok)
+            snprintf(why, whylen, "sentinel %d: replica %d is %s (flags %.*s)", sentinel_port,
+                     s->server[k].port, r ? "not linked to the master" : "not listed",
+                     flags ? (int)flags->len : 0, flags ? flags->str : "");
+    }
+    if (sbuf) rv_free(&sv);
+    if (rbuf) rv_free(&rvv);
+    free(sbuf);
+    free(rbuf);
+    return ok;
+}
+
+int it_sset_wait_settled(const it_sset *s, int timeout_ms) {
+    long long end = it_now_ms() + timeout_ms;
+    int running = 0;
+    for (int i = 0; i < IT_SSET_SENTINELS; i++)
+        running += s->sentinel[i].pid > 0;
+    char why[256] = "";
+    do {
+        int port = it_sset_master_port(s), master = it_sset_server(s, port);
+        char role[16] = "";
+        int ok = master >= 0 && s->server[master].pid > 0 &&
+                 it_redis_role(port, role, sizeof(role), NULL) == 0 && strcmp(role, "master") == 0;
+        if (!ok)
+            snprintf(why, sizeof(why), "the sentinels' master %d is not a running master", port);
+        for (int i = 0; ok && i < IT_SSET_SENTINELS; i++) {
+            if (s->sentinel[i].pid <= 0) continue;
+            int p = sentinel_master_port(s->sentinel[i].port, s->name);
+            if (p != port) {
+                snprintf(why, sizeof(why), "sentinel %d names master %d, another %d",
+                         s->sentinel[i].port, p, port);
+                ok = 0;
+            } else {
+                ok =
+                    sentinel_settled(s, s->sentinel[i].port, master, running - 1, why, sizeof(why));
+            }
+        }
+        if (ok) return 0;
+        sleep_ms(50);
+    } while (it_now_ms() < end);
+    fprintf(stderr, "sentinel set %s not settled after %d ms: %s\n", s->name, timeout_ms, why);
+    return -1;
+}
+
+int it_sset_kill_master(it_sset *s) {
+    int i = it_sset_server(s, it_sset_master_port(s));
+    if (i < 0 || s->server[i].pid <= 0) return -1;
+    it_redis_stop(&s->server[i]);
+    return i;
+}
+
+int it_sset_restart_server(it_sset *s, int i) {
+    if (i < 0 || i >= IT_SSET_SERVERS || s->server[i].pid > 0) return -1;
+    return start_from_conf(&s->server[i], "redis.conf", 0);
+}
+
+void it_sset_stop_sentinels(it_sset *s) {
+    for (int i = 0; i < IT_SSET_SENTINELS; i++)
+        if (s->sentinel[i].pid > 0) it_redis_stop(&s->sentinel[i]);
+}
+
+int it_sset_restart_sentinels(it_sset *s) {
+    for (int i = 0; i < IT_SSET_SENTINELS; i++)
+        if (s->sentinel[i].pid <= 0 && start_from_conf(&s->sentinel[i], "sentinel.conf", 1) != 0)
+            return -1;
+    return 0;
+}

@@ -72,6 +72,89 @@ int it_redis_cmd(int port, char *out, size_t outlen, int argc, const char *const
  * as PUBSUB NUMSUB's), or -1 on failure or another kind of reply. */
 long long it_redis_int(int port, int argc, const char *const argv[]);
 
+/* Sends one command and returns its whole reply, every byte of it (CRLFs
+ * included), malloc'd and NUL-terminated; NULL on I/O failure or when no
+ * complete reply came within timeout_ms. Unlike it_redis_cmd it waits for
+ * the end of a bulk string or a nested array (CLIENT LIST, SENTINEL
+ * replicas). The caller frees the reply. */
+char *it_redis_call(int port, int timeout_ms, int argc, const char *const argv[]);
+
+/* The server's ROLE ("master", "slave", "sentinel") into role; for a
+ * replica *master_port (may be NULL) is the port it replicates from, else
+ * 0. Returns 0, or -1 if the server did not answer ROLE. */
+int it_redis_role(int port, char *role, size_t rolelen, int *master_port);
+
+/* How many connections of the server at port have a CLIENT SETNAME name
+ * starting with prefix, or -1 if CLIENT LIST failed. Their names go into
+ * names (may be NULL), separated by spaces, cut to fit. */
+int it_redis_clients_named(int port, const char *prefix, char *names, size_t nameslen);
+
+/* ---- a Redis Sentinel set ----
+ * One master, its replicas and three Sentinels watching it, on loopback
+ * ports from it_free_port. Each process runs from a config file in its own
+ * directory below it_run_dir(), its log beside it, so a failed run keeps
+ * them, and what Sentinel rewrites (a server's role by CONFIG REWRITE, a
+ * Sentinel's view of the set) is what a restart reads, as in a deployment.
+ * Two replicas, not one: with publish.wait_replicas = 1 a promoted replica
+ * needs a replica of its own before it can confirm anything. The Sentinels
+ * declare a master down after 1000 ms without an answer, need 2 of 3 to
+ * agree, reconfigure one replica at a time and use a failover timeout of
+ * IT_SSET_FAILOVER_TIMEOUT_MS (they start no automatic failover of the
+ * master within twice that of the last one). */
+#define IT_SSET_SERVERS 3
+#define IT_SSET_SENTINELS 3
+#define IT_SSET_FAILOVER_TIMEOUT_MS 3000
+
+typedef struct it_sset {
+    char name[32];                        /* the master name Sentinel knows the set by */
+    it_redis server[IT_SSET_SERVERS];     /* [0] starts as the master, the others its replicas */
+    it_redis sentinel[IT_SSET_SENTINELS]; /* pid 0 while stopped */
+} it_sset;
+
+/* Starts the servers and the Sentinels and waits (it_sset_wait_settled)
+ * until the set is ready for a failover. Returns 0 or -1. */
+int it_sset_start(it_sset *s, const char *name);
+
+/* Waits until every running Sentinel knows every other running one, all of
+ * them name the same master, that server's ROLE says master, and every
+ * other running server is listed by every Sentinel as an online replica
+ * with its link to the master up. Returns 0, or -1 after timeout_ms. */
+int it_sset_wait_settled(const it_sset *s, int timeout_ms);
+
+/* SIGKILLs every process of the set. */
+void it_sset_stop(it_sset *s);
+
+/* "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3", the Sentinels' addresses as
+ * HOLDLINE_REDIS_SENTINELS takes them, into out. */
+void it_sset_sentinel_list(const it_sset *s, char *out, size_t outlen);
+
+/* The master's port as the first running Sentinel that answers names it
+ * (SENTINEL GET-MASTER-ADDR-BY-NAME), or -1 if none answers. */
+int it_sset_master_port(const it_sset *s);
+
+/* Asks every running Sentinel every 10 ms until one names a master other
+ * than old_port; returns the new port, or -1 after timeout_ms. */
+int it_sset_wait_new_master(const it_sset *s, int old_port, int timeout_ms);
+
+/* The index in s->server of the server on port, or -1. */
+int it_sset_server(const it_sset *s, int port);
+
+/* SIGKILLs the server the Sentinels name as master, as a crash would.
+ * Returns its index in s->server, or -1. */
+int it_sset_kill_master(it_sset *s);
+
+/* Starts server i again on its port from its config file: as what it was
+ * when it died (a killed master comes back believing it is a master, until
+ * Sentinel turns it into a replica, about 8 s later), with no data.
+ * Returns 0 once it answers PING, or -1. */
+int it_sset_restart_server(it_sset *s, int i);
+
+/* SIGKILLs the three Sentinels; it_sset_restart_sentinels starts them again
+ * on their ports from the config files they rewrote, and returns 0 once
+ * each answers PING (not settled: see it_sset_wait_settled), or -1. */
+void it_sset_stop_sentinels(it_sset *s);
+int it_sset_restart_sentinels(it_sset *s);
+
 typedef struct it_node {
     int port;
     pid_t pid;
