@@ -84,6 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         long long ms;
         if (hl_rreply_time(rep, &ms) == HL_OK) FUZZ_CHECK(ms >= 0);
         (void)hl_rreply_library_missing(rep);
+        if (hl_rreply_readonly(rep)) FUZZ_CHECK(rep->type == REDIS_REPLY_ERROR);
         char host[32];
         int port = 0;
         if (hl_rreply_master_addr(rep, host, sizeof(host), &port) == HL_OK)
