@@ -1,13 +1,13 @@
 #include "hl_rlink.h"
 
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "hl_common.h"
 #include "hl_log.h"
+#include "hl_rconn.h"
 #include "hl_rreply.h"
 
 static void link_connect(hl_rlink *l);
@@ -220,24 +220,14 @@ static void on_disconnect(const redisAsyncContext *cac, int status) {
 
 /* Connects to l->host:l->port. */
 static void connect_to(hl_rlink *l) {
-    redisAsyncContext *ac = redisAsyncConnect(l->host, l->port);
+    char why[200];
+    redisAsyncContext *ac =
+        hl_rconn_open(l->base, l->host, l->port, l, on_connect, on_disconnect, why, sizeof(why));
     if (ac == NULL) {
-        schedule_reconnect(l, "out of memory");
-        return;
-    }
-    if (ac->err) {
-        char why[128];
-        snprintf(why, sizeof(why), "%s", ac->errstr);
-        redisAsyncFree(ac);
         schedule_reconnect(l, why);
         return;
     }
-    ac->data = l;
     l->ac = ac;
-    redisLibeventAttach(ac, l->base);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    /* Setting the connect callback also arms the first write event. */
-    redisAsyncSetConnectCallback(ac, on_connect);
     /* Queued now, these go out first once the socket connects, ahead of
      * anything on_up sends. */
     if (l->cfg->redis_password[0])

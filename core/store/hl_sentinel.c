@@ -1,11 +1,11 @@
 #include "hl_sentinel.h"
 
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "hl_common.h"
+#include "hl_rconn.h"
 #include "hl_rreply.h"
 #include "hl_time.h"
 
@@ -113,27 +113,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
 }
 
 static void ask_next(hl_sentinel_ask *q) {
-    char host[256];
-    int port = 0;
     char err[200];
-    if (hl_config_parse_addr(q->cfg->redis_sentinels[q->at], host, sizeof(host), &port, err,
-                             sizeof(err)) != HL_OK ||
-        port == 0) {
-        failed(q, "not host:port", 0);
-        return;
-    }
-    redisAsyncContext *ac = redisAsyncConnect(host, port);
-    if (ac == NULL || ac->err) {
-        snprintf(err, sizeof(err), "%.150s", ac ? ac->errstr : "out of memory");
-        if (ac) redisAsyncFree(ac);
+    redisAsyncContext *ac = hl_rconn_open_addr(q->base, q->cfg->redis_sentinels[q->at], q,
+                                               on_connect, on_disconnect, err, sizeof(err));
+    if (ac == NULL) {
         failed(q, err, 0);
         return;
     }
-    ac->data = q;
     q->ac = ac;
-    redisLibeventAttach(ac, q->base);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    redisAsyncSetConnectCallback(ac, on_connect);
     const char *pw = q->cfg->redis_sentinel_password[0] ? q->cfg->redis_sentinel_password
                                                         : q->cfg->redis_password;
     if (pw[0]) redisAsyncCommand(ac, on_auth, q, "AUTH %s", pw);
@@ -228,23 +215,12 @@ static void on_feed_disconnect(const redisAsyncContext *cac, int status) {
 }
 
 static void feed_connect(hl_sentinel_feed *f, int i) {
-    char host[256], err[200];
-    int port = 0;
-    if (hl_config_parse_addr(f->cfg->redis_sentinels[i], host, sizeof(host), &port, err,
-                             sizeof(err)) != HL_OK ||
-        port == 0)
-        return;
-    redisAsyncContext *ac = redisAsyncConnect(host, port);
-    if (ac == NULL) return;
-    if (ac->err) {
-        redisAsyncFree(ac);
-        return;
-    }
-    ac->data = f;
+    char err[200];
+    redisAsyncContext *ac =
+        hl_rconn_open_addr(f->base, f->cfg->redis_sentinels[i], f, on_feed_connect,
+                           on_feed_disconnect, err, sizeof(err));
+    if (ac == NULL) return; /* tried again at the next check */
     f->ac[i] = ac;
-    redisLibeventAttach(ac, f->base);
-    redisAsyncSetDisconnectCallback(ac, on_feed_disconnect);
-    redisAsyncSetConnectCallback(ac, on_feed_connect);
     const char *pw = f->cfg->redis_sentinel_password[0] ? f->cfg->redis_sentinel_password
                                                         : f->cfg->redis_password;
     if (pw[0]) redisAsyncCommand(ac, on_feed_auth, f, "AUTH %s", pw);

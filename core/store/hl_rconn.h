@@ -1,0 +1,24 @@
+/* hl_rconn.h -- opening one hiredis async connection on an event base,
+ * the way every Redis and Sentinel connection of a worker is opened. */
+#ifndef HL_RCONN_H
+#define HL_RCONN_H
+
+#include <hiredis/async.h>
+#include <stddef.h>
+
+struct event_base;
+
+/* Starts connecting to host:port on base, with data as the context's
+ * data and the two callbacks set (on_connect tells how the connect went).
+ * Returns the context, or NULL with why (whylen bytes). */
+redisAsyncContext *hl_rconn_open(struct event_base *base, const char *host, int port, void *data,
+                                 redisConnectCallback *on_connect,
+                                 redisDisconnectCallback *on_disconnect, char *why, size_t whylen);
+
+/* hl_rconn_open to addr, "host:port" (a port required). */
+redisAsyncContext *hl_rconn_open_addr(struct event_base *base, const char *addr, void *data,
+                                      redisConnectCallback *on_connect,
+                                      redisDisconnectCallback *on_disconnect, char *why,
+                                      size_t whylen);
+
+#endif
