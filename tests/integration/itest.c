@@ -76,7 +76,8 @@ const char *it_run_dir(void) {
 int it_finish(int failed) {
     kill_all();
     const char *dir = it_run_dir();
-    if (failed) {
+    const char *keep = getenv("IT_KEEP");
+    if (failed || (keep && *keep && strcmp(keep, "0") != 0)) {
         fprintf(stderr, "logs kept in %s\n", dir);
     } else if (strcmp(dir, "/tmp") != 0) {
         char cmd[128];

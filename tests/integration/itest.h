@@ -13,7 +13,8 @@
 const char *it_run_dir(void);
 
 /* Stops whatever is still running and removes the run directory unless
- * failed is non-zero (then its path is printed). Returns failed. */
+ * failed is non-zero or IT_KEEP=1 is set (then its path is printed).
+ * Returns failed. */
 int it_finish(int failed);
 
 /* The holdline binary under test: $HOLDLINE_BIN or bin/holdline. */

@@ -706,6 +706,28 @@ static void test_polls_are_counted_by_result_and_their_messages_as_delivered(voi
     char ch[64], quiet[64], path[128];
     channel_name(ch, sizeof(ch), "polled");
     channel_name(quiet, sizeof(quiet), "quiet");
+    /* Every worker subscribes the channel first (16 short polls land on
+     * both), so that the held polls below are answered live by the
+     * publish, not by the read that follows a new subscription (a
+     * subscription lingers poll.linger_ms, 5 s, after its last poll). */
+    {
+        enum { WARM = 16 };
+        it_conn warm[WARM];
+        char chans[1][64];
+        snprintf(chans[0], sizeof(chans[0]), "%s", ch);
+        hold_polls(warm, WARM, chans, 1, 1, NULL);
+        char rch[128];
+        snprintf(rch, sizeof(rch), "holdline:%s", ch);
+        const char *numsub[] = {"PUBSUB", "NUMSUB", rch};
+        long long subs = 0;
+        for (int i = 0; i < 200 && subs < WORKERS; i++) {
+            subs = it_redis_int(redis.port, 3, numsub);
+            if (subs < WORKERS) usleep(10 * 1000);
+        }
+        assert_int_equal(subs, WORKERS);
+        assert_int_equal(it_multi_wait(warm, WARM, 5000), WARM);
+        it_multi_free(warm, WARM);
+    }
     counts c0 = read_counts(node.port);
 
     /* A poll from the start of a channel with three messages: one answer
