@@ -30,6 +30,10 @@
  * (one that never completes: the sentinels gave up, or their events were
  * lost). */
 #define FENCE_MAX_MS 10000
+/* How long, once on the new master, publishes stay held for
+ * publish.wait_replicas of its replicas to confirm (a replica re-pointed
+ * at it may be resyncing; WAIT would only refuse them meanwhile). */
+#define FENCE_REPLICAS_MS 2000
 
 struct hl_store {
     const hl_config *cfg;
@@ -81,6 +85,9 @@ struct hl_store {
     char fence_master[256]; /* the master then */
     int fence_port;
     struct event *fence_timer; /* gives up holding after FENCE_MAX_MS */
+    long long fence_moved;     /* monotonic ms the links were first on the new master */
+    int fence_asking;          /* a WAIT for the new master's replicas is in flight */
+    struct event *fence_poll;  /* asks it again */
     hl_store_op *held;         /* publishes held, oldest first */
     hl_store_op **held_tail;
     char master[256]; /* where the command link was last up */
@@ -121,6 +128,7 @@ static void load_library(hl_store *s);
 static void fence_check(hl_store *s);
 static void on_sentinel_event(void *ud, int from, const char *event, const char *p, size_t n);
 static void on_fence_timer(evutil_socket_t fd, short what, void *arg);
+static void on_fence_poll(evutil_socket_t fd, short what, void *arg);
 static void unfence(hl_store *s, const char *why);
 
 /* ---- Clock, epoch, trouble ---------------------------------------------- */
@@ -833,7 +841,9 @@ static void release_held(hl_store *s) {
 static void unfence(hl_store *s, const char *why) {
     if (!s->fencing) return;
     s->fencing = 0;
+    s->fence_moved = 0;
     evtimer_del(s->fence_timer);
+    evtimer_del(s->fence_poll);
     hl_info("worker %d: publishing again (%s)", s->worker, why);
     release_held(s);
 }
@@ -847,12 +857,46 @@ static void on_fence_timer(evutil_socket_t fd, short what, void *arg) {
     unfence(s, "the failover did not complete in time");
 }
 
+static void on_fence_wait(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_store *s = privdata;
+    const redisReply *reply = reply_;
+    s->fence_asking = 0;
+    if (reply == NULL || !s->fencing) return; /* lost: the next ready asks again */
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer >= s->cfg->publish_wait_replicas) {
+        unfence(s, "the links are on the new master, and its replicas confirm");
+        return;
+    }
+    struct timeval tv = hl_ms_tv(20);
+    evtimer_add(s->fence_poll, &tv);
+}
+
 /* A fence ends once the command link is ready on another master than
- * the one the failover was announced for. */
+ * the one the failover was announced for, and (with wait_replicas) that
+ * master's replicas confirm what the link wrote (the library load: a
+ * replica listed online may still be loading a full resync), or
+ * FENCE_REPLICAS_MS passed. */
 static void fence_check(hl_store *s) {
-    if (s->fencing && hl_store_can_read(s) &&
-        (s->fence_port != s->cmd.port || strcmp(s->fence_master, s->cmd.host) != 0))
+    if (!s->fencing || !hl_store_can_read(s) ||
+        (s->fence_port == s->cmd.port && strcmp(s->fence_master, s->cmd.host) == 0))
+        return;
+    long long now = hl_mono_ms();
+    if (s->fence_moved == 0) s->fence_moved = now;
+    if (!waits(s)) {
         unfence(s, "the links are on the new master");
+    } else if (now - s->fence_moved >= FENCE_REPLICAS_MS) {
+        unfence(s, "the links are on the new master; fewer of its replicas than "
+                   "publish.wait_replicas confirm yet");
+    } else if (!s->fence_asking && redisAsyncCommand(s->cmd.ac, on_fence_wait, s, "WAIT %d 100",
+                                                     s->cfg->publish_wait_replicas) == REDIS_OK) {
+        s->fence_asking = 1;
+    }
+}
+
+static void on_fence_poll(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    fence_check(arg);
 }
 
 /* The next space-separated word of p[*at..n) into out. */
@@ -969,7 +1013,8 @@ hl_store *hl_store_new(const hl_config *cfg, struct event_base *base, int worker
     s->unwaited_tail = &s->unwaited;
     s->held_tail = &s->held;
     s->fence_timer = evtimer_new(base, on_fence_timer, s);
-    if (s->fence_timer == NULL ||
+    s->fence_poll = evtimer_new(base, on_fence_poll, s);
+    if (s->fence_timer == NULL || s->fence_poll == NULL ||
         hl_sentinel_feed_init(&s->feed, cfg, base, on_sentinel_event, s) != HL_OK)
         goto oom;
     if (s->retry == NULL || s->tick == NULL || s->canary == NULL || s->wait_ev == NULL ||
@@ -1037,6 +1082,7 @@ void hl_store_free(hl_store *s) {
     if (s->retry) event_free(s->retry);
     if (s->wait_ev) event_free(s->wait_ev);
     if (s->fence_timer) event_free(s->fence_timer);
+    if (s->fence_poll) event_free(s->fence_poll);
     if (s->watch_timer) event_free(s->watch_timer);
     hl_sentinel_free(&s->watch);
     free(s);

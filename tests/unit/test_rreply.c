@@ -652,32 +652,8 @@ static void test_rreply_role_table(void **state) {
     }
 }
 
-static void test_rreply_role_replicas_table(void **state) {
-    static const struct {
-        const char *reply;
-        int n;
-    } cases[] = {
-        {"[ $master :3129659 [ [ $127.0.0.1 $9001 $3129242 ] ] ]", 1},
-        {"[ $master :3 [ [ $a $1 $3 ] [ $b $2 $3 ] ] ]", 2},
-        {"[ $master :0 [ ] ]", 0},
-        {"[ $master :0 ]", -1},
-        {"[ $master :0 :5 ]", -1},
-        {"[ $slave $127.0.0.1 :9000 $connected :3167038 ]", -1},
-        {"-ERR~unknown~command", -1},
-        {"NULL", -1},
-    };
-    (void)state;
-    for (size_t i = 0; i < HL_ARRAY_LEN(cases); i++) {
-        redisReply *r = reply_of(cases[i].reply);
-        if (hl_rreply_role_replicas(r) != cases[i].n)
-            fail_msg("'%s': %d, want %d", cases[i].reply, hl_rreply_role_replicas(r), cases[i].n);
-        free_reply(r);
-    }
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rreply_role_replicas_table),
         cmocka_unit_test(test_rreply_notation_builds_what_resp_says),
         cmocka_unit_test(test_rreply_epoch_reads_ours_as_hex),
         cmocka_unit_test(test_rreply_epoch_of_other_text_is_stable_and_nonzero),
