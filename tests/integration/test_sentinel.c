@@ -46,13 +46,6 @@
 /* How long the publisher goes on once the nodes are ready again. */
 #define AFTER_READY_MS 4000
 #define MAX_SEQ 4096
-/* redis.sentinel_check_ms (default 1000): how often a node asks the
- * Sentinels whether the master moved. A node on a master that a manual
- * failover demoted finds out at the next check, so a refusal may outlast
- * the Sentinels' switch by up to this. */
-#define RECHECK_MARGIN_MS 1000
-/* Loopback latency and a loaded two-core machine: slack on every bound. */
-#define SLACK_MS 300
 
 static it_sset set;
 static it_node na, nb;
@@ -715,12 +708,15 @@ static void test_with_every_sentinel_down_nodes_serve_on_the_master_they_know(vo
  * the replica it chose, waits for it to report itself master, and only
  * then re-points the other replica and names the new master; the old
  * master stays a master until Sentinel converts it, ~9 s later. What
- * the nodes write to the old master meanwhile reaches the other replica,
- * still attached to it, so WAIT 1 confirms it; that replica then cannot
- * continue from the new master (its offset is past the promotion) and
- * resyncs in full, dropping those writes. The live clients may have read
- * them off the old master already; the late reader from cursor 0 shows
- * whether the history kept them. */
+ * the nodes wrote to the old master meanwhile would reach the other
+ * replica, still attached to it, so WAIT 1 would confirm it; that replica
+ * then cannot continue from the new master (its offset is past the
+ * promotion) and resyncs in full, dropping those writes (47-50 confirmed
+ * publishes per run before the nodes held publishes from the sentinels'
+ * +try-failover to the move). The late reader from cursor 0 shows whether
+ * the history kept every confirmed one. Held publishes are answered once
+ * the nodes are on the new master, so no publish may be refused for
+ * longer than the switch itself. */
 static void test_a_manual_failover_loses_no_confirmed_publish(void **state) {
     (void)state;
     assert_int_equal(it_sset_wait_settled(&set, 20000), 0);
@@ -742,9 +738,9 @@ static void test_a_manual_failover_loses_no_confirmed_publish(void **state) {
     printf("SENTINEL FAILOVER of master %d: %s; the sentinels named %d after %lld ms (the "
            "switch); both nodes ready after %lld ms more; first 201 %lld ms after the command; "
            "longest run of refused publishes %lld ms (starting %lld ms after the command), "
-           "allowed: the switch + %d ms\n",
+           "allowed: the switch\n",
            old, reply ? reply : "(no answer)", now_master, switched, ready, first_ok,
-           r->longest_refusal_ms, r->longest_refusal_at, RECHECK_MARGIN_MS + SLACK_MS);
+           r->longest_refusal_ms, r->longest_refusal_at);
     assert_non_null(reply);
     assert_string_equal(reply, "+OK");
     free(reply);
@@ -753,11 +749,10 @@ static void test_a_manual_failover_loses_no_confirmed_publish(void **state) {
     assert_true(first_ok >= 0);
     char problem[300];
     run_check(r, "manual failover", problem, sizeof(problem));
-    int too_long = r->longest_refusal_ms > switched + RECHECK_MARGIN_MS + SLACK_MS;
+    int too_long = r->longest_refusal_ms > switched;
     if (problem[0] || too_long)
         fail_msg("manual failover: %s%s%s (logs: %s)", problem, problem[0] && too_long ? "; " : "",
-                 too_long ? "publishes were refused for longer than the switch and the margin" : "",
-                 it_run_dir());
+                 too_long ? "publishes were refused for longer than the switch" : "", it_run_dir());
 }
 
 int main(void) {
