@@ -45,6 +45,9 @@
 #define PUBLISH_EVERY_MS 20
 /* How long the publisher goes on once the nodes are ready again. */
 #define AFTER_READY_MS 4000
+/* How late a refusal's end may be seen on a loaded two-core machine:
+ * the publisher's own pace and loopback latency, not the nodes. */
+#define SLACK_MS 300
 #define MAX_SEQ 4096
 
 static it_sset set;
@@ -738,9 +741,9 @@ static void test_a_manual_failover_loses_no_confirmed_publish(void **state) {
     printf("SENTINEL FAILOVER of master %d: %s; the sentinels named %d after %lld ms (the "
            "switch); both nodes ready after %lld ms more; first 201 %lld ms after the command; "
            "longest run of refused publishes %lld ms (starting %lld ms after the command), "
-           "allowed: the switch\n",
+           "allowed: the switch + %d ms of measuring slack\n",
            old, reply ? reply : "(no answer)", now_master, switched, ready, first_ok,
-           r->longest_refusal_ms, r->longest_refusal_at);
+           r->longest_refusal_ms, r->longest_refusal_at, SLACK_MS);
     assert_non_null(reply);
     assert_string_equal(reply, "+OK");
     free(reply);
@@ -749,7 +752,7 @@ static void test_a_manual_failover_loses_no_confirmed_publish(void **state) {
     assert_true(first_ok >= 0);
     char problem[300];
     run_check(r, "manual failover", problem, sizeof(problem));
-    int too_long = r->longest_refusal_ms > switched;
+    int too_long = r->longest_refusal_ms > switched + SLACK_MS;
     if (problem[0] || too_long)
         fail_msg("manual failover: %s%s%s (logs: %s)", problem, problem[0] && too_long ? "; " : "",
                  too_long ? "publishes were refused for longer than the switch" : "", it_run_dir());
