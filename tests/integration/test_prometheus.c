@@ -737,6 +737,17 @@ static void test_polls_are_counted_by_result_and_their_messages_as_delivered(voi
         snprintf(data, sizeof(data), "%d", k);
         publish_ok(node.port, ch, data);
     }
+    /* Both workers hold the channel: the poll is answered from what its
+     * worker has received, so wait until both have all three. */
+    double got = 0;
+    for (int i = 0; i < 250 && got < c0.recv_durable + 3 * WORKERS; i++) {
+        expo e;
+        scrape(node.port, &e);
+        got = val(&e, "holdline_messages_received_total", "kind=\"durable\"");
+        expo_free(&e);
+        if (got < c0.recv_durable + 3 * WORKERS) sleep_ms(20);
+    }
+    assert_true(got >= c0.recv_durable + 3 * WORKERS);
     it_json j;
     assert_int_equal(do_poll(node.port, ch, "0", 5, &j), 200);
     assert_int_equal(j.n, 3);
