@@ -40,6 +40,8 @@ typedef struct hl_chan {
     struct hl_member *waiters; /* waiters on this channel, in any phase (engine/) */
     size_t nwaiters;           /* length of that list */
     hl_sub_state sub;          /* subscription state on the worker's Redis link */
+    unsigned sub_link;         /* the store's subscriber link it was subscribed on */
+    unsigned slot;             /* where its data lives (the store's; 0 outside cluster mode) */
     hl_sync_state sync;        /* see above */
     void *sync_op;             /* READING: the store op of the sync read (engine/) */
     int linger_armed;          /* 1 while the linger timer runs */

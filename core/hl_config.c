@@ -133,6 +133,9 @@ static const hl_setting settings[] = {
     HL_STR("redis", "sentinel_password", redis_sentinel_password, "", NULL),
     HL_INT("redis", "sentinel_timeout_ms", redis_sentinel_timeout_ms, 10, 60000, 300),
     HL_INT("redis", "sentinel_check_ms", redis_sentinel_check_ms, 100, 3600000, 1000),
+    HL_STRLIST("redis", "cluster_nodes", redis_cluster_nodes, redis_cluster_nodes_count,
+               check_hostport),
+    HL_INT("redis", "cluster_refresh_ms", redis_cluster_refresh_ms, 100, 3600000, 5000),
 
     HL_INT("poll", "default_timeout", poll_default_timeout, 1, 3600, 30),
     HL_INT("poll", "max_timeout", poll_max_timeout, 1, 3600, 120),
@@ -219,11 +222,13 @@ static const char *check_auth_mode(const char *v) {
 }
 
 static const char *check_redis_mode(const char *v) {
-    if (strcmp(v, "single") == 0 || strcmp(v, "sentinel") == 0) return NULL;
-    return "must be single or sentinel";
+    if (strcmp(v, "single") == 0 || strcmp(v, "sentinel") == 0 || strcmp(v, "cluster") == 0)
+        return NULL;
+    return "must be single, sentinel or cluster";
 }
 
-/* A sentinel's address: host:port, the port required. */
+/* A sentinel's or a cluster seed's address: host:port, the port
+ * required. */
 static const char *check_hostport(const char *v) {
     char host[256], err[160];
     int port;
@@ -970,6 +975,16 @@ int hl_config_validate(const hl_config *cfg, char *err, size_t errlen) {
             return hl_set_error(err, errlen,
                                 "redis.master_name: redis.mode is sentinel, so the name the "
                                 "sentinels monitor the master under must be set");
+    }
+    if (strcmp(cfg->redis_mode, "cluster") == 0) {
+        if (cfg->redis_cluster_nodes_count == 0)
+            return hl_set_error(err, errlen,
+                                "redis.cluster_nodes: redis.mode is cluster, so at least one "
+                                "cluster node (host:port) must be listed");
+        if (cfg->redis_db != 0)
+            return hl_set_error(err, errlen,
+                                "redis.db: must be 0 in cluster mode (Redis Cluster has no "
+                                "SELECT)");
     }
     if (strcmp(cfg->auth_mode, "jwt") == 0) {
         int key = cfg->auth_jwt_key[0] != '\0', file = cfg->auth_jwt_key_file[0] != '\0';

@@ -23,6 +23,8 @@
 #define HL_CONFIG_MAX_PUBLIC 32
 /* Sentinel addresses in redis.sentinels at most. */
 #define HL_CONFIG_MAX_SENTINELS 16
+/* Seed addresses in redis.cluster_nodes at most. */
+#define HL_CONFIG_MAX_CLUSTER_SEEDS 16
 /* The most channels one poll or stream may name (poll.max_channels is
  * capped here), so per-request arrays can be sized by it. */
 #define HL_MAX_CHANNELS 256
@@ -59,7 +61,7 @@ typedef struct hl_config {
     int http_cors_origins_count;
 
     /* redis */
-    char redis_mode[16];          /* "single" (default) or "sentinel" */
+    char redis_mode[16];          /* "single" (default), "sentinel" or "cluster" */
     char redis_host[256];         /* default 127.0.0.1; single mode only */
     int redis_port;               /* default 6379 */
     char redis_password[256];     /* empty = no AUTH */
@@ -78,6 +80,9 @@ typedef struct hl_config {
     char redis_sentinel_password[256]; /* AUTH for the sentinels; "" = redis.password */
     int redis_sentinel_timeout_ms;     /* one sentinel's connect + answer; default 300 */
     int redis_sentinel_check_ms;       /* ask again this often while up; default 1000 */
+    char redis_cluster_nodes[HL_CONFIG_MAX_CLUSTER_SEEDS][262]; /* cluster seeds, host:port */
+    int redis_cluster_nodes_count;
+    int redis_cluster_refresh_ms; /* the slot map is asked again this often; default 5000 */
 
     /* poll */
     int poll_default_timeout; /* seconds; default 30 */

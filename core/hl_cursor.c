@@ -126,3 +126,21 @@ void hl_cursor_format(hl_buf *b, uint64_t epoch, const hl_cur_part *parts, size_
         }
     }
 }
+
+uint64_t hl_epoch_combine(const uint64_t *e, size_t n) {
+    if (n == 0) return 0;
+    int same = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (e[i] == 0) return 0;
+        same &= e[i] == e[0];
+    }
+    if (same) return e[0];
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < n; i++) {
+        for (int b = 0; b < 8; b++) {
+            h ^= (e[i] >> (8 * b)) & 0xff;
+            h *= 1099511628211ULL;
+        }
+    }
+    return h ? h : 1;
+}

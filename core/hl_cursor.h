@@ -62,6 +62,12 @@ int hl_cursor_parse(const char *s, size_t len, size_t n, uint64_t *epoch, hl_cur
  * is NEW, "0" when every part is ALL, else the full form. */
 void hl_cursor_format(hl_buf *b, uint64_t epoch, const hl_cur_part *parts, size_t n);
 
+/* The epoch a cursor over channels whose data have epochs e[0..n) names
+ * (Redis Cluster: each slot has its own): e[0] when all are equal (so
+ * one data set gives the epoch itself), else a nonzero FNV-1a-64 of the
+ * list in order; 0 if any is 0 (not known). */
+uint64_t hl_epoch_combine(const uint64_t *e, size_t n);
+
 /* Parses 1..16 hex digits. Returns HL_OK or HL_ERR. */
 int hl_epoch_parse(const char *s, size_t n, uint64_t *out);
 

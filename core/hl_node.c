@@ -111,6 +111,12 @@ int hl_node_start(hl_node *n, char *err, size_t errlen) {
                 "'%s' (redis.host and --redis are not used), prefix '%s'",
                 n->cfg.http_bind, n->cfg.http_port, n->nworkers, n->cfg.redis_sentinels_count,
                 n->cfg.redis_master_name, n->cfg.redis_prefix);
+    else if (strcmp(n->cfg.redis_mode, "cluster") == 0)
+        hl_info("listening on %s:%d with %d workers; redis: the cluster of %s%s (redis.host and "
+                "--redis are not used), prefix '%s'",
+                n->cfg.http_bind, n->cfg.http_port, n->nworkers, n->cfg.redis_cluster_nodes[0],
+                n->cfg.redis_cluster_nodes_count > 1 ? " and the other seeds" : "",
+                n->cfg.redis_prefix);
     else
         hl_info("listening on %s:%d with %d workers; redis %s:%d, prefix '%s'", n->cfg.http_bind,
                 n->cfg.http_port, n->nworkers, n->cfg.redis_host, n->cfg.redis_port,

@@ -30,10 +30,14 @@
 
 static void start_sync(hl_engine *e, hl_chan *c);
 
-hl_catchup_env hl__env(const hl_engine *e) {
-    hl_catchup_env env = {e->epoch, (long long)e->cfg->history_ttl * 1000,
-                          hl_store_redis_now(e->store)};
+hl_catchup_env hl__env(const hl_engine *e, const hl_chan *c, uint64_t epoch) {
+    hl_catchup_env env = {epoch, (long long)e->cfg->history_ttl * 1000,
+                          hl_store_redis_now(e->store, c->slot)};
     return env;
+}
+
+uint64_t hl__chan_epoch(const hl_engine *e, const hl_chan *c) {
+    return hl_store_epoch(e->store, c->slot);
 }
 
 /* Every change of a channel's subscription state goes through here, which
@@ -56,8 +60,8 @@ static void set_sub(hl_engine *e, hl_chan *c, hl_sub_state st) {
 
 static void chan_subscribe(hl_engine *e, hl_chan *c) {
     /* Down: the store's sub_up event subscribes every channel with waiters. */
-    set_sub(e, c,
-            hl_store_subscribe(e->store, c->name, c->len) == HL_OK ? HL_SUB_PENDING : HL_SUB_NONE);
+    c->sub_link = hl_store_subscribe(e->store, c->name, c->len);
+    set_sub(e, c, c->sub_link ? HL_SUB_PENDING : HL_SUB_NONE);
 }
 
 static void free_list(hl_msg *m) {
@@ -106,7 +110,7 @@ static void on_linger(evutil_socket_t fd, short what, void *arg) {
     switch (c->sub) {
     case HL_SUB_PENDING:
     case HL_SUB_LIVE:
-        if (hl_store_unsubscribe(e->store, c->name, c->len) == HL_OK) {
+        if (hl_store_unsubscribe(e->store, c->sub_link, c->name, c->len) == HL_OK) {
             set_sub(e, c, HL_SUB_LEAVING);
             /* From here on messages may be missed: the cache is void. */
             chan_unsync(e, c);
@@ -131,6 +135,7 @@ static hl_chan *chan_get(hl_engine *e, const char *name, size_t len) {
     c = hl_chantab_add(&e->chans, name, len);
     if (c == NULL) return NULL;
     c->owner = e;
+    c->slot = hl_store_slot(e->store, name, len);
     c->early_tail = &c->early;
     hl_msgcache_init(&c->cache, (size_t)e->cfg->history_cache, CACHE_MAX_BYTES);
     c->linger = evtimer_new(e->base, on_linger, c);
@@ -274,7 +279,7 @@ static void on_frame(hl_engine *e, hl_chan *c, const char *p, size_t n) {
     const char *data;
     size_t dlen;
     hl_frame_kind kind = hl_frame_parse(p, n, &id, &data, &dlen);
-    long long now = hl_store_redis_now(e->store);
+    long long now = hl_store_redis_now(e->store, c->slot);
     if (kind == HL_FRAME_ID && now > 0 && id.ms > (uint64_t)(now + FRAME_FUTURE_MS)) {
         /* A PUBLISH of a made-up frame must not move the channel's last
          * id past every real message to come. */
@@ -358,12 +363,15 @@ static void advance_head(hl_chan *c, hl_sid head) {
 
 typedef struct tick_ctx {
     hl_engine *e;
+    unsigned link;
     long long ms;
 } tick_ctx;
 
 static void tick_chan(hl_chan *c, void *ud) {
     tick_ctx *t = ud;
-    if (c->sync != HL_SYNC_DONE) return;
+    /* The tick tells of one master's messages: those of the channels
+     * subscribed through the link it came back on. */
+    if (c->sync != HL_SYNC_DONE || c->sub_link != t->link) return;
     hl_sid head = {(uint64_t)t->ms - 1, UINT64_MAX};
     if (hl_sid_cmp(head, c->last) <= 0) return;
     if (c->empty) {
@@ -386,6 +394,7 @@ static void tick_chan(hl_chan *c, void *ud) {
 
 static void resubscribe(hl_chan *c, void *ud) {
     hl_engine *e = ud;
+    if (c->sub != HL_SUB_NONE) return; /* subscribed, or on its way */
     if (c->nwaiters == 0 && !c->linger_armed) {
         chan_remove(e, c);
         return;
@@ -406,36 +415,60 @@ static void ev_sub_up(void *ud) {
     hl_chantab_foreach(&e->chans, resubscribe, e);
 }
 
+typedef struct link_ctx {
+    hl_engine *e;
+    unsigned link;
+} link_ctx;
+
 static void mark_unsubscribed(hl_chan *c, void *ud) {
-    set_sub(ud, c, HL_SUB_NONE);
-    chan_unsync(ud, c);
+    link_ctx *l = ud;
+    if (c->sub == HL_SUB_NONE || c->sub_link != l->link) return;
+    set_sub(l->e, c, HL_SUB_NONE);
+    chan_unsync(l->e, c);
 }
 
-static void ev_sub_down(void *ud) {
-    hl_engine *e = ud;
-    hl_chantab_foreach(&e->chans, mark_unsubscribed, e);
+static void ev_sub_down(void *ud, unsigned link) {
+    link_ctx l = {ud, link};
+    hl_chantab_foreach(&l.e->chans, mark_unsubscribed, &l);
 }
 
-static void ev_subscribed(void *ud, const char *name, size_t len) {
+static void ev_subscribed(void *ud, unsigned link, const char *name, size_t len) {
     hl_engine *e = ud;
     hl_chan *c = hl_chantab_find(&e->chans, name, len);
-    if (c == NULL || c->sub != HL_SUB_PENDING) return;
+    if (c == NULL || c->sub != HL_SUB_PENDING || c->sub_link != link) return;
     set_sub(e, c, HL_SUB_LIVE);
     start_sync(e, c);
 }
 
-static void ev_unsubscribed(void *ud, const char *name, size_t len) {
+static void ev_unsubscribed(void *ud, unsigned link, const char *name, size_t len,
+                            hl_unsub_how how) {
     hl_engine *e = ud;
     hl_chan *c = hl_chantab_find(&e->chans, name, len);
-    /* Only the reply to our latest command matters: in any other state a
-     * SUBSCRIBE was sent after this UNSUBSCRIBE. */
-    if (c && c->sub == HL_SUB_LEAVING && c->nwaiters == 0 && !c->linger_armed) chan_remove(e, c);
+    if (c == NULL || c->sub_link != link) return;
+    if (how == HL_UNSUB_ASKED) {
+        /* Only the reply to our latest command matters: in any other
+         * state a SUBSCRIBE was sent after this UNSUBSCRIBE. */
+        if (c->sub == HL_SUB_LEAVING && c->nwaiters == 0 && !c->linger_armed) chan_remove(e, c);
+        return;
+    }
+    /* Redis dropped it (its slot moved, a failover): what was published
+     * meanwhile is read from the stream once it is subscribed again. */
+    if (c->sub == HL_SUB_NONE) return;
+    int leaving = c->sub == HL_SUB_LEAVING;
+    set_sub(e, c, HL_SUB_NONE);
+    chan_unsync(e, c);
+    if (leaving && c->nwaiters == 0 && !c->linger_armed) {
+        chan_remove(e, c);
+        return;
+    }
+    if (how == HL_UNSUB_MOVED) resubscribe(c, e);
 }
 
-static void ev_message(void *ud, const char *name, size_t len, const char *p, size_t n) {
+static void ev_message(void *ud, unsigned link, const char *name, size_t len, const char *p,
+                       size_t n) {
     hl_engine *e = ud;
     hl_chan *c = hl_chantab_find(&e->chans, name, len);
-    if (c && c->sub == HL_SUB_LIVE) on_frame(e, c, p, n);
+    if (c && c->sub == HL_SUB_LIVE && c->sub_link == link) on_frame(e, c, p, n);
 }
 
 static void sync_chan(hl_chan *c, void *ud) {
@@ -448,21 +481,29 @@ static void ev_ready(void *ud) {
     hl__waiters_retry(e);
 }
 
-static void unsync_chan(hl_chan *c, void *ud) {
-    chan_unsync(ud, c);
+typedef struct epoch_ctx {
+    hl_engine *e;
+    long slot;
+} epoch_ctx;
+
+static void resync_slot(hl_chan *c, void *ud) {
+    epoch_ctx *x = ud;
+    if (x->slot >= 0 && c->slot != (unsigned)x->slot) return;
+    chan_unsync(x->e, c);
+    start_sync(x->e, c);
 }
 
-/* A new epoch means the data set was replaced: nothing cached is true any
- * more, and every channel is read again. */
-static void ev_epoch(void *ud, uint64_t epoch) {
-    hl_engine *e = ud;
-    e->epoch = epoch;
-    hl_chantab_foreach(&e->chans, unsync_chan, e);
-    hl_chantab_foreach(&e->chans, sync_chan, e);
+/* A new epoch means the data set (of one slot, or all) was replaced:
+ * nothing cached of its channels is true any more, and they are read
+ * again. */
+static void ev_epoch(void *ud, long slot, uint64_t epoch) {
+    (void)epoch; /* the store answers hl_store_epoch with it from now on */
+    epoch_ctx x = {ud, slot};
+    hl_chantab_foreach(&x.e->chans, resync_slot, &x);
 }
 
-static void ev_tick(void *ud, long long ms) {
-    tick_ctx t = {ud, ms};
+static void ev_tick(void *ud, unsigned link, long long ms) {
+    tick_ctx t = {ud, link, ms};
     hl_chantab_foreach(&t.e->chans, tick_chan, &t);
 }
 

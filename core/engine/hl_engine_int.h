@@ -15,7 +15,6 @@ struct hl_engine {
     hl_store *store;
     hl_deadlines *dl; /* the worker's */
     hl_chantab chans;
-    uint64_t epoch;      /* the data set's epoch as the store last reported it */
     size_t subs_pending; /* channels whose SUBSCRIBE Redis has not confirmed yet */
     size_t restoring;    /* of those, the ones sent again when the subscriber link came up */
     size_t subs_live;    /* channels Redis confirmed and that are not leaving */
@@ -31,8 +30,11 @@ struct hl_engine {
 int hl__chan_attach(hl_engine *e, hl_member *m, const char *name, size_t len);
 /* Takes m off its channel (arming the linger for the last one). */
 void hl__chan_detach(hl_member *m);
-/* What the catch-up rules need to know beside a channel. */
-hl_catchup_env hl__env(const hl_engine *e);
+/* What the catch-up rules need to know beside channel c, for a cursor
+ * whose channels' data now have the combined epoch `epoch`. */
+hl_catchup_env hl__env(const hl_engine *e, const hl_chan *c, uint64_t epoch);
+/* The epoch of c's data as the store last reported it (0: not known). */
+uint64_t hl__chan_epoch(const hl_engine *e, const hl_chan *c);
 
 /* hl_waiter.c */
 /* c became synced: its parked waiters are evaluated. */

@@ -122,7 +122,7 @@ static int same_place(hl_cur_part a, hl_cur_part b) {
 /* Joins or sends a read of m's channel after m's cursor. */
 static int read_for(hl_engine *e, hl_member *m, int count) {
     hl_chan *c = m->c;
-    if (c == NULL || !hl_store_can_read(e->store)) return HL_ERR;
+    if (c == NULL || !hl_store_can_read(e->store, c->slot)) return HL_ERR;
     hl_read *rd = c->reads;
     while (rd && !(rd->count == count && same_place(rd->after, m->pos.cur)))
         rd = rd->next;
@@ -163,6 +163,18 @@ static void detach(hl_waiter *w) {
     w->reads = 0;
     hl_deadline_cancel(w->e->dl, &w->due);
     w->phase = HL_WAITER_OVER;
+}
+
+/* The epoch now of the data of w's channels, combined as a cursor names
+ * it (0 while one is not known). */
+static uint64_t epoch_now(const hl_waiter *w) {
+    uint64_t e[HL_MAX_CHANNELS];
+    size_t n = w->n < HL_MAX_CHANNELS ? w->n : HL_MAX_CHANNELS;
+    for (size_t i = 0; i < n; i++) {
+        if (w->members[i].c == NULL) return 0;
+        e[i] = hl__chan_epoch(w->e, w->members[i].c);
+    }
+    return hl_epoch_combine(e, n);
 }
 
 static void format_cursor(const hl_waiter *w, hl_buf *b) {
@@ -216,7 +228,7 @@ static void batch_add(hl_waiter *w, batch *b, const char *json, size_t len) {
 static void collect(hl_waiter *w, batch *b) {
     hl_engine *e = w->e;
     size_t max = (size_t)e->cfg->poll_max_messages;
-    hl_catchup_env env = hl__env(e);
+    uint64_t now = epoch_now(w);
     for (size_t k = 0; k < w->n; k++) {
         hl_member *m = &w->members[k];
         if (m->got) {
@@ -234,6 +246,7 @@ static void collect(hl_waiter *w, batch *b) {
         }
         hl_chan *c = m->c;
         if (c == NULL) continue;
+        hl_catchup_env env = hl__env(e, c, now);
         long i = hl_catchup_cache_from(&env, w->epoch, c, m->pos.cur);
         if (i < 0) continue;
         for (size_t j = (size_t)i; j < c->cache.count && b->n < max; j++) {
@@ -306,12 +319,13 @@ static eval_result eval(hl_waiter *w) {
             return EVAL_HELD;
         }
     }
-    if (w->epoch == 0) w->epoch = e->epoch;
-    hl_catchup_env env = hl__env(e);
+    uint64_t now = epoch_now(w);
+    if (w->epoch == 0) w->epoch = now;
     int cache = 0, reads = 0;
     unsigned char need[HL_MAX_CHANNELS];
     for (size_t i = 0; i < w->n; i++) {
         hl_member *m = &w->members[i];
+        hl_catchup_env env = hl__env(e, m->c, now);
         need[i] = m->got ? HL_NEED_CACHE : hl_catchup_classify(&env, w->epoch, m->c, &m->pos);
         cache |= need[i] == HL_NEED_CACHE;
         reads += need[i] == HL_NEED_READ;
@@ -439,9 +453,13 @@ static void on_read(hl_member *m, const hl_read_result *res, hl_msg *msgs) {
         w->read_failed = 1;
         free_msgs(msgs);
     } else {
-        w->missed |= hl_catchup_read_done((long long)w->e->cfg->history_ttl * 1000, w->epoch,
-                                          res->epoch, &res->st, msgs != NULL, &m->pos);
-        w->read_epoch = res->epoch;
+        /* The store took in the epoch Redis reported (res->epoch) before
+         * this reply, so the channels' epochs now are the ones the read
+         * was made under. */
+        uint64_t now = epoch_now(w);
+        w->missed |= hl_catchup_read_done((long long)w->e->cfg->history_ttl * 1000, w->epoch, now,
+                                          &res->st, msgs != NULL, &m->pos);
+        w->read_epoch = now;
         if (msgs) m->got = msgs;
     }
     if (w->reads > 0) return;
@@ -462,9 +480,9 @@ static void drop_fanout(hl_fanout *fan) {
 }
 
 /* A waiter on one channel at `at`, with nothing else to be told. */
-static int alone_at(const hl_engine *e, const hl_waiter *w, const hl_member *m, hl_sid at) {
+static int alone_at(uint64_t epoch, const hl_waiter *w, const hl_member *m, hl_sid at) {
     return w->n == 1 && m->pos.cur.kind == HL_CUR_AT && hl_sid_cmp(m->pos.cur.id, at) == 0 &&
-           w->epoch == e->epoch && !w->missed && m->got == NULL;
+           w->epoch == epoch && !w->missed && m->got == NULL;
 }
 
 /* The fan-out of one message to the waiters alone at its predecessor:
@@ -507,6 +525,7 @@ static void fan_one(fan_state *fs, hl_waiter *w, hl_sid id, const char *json, si
 void hl__waiters_message(hl_engine *e, hl_chan *c, hl_sid id, hl_sid prev, const char *json,
                          size_t jlen) {
     c->news_ms = hl_mono_coarse_ms();
+    uint64_t epoch = hl__chan_epoch(e, c);
     fan_state fs;
     memset(&fs, 0, sizeof(fs));
     hl_buf_init(&fs.cur);
@@ -523,7 +542,7 @@ void hl__waiters_message(hl_engine *e, hl_chan *c, hl_sid id, hl_sid prev, const
             m = next;
             continue;
         }
-        if (alone_at(e, w, m, prev)) {
+        if (alone_at(epoch, w, m, prev)) {
             /* The common case: a client up to date on one channel. */
             fan_one(&fs, w, id, json, jlen);
             shared++;
@@ -543,6 +562,7 @@ void hl__waiters_message(hl_engine *e, hl_chan *c, hl_sid id, hl_sid prev, const
 
 void hl__waiters_plain(hl_engine *e, hl_chan *c, const char *json, size_t jlen) {
     c->news_ms = hl_mono_coarse_ms();
+    uint64_t epoch = hl__chan_epoch(e, c);
     fan_state fs;
     memset(&fs, 0, sizeof(fs));
     hl_buf_init(&fs.cur);
@@ -553,7 +573,7 @@ void hl__waiters_plain(hl_engine *e, hl_chan *c, const char *json, size_t jlen) 
         if (w->phase == HL_WAITER_WAITING) {
             /* Clients at the channel's head share one answer, as for
              * durable messages; the cursor does not move. */
-            if (alone_at(e, w, m, c->last))
+            if (alone_at(epoch, w, m, c->last))
                 fan_one(&fs, w, c->last, json, jlen);
             else
                 deliver(w, json, jlen, 0);

@@ -88,7 +88,7 @@ void hl__count_delivery(hl_req *r, const hl_delivery *d, hl_transport t) {
     /* The lag of live messages only: a client catching up from an old
      * cursor gets old messages, which says nothing of how fast news go. */
     if (d->live_ms > 0) {
-        long long now = hl_store_redis_now(r->h->store);
+        long long now = hl_store_redis_now(r->h->store, -1);
         if (now > 0) hl_histo_observe(&m->delivery_lag, (now - d->live_ms) * 1000);
     }
 }

@@ -30,6 +30,14 @@ void hl_rkeys_idem(const hl_rkeys *k, const char *ch, size_t n, const char *key,
     snprintf(out, HL_RKEY_MAX, "{%s%.*s}:idem:%s", k->prefix, (int)n, ch, key);
 }
 
+void hl_rkeys_slot_epoch(const hl_rkeys *k, const char *tag, char *out) {
+    snprintf(out, HL_RKEY_MAX, "%s:{%s}", k->epoch, tag);
+}
+
+void hl_rkeys_slot_ctl(const hl_rkeys *k, const char *tag, char *out) {
+    snprintf(out, HL_RKEY_MAX, "%s:{%s}", k->ctl, tag);
+}
+
 const char *hl_rkeys_strip(const hl_rkeys *k, const char *s, size_t n, size_t *len) {
     if (n <= k->plen || memcmp(s, k->prefix, k->plen) != 0) return NULL;
     *len = n - k->plen;

@@ -6,7 +6,11 @@
  *   {holdline:news}:log        its history stream
  *   {holdline:news}:idem:<k>   an idempotency key of a publish
  *   holdline:epoch             the data set's epoch
+ *   holdline:epoch:{<tag>}     cluster mode: the epoch of the data of the
+ *                              slot whose tag it is (hl_slot.h)
  *   holdline:#ctl:<node>:<w>   worker w's private control channel (ticks)
+ *   holdline:#ctl:<node>:<w>:{<tag>}   cluster mode: the same on one
+ *                              master, in a slot it serves
  *   holdline:#hb:<node>:<w>    its subscriber link's heartbeat pattern
  *
  * and its connections are named holdline-<node>-<w>-<link> (CLIENT
@@ -39,6 +43,11 @@ void hl_rkeys_init(hl_rkeys *k, const char *prefix, const char *node, int worker
 void hl_rkeys_channel(const hl_rkeys *k, const char *ch, size_t n, char *out);
 void hl_rkeys_stream(const hl_rkeys *k, const char *ch, size_t n, char *out);
 void hl_rkeys_idem(const hl_rkeys *k, const char *ch, size_t n, const char *key, char *out);
+
+/* Cluster mode: the epoch key of the slot whose tag (hl_slot.h) is tag,
+ * and the control channel of a master serving that slot. */
+void hl_rkeys_slot_epoch(const hl_rkeys *k, const char *tag, char *out);
+void hl_rkeys_slot_ctl(const hl_rkeys *k, const char *tag, char *out);
 
 /* The connection name of worker's link (such as "cmd") into out. */
 void hl_rkeys_client_name(const hl_rkeys *k, const char *link, char *out, size_t outlen);

@@ -16,6 +16,12 @@ static const char library_body[] =
     "    return redis.error_reply('ERR holdline_publish: the key must be "
     "{<prefix><channel>}:log')\n"
     "  end\n"
+    "  -- Checked before anything is written (Redis does not undo a\n"
+    "  -- function's writes when a later command fails): a brace would\n"
+    "  -- put the channel in another slot than its stream.\n"
+    "  if string.find(channel, '[{}]') then\n"
+    "    return redis.error_reply('ERR holdline_publish: a channel name cannot contain { or }')\n"
+    "  end\n"
     "  local idem = keys[2]\n"
     "  if idem then\n"
     "    local base = '{' .. channel .. '}:idem:'\n"
@@ -38,7 +44,7 @@ static const char library_body[] =
     "  local id = redis.call('XADD', keys[1], 'MAXLEN', '~', MAXLEN, '*', 'd', args[1])\n"
     "  redis.call('PEXPIRE', keys[1], TTL_MS)\n"
     "  if idem then redis.call('SET', idem, id, 'PX', TTL_MS) end\n"
-    "  redis.call('PUBLISH', channel, '\\030' .. id .. '\\n' .. args[1])\n"
+    "  redis.call(PUBCMD, channel, '\\030' .. id .. '\\n' .. args[1])\n"
     "  return id\n"
     "end\n"
     "\n"
@@ -66,8 +72,9 @@ static const char library_body[] =
     "redis.register_function('holdline_publish', publish)\n"
     "redis.register_function('holdline_read', read)\n";
 
-void hl_rlib_source(hl_buf *b, long long length, long long ttl_ms) {
+void hl_rlib_source(hl_buf *b, long long length, long long ttl_ms, int sharded) {
     hl_buf_puts(b, library_head);
-    hl_buf_printf(b, "local MAXLEN = %lld\nlocal TTL_MS = %lld\n\n", length, ttl_ms);
+    hl_buf_printf(b, "local MAXLEN = %lld\nlocal TTL_MS = %lld\nlocal PUBCMD = '%s'\n\n", length,
+                  ttl_ms, sharded ? "SPUBLISH" : "PUBLISH");
     hl_buf_puts(b, library_body);
 }

@@ -140,3 +140,95 @@ hl_redis_role hl_rreply_role(const redisReply *rep) {
     if (r->len == 8 && memcmp(r->str, "sentinel", 8) == 0) return HL_ROLE_SENTINEL;
     return HL_ROLE_UNKNOWN;
 }
+
+/* A host name from a reply into host[hostlen]: not NUL-free or too long
+ * is HL_ERR; empty is asked_host. */
+static int copy_host(const char *p, size_t n, const char *asked_host, char *host, size_t hostlen) {
+    if (n == 0) {
+        p = asked_host;
+        n = strlen(asked_host);
+    }
+    if (n == 0 || n >= hostlen || memchr(p, '\0', n) != NULL) return HL_ERR;
+    memcpy(host, p, n);
+    host[n] = '\0';
+    return HL_OK;
+}
+
+static int small_int(const redisReply *r, long long lo, long long hi, long long *out) {
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer < lo || r->integer > hi)
+        return HL_ERR;
+    *out = r->integer;
+    return HL_OK;
+}
+
+int hl_rreply_cluster_slots(const redisReply *rep, const char *asked_host, hl_slot_range *out,
+                            int max) {
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements > (size_t)max) return -1;
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *r = rep->element[i];
+        long long lo, hi, port;
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+            small_int(r->element[0], 0, 16383, &lo) != HL_OK ||
+            small_int(r->element[1], lo, 16383, &hi) != HL_OK)
+            return -1;
+        const redisReply *m = r->element[2];
+        if (m == NULL || m->type != REDIS_REPLY_ARRAY || m->elements < 2 ||
+            m->element[0]->type != REDIS_REPLY_STRING ||
+            small_int(m->element[1], 1, 65535, &port) != HL_OK ||
+            copy_host(m->element[0]->str, m->element[0]->len, asked_host, out[i].host,
+                      sizeof(out[i].host)) != HL_OK)
+            return -1;
+        out[i].lo = (unsigned)lo;
+        out[i].hi = (unsigned)hi;
+        out[i].port = (int)port;
+    }
+    return (int)rep->elements;
+}
+
+hl_redirect hl_rreply_redirect(const char *err, size_t n, const char *asked_host, unsigned *slot,
+                               char *host, size_t hostlen, int *port) {
+    static const struct {
+        const char *word;
+        hl_redirect kind;
+    } words[] = {{"MOVED ", HL_REDIR_MOVED},
+                 {"ASK ", HL_REDIR_ASK},
+                 {"TRYAGAIN", HL_REDIR_TRYAGAIN},
+                 {"CLUSTERDOWN", HL_REDIR_CLUSTERDOWN}};
+    hl_redirect kind = HL_REDIR_NONE;
+    size_t at = 0;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]) && kind == HL_REDIR_NONE; i++) {
+        size_t w = strlen(words[i].word);
+        if (n >= w && memcmp(err, words[i].word, w) == 0) {
+            kind = words[i].kind;
+            at = w;
+        }
+    }
+    if (kind != HL_REDIR_MOVED && kind != HL_REDIR_ASK) return kind;
+    /* "<slot> <host>:<port>", the host possibly empty or an IPv6 address
+     * (the port is after the last ':'). */
+    unsigned long s = 0;
+    size_t d = at;
+    while (d < n && d - at < 6 && err[d] >= '0' && err[d] <= '9')
+        s = s * 10 + (unsigned long)(err[d++] - '0');
+    if (d == at || d >= n || err[d] != ' ' || s > 16383) return HL_REDIR_NONE;
+    const char *addr = err + d + 1;
+    size_t alen = n - d - 1;
+    const char *colon = NULL;
+    for (size_t i = 0; i < alen; i++)
+        if (addr[i] == ':') colon = addr + i;
+    if (colon == NULL) return HL_REDIR_NONE;
+    long p = 0;
+    size_t plen = alen - (size_t)(colon + 1 - addr);
+    if (plen == 0 || plen > 5) return HL_REDIR_NONE;
+    for (size_t i = 0; i < plen; i++) {
+        char c = colon[1 + i];
+        if (c < '0' || c > '9') return HL_REDIR_NONE;
+        p = p * 10 + (c - '0');
+    }
+    if (p < 1 || p > 65535 ||
+        copy_host(addr, (size_t)(colon - addr), asked_host, host, hostlen) != HL_OK)
+        return HL_REDIR_NONE;
+    *slot = (unsigned)s;
+    *port = (int)p;
+    return kind;
+}

@@ -69,4 +69,36 @@ typedef enum hl_redis_role {
  * "slave" or "sentinel"). */
 hl_redis_role hl_rreply_role(const redisReply *rep);
 
+/* A range of Redis Cluster slots and the master serving them. */
+typedef struct hl_slot_range {
+    unsigned lo, hi; /* inclusive, 0..16383 */
+    char host[256];
+    int port;
+} hl_slot_range;
+
+/* CLUSTER SLOTS's reply, [[lo, hi, [host, port, id, ...], replicas...],
+ * ...], into out[0..max): the master of each range. A master listed
+ * with an empty host is at asked_host (the node the command went to; so
+ * Redis says). Returns the number of ranges, or -1 if anything is
+ * malformed (a range outside 0..16383 or upside down, a port outside
+ * 1..65535, a host that does not fit or holds a NUL) or there are more
+ * than max. */
+int hl_rreply_cluster_slots(const redisReply *rep, const char *asked_host, hl_slot_range *out,
+                            int max);
+
+typedef enum hl_redirect {
+    HL_REDIR_NONE = 0,    /* not a cluster redirection */
+    HL_REDIR_MOVED,       /* -MOVED <slot> <host>:<port>: the slot is served there now */
+    HL_REDIR_ASK,         /* -ASK <slot> <host>:<port>: this once, there, after ASKING */
+    HL_REDIR_TRYAGAIN,    /* -TRYAGAIN: the keys are split by a migration; soon */
+    HL_REDIR_CLUSTERDOWN, /* -CLUSTERDOWN: the slot is not served */
+} hl_redirect;
+
+/* What an error reply (its text, such as "MOVED 15811 127.0.0.1:7003")
+ * redirects to. For MOVED and ASK, the slot, host (hostlen bytes with its
+ * NUL; an empty host is asked_host) and port; a MOVED or ASK that does not
+ * parse is HL_REDIR_NONE. */
+hl_redirect hl_rreply_redirect(const char *err, size_t n, const char *asked_host, unsigned *slot,
+                               char *host, size_t hostlen, int *port);
+
 #endif

@@ -56,6 +56,7 @@ struct hl_store {
     long long redis_at;     /* our monotonic ms when that reply came */
     hl_metrics *m;          /* the worker's */
     int sub_ever, cmd_ever; /* the link was up before (a new up is a reconnect) */
+    unsigned sub_gen;       /* the subscriber connection's link number (hl_store_events) */
     /* The canary: a probe published on the control channel through the
      * command link must come back on the subscriber link. */
     struct event *canary; /* every redis.canary_ms */
@@ -138,16 +139,30 @@ static void note_time(hl_store *s, long long ms) {
     s->redis_at = hl_mono_ms();
 }
 
-long long hl_store_redis_now(const hl_store *s) {
+long long hl_store_redis_now(const hl_store *s, long slot) {
+    (void)slot;
     return s->redis_ms > 0 ? s->redis_ms + (hl_mono_ms() - s->redis_at) : 0;
 }
 
-uint64_t hl_store_epoch(const hl_store *s) {
+unsigned hl_store_slot(const hl_store *s, const char *name, size_t len) {
+    (void)s;
+    (void)name;
+    (void)len;
+    return 0;
+}
+
+uint64_t hl_store_epoch(const hl_store *s, unsigned slot) {
+    (void)slot;
     return s->epoch;
 }
 
-int hl_store_can_read(const hl_store *s) {
+static int cmd_can_read(const hl_store *s) {
     return s->cmd_ready && hl_rlink_is_up(&s->cmd);
+}
+
+int hl_store_can_read(const hl_store *s, unsigned slot) {
+    (void)slot;
+    return cmd_can_read(s);
 }
 
 /* A random nonzero epoch to propose when Redis has none. */
@@ -173,7 +188,7 @@ static void adopt_epoch(hl_store *s, uint64_t e) {
      * the first to be stored; it must not be the epoch clients hold now,
      * or their old cursors would pass for current ones. */
     if (hl_rreply_epoch(s->epoch_mine, strlen(s->epoch_mine)) == e) new_proposal(s);
-    s->ev.epoch(s->ud, e);
+    s->ev.epoch(s->ud, -1, e);
 }
 
 static void retry_later(hl_store *s) {
@@ -379,7 +394,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
                    strncmp(reply->element[2]->str, "tick:", 5) == 0 &&
                    (ms = strtoll(reply->element[2]->str + 5, NULL, 10)) > 0) {
             note_time(s, ms);
-            s->ev.tick(s->ud, ms);
+            s->ev.tick(s->ud, s->sub_gen, ms);
         }
         return;
     }
@@ -388,26 +403,27 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
     if (name == NULL) return;
     if (strcasecmp(kind, "message") == 0) {
         const redisReply *data = reply->element[2];
-        if (data->type == REDIS_REPLY_STRING) s->ev.message(s->ud, name, len, data->str, data->len);
+        if (data->type == REDIS_REPLY_STRING)
+            s->ev.message(s->ud, s->sub_gen, name, len, data->str, data->len);
     } else if (strcasecmp(kind, "subscribe") == 0) {
-        s->ev.subscribed(s->ud, name, len);
+        s->ev.subscribed(s->ud, s->sub_gen, name, len);
     } else if (strcasecmp(kind, "unsubscribe") == 0) {
-        s->ev.unsubscribed(s->ud, name, len);
+        s->ev.unsubscribed(s->ud, s->sub_gen, name, len, HL_UNSUB_ASKED);
     }
 }
 
-int hl_store_subscribe(hl_store *s, const char *name, size_t len) {
-    if (!hl_rlink_is_up(&s->sub)) return HL_ERR;
+unsigned hl_store_subscribe(hl_store *s, const char *name, size_t len) {
+    if (!hl_rlink_is_up(&s->sub)) return 0;
     char ch[HL_RKEY_MAX];
     hl_rkeys_channel(&s->keys, name, len, ch);
     /* hiredis keeps one callback per channel and routes that channel's
      * messages to it, so every SUBSCRIBE must name on_sub_reply. */
     redisAsyncCommand(s->sub.ac, on_sub_reply, s, "SUBSCRIBE %s", ch);
-    return HL_OK;
+    return s->sub_gen;
 }
 
-int hl_store_unsubscribe(hl_store *s, const char *name, size_t len) {
-    if (!hl_rlink_is_up(&s->sub)) return HL_ERR;
+int hl_store_unsubscribe(hl_store *s, unsigned link, const char *name, size_t len) {
+    if (!hl_rlink_is_up(&s->sub) || link != s->sub_gen) return HL_ERR;
     char ch[HL_RKEY_MAX];
     hl_rkeys_channel(&s->keys, name, len, ch);
     redisAsyncCommand(s->sub.ac, NULL, NULL, "UNSUBSCRIBE %s", ch);
@@ -418,6 +434,7 @@ static void sub_up(hl_rlink *l, void *ud) {
     hl_store *s = ud;
     if (s->sub_ever) hl_metric_add(&s->m->redis_reconnects, 1);
     s->sub_ever = 1;
+    s->sub_gen++;
     hl_metric_set(&s->m->redis_up[HL_LINK_SUBSCRIBER], 1);
     redisAsyncCommand(l->ac, on_sub_reply, s, "SUBSCRIBE %s", s->keys.ctl);
     s->ev.sub_up(s->ud);
@@ -430,7 +447,7 @@ static void sub_down(hl_rlink *l, void *ud) {
     s->ctl_live = 0;
     s->probe_out = 0; /* nothing can come back now */
     hl_metric_set(&s->m->redis_up[HL_LINK_SUBSCRIBER], 0);
-    s->ev.sub_down(s->ud);
+    s->ev.sub_down(s->ud, s->sub_gen);
     s->ev.state(s->ud);
 }
 
@@ -496,7 +513,7 @@ static void on_epoch(redisAsyncContext *ac, void *reply_, void *privdata) {
 static void load_library(hl_store *s) {
     hl_buf b;
     hl_buf_init(&b);
-    hl_rlib_source(&b, s->cfg->history_length, (long long)s->cfg->history_ttl * 1000);
+    hl_rlib_source(&b, s->cfg->history_length, (long long)s->cfg->history_ttl * 1000, 0);
     if (b.oom) {
         hl_error("worker %d: out of memory building the Function library", s->worker);
         hl_buf_free(&b);
@@ -614,7 +631,7 @@ static void on_read(redisAsyncContext *ac, void *reply_, void *privdata) {
 
 hl_store_op *hl_store_read(hl_store *s, const char *name, size_t len, hl_read_from from,
                            hl_sid after, int count, hl_read_cb *cb, void *ud) {
-    if (!hl_store_can_read(s)) return NULL;
+    if (!cmd_can_read(s)) return NULL;
     hl_store_op *op = op_new(s, OP_READ, name, len, (void *)cb, ud);
     if (op == NULL) return NULL;
     op->from = from;
@@ -796,7 +813,7 @@ static int hold_publish(hl_store *s, hl_store_op *op, const char *data, size_t d
 
 hl_store_op *hl_store_publish(hl_store *s, const char *name, size_t len, const char *data,
                               size_t dlen, const char *idem, hl_publish_cb *cb, void *ud) {
-    if (!s->fencing && !hl_store_can_read(s)) return NULL;
+    if (!s->fencing && !cmd_can_read(s)) return NULL;
     hl_store_op *op = op_new(s, OP_PUBLISH, name, len, (void *)cb, ud);
     if (op == NULL) return NULL;
     int rc =
@@ -818,8 +835,7 @@ static void release_held(hl_store *s) {
         op->next = NULL;
         if (op->cancelled) {
             free_op(op);
-        } else if (!hl_store_can_read(s) ||
-                   send_publish(s, op, op->data, op->dlen, op->idem) != HL_OK) {
+        } else if (!cmd_can_read(s) || send_publish(s, op, op->data, op->dlen, op->idem) != HL_OK) {
             hl_publish_result res = {0,
                                      HL_E_REDIS_UNAVAILABLE,
                                      "a Redis failover is under way and the node is not yet on "
@@ -877,7 +893,7 @@ static void on_fence_wait(redisAsyncContext *ac, void *reply_, void *privdata) {
  * replica listed online may still be loading a full resync), or
  * FENCE_REPLICAS_MS passed. */
 static void fence_check(hl_store *s) {
-    if (!s->fencing || !hl_store_can_read(s) ||
+    if (!s->fencing || !cmd_can_read(s) ||
         (s->fence_port == s->cmd.port && strcmp(s->fence_master, s->cmd.host) == 0))
         return;
     long long now = hl_mono_ms();
@@ -979,7 +995,7 @@ static void on_info(redisAsyncContext *ac, void *reply_, void *privdata) {
 }
 
 hl_store_op *hl_store_info(hl_store *s, const char *name, size_t len, hl_info_cb *cb, void *ud) {
-    if (!hl_store_can_read(s)) return NULL;
+    if (!cmd_can_read(s)) return NULL;
     hl_store_op *op = op_new(s, OP_INFO, name, len, (void *)cb, ud);
     if (op == NULL) return NULL;
     char key[HL_RKEY_MAX];

@@ -34,26 +34,44 @@
 typedef struct hl_store hl_store;
 typedef struct hl_store_op hl_store_op;
 
-/* What Redis tells the store unasked. ud is hl_store_new's. */
+/* What Redis tells the store unasked. ud is hl_store_new's.
+ *
+ * Subscriptions live on subscriber connections, each named by a link
+ * number that is never reused (hl_store_subscribe says which one took a
+ * channel). Single and sentinel mode have one subscriber connection at a
+ * time; cluster mode one per master. Events about a subscription carry
+ * its link number, and one that names a link the channel is no longer on
+ * is stale. */
+typedef enum hl_unsub_how {
+    HL_UNSUB_ASKED = 0, /* the answer to hl_store_unsubscribe */
+    HL_UNSUB_MOVED,     /* the channel is served elsewhere now: subscribe it again at once */
+    HL_UNSUB_LOST,      /* dropped by Redis (slot moved, failover, refused): sub_up will say when
+                           to subscribe again */
+} hl_unsub_how;
+
 typedef struct hl_store_events {
-    /* The subscriber link is (again) up: subscribe every channel wanted. */
+    /* A subscriber link is (again) up, or the slot map changed: subscribe
+     * every channel wanted that is not subscribed. */
     void (*sub_up)(void *ud);
-    /* It is down: every subscription is gone, messages may be missed. */
-    void (*sub_down)(void *ud);
-    /* Redis confirmed a SUBSCRIBE, or an UNSUBSCRIBE, of channel name. */
-    void (*subscribed)(void *ud, const char *name, size_t len);
-    void (*unsubscribed)(void *ud, const char *name, size_t len);
+    /* Subscriber link `link` is down: its subscriptions are gone,
+     * messages may be missed. */
+    void (*sub_down)(void *ud, unsigned link);
+    /* Redis confirmed a SUBSCRIBE of channel name on link, or ended one. */
+    void (*subscribed)(void *ud, unsigned link, const char *name, size_t len);
+    void (*unsubscribed)(void *ud, unsigned link, const char *name, size_t len, hl_unsub_how how);
     /* A payload published on channel name (framed or plain). */
-    void (*message)(void *ud, const char *name, size_t len, const char *p, size_t n);
-    /* Reads may be sent (again): the command link loaded the library and
+    void (*message)(void *ud, unsigned link, const char *name, size_t len, const char *p, size_t n);
+    /* Reads may be sent (again): a command link loaded the library and
      * learned the epoch, or Redis answers again after refusing. */
     void (*ready)(void *ud);
-    /* Redis's data set has a new epoch (restart without persistence,
-     * FLUSHALL): nothing read before is true any more. */
-    void (*epoch)(void *ud, uint64_t e);
-    /* Every message published before Redis time ms has been delivered to
-     * this worker (a tick came back round its control channel). */
-    void (*tick)(void *ud, long long redis_ms);
+    /* The data of slot `slot` (-1: of every slot; single and sentinel
+     * mode have one data set) has a new epoch (restart without
+     * persistence, FLUSHALL): nothing read before is true any more. */
+    void (*epoch)(void *ud, long slot, uint64_t e);
+    /* Every message published before Redis time ms on the master behind
+     * subscriber link `link` has been delivered to this worker (a tick
+     * came back round its control channel). */
+    void (*tick)(void *ud, unsigned link, long long redis_ms);
     /* Something hl_store_not_ready reports changed. */
     void (*state)(void *ud);
 } hl_store_events;
@@ -81,18 +99,23 @@ const char *hl_store_degraded(const hl_store *s);
 /* The worker's metrics (links up, reconnects, the canary); before this
  * call they go to hl_metrics_void. */
 void hl_store_set_metrics(hl_store *s, hl_metrics *m);
-/* The data set's epoch as last seen (0: not yet). */
-uint64_t hl_store_epoch(const hl_store *s);
-/* Redis's clock now, estimated from the last reply that told it (0: no
- * reply has yet). */
-long long hl_store_redis_now(const hl_store *s);
-/* Reads are possible (the command link is ready). */
-int hl_store_can_read(const hl_store *s);
+/* The slot of channel name: where its data lives (always 0 outside
+ * cluster mode). */
+unsigned hl_store_slot(const hl_store *s, const char *name, size_t len);
+/* The epoch of slot's data as last seen (0: not yet). */
+uint64_t hl_store_epoch(const hl_store *s, unsigned slot);
+/* The clock now of the Redis master serving slot (-1: any master's),
+ * estimated from the last reply that told it (0: none has yet). */
+long long hl_store_redis_now(const hl_store *s, long slot);
+/* Reads of slot's channels are possible (its command link is ready). */
+int hl_store_can_read(const hl_store *s, unsigned slot);
 
-/* SUBSCRIBE / UNSUBSCRIBE channel name. HL_OK if sent, HL_ERR if the
- * subscriber link is down (sub_up will come). */
-int hl_store_subscribe(hl_store *s, const char *name, size_t len);
-int hl_store_unsubscribe(hl_store *s, const char *name, size_t len);
+/* SUBSCRIBE channel name. Returns the number of the subscriber link it
+ * was sent on (nonzero), or 0 if the link is down (sub_up will come). */
+unsigned hl_store_subscribe(hl_store *s, const char *name, size_t len);
+/* UNSUBSCRIBE channel name from link. HL_OK if sent, HL_ERR if that link
+ * is gone (and with it the subscription). */
+int hl_store_unsubscribe(hl_store *s, unsigned link, const char *name, size_t len);
 
 void hl_store_cancel(hl_store_op *op);
 

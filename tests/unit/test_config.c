@@ -56,6 +56,8 @@ static void compare_fields(const hl_config *a, const hl_config *b, int equal) {
     CMP_STR(redis_sentinel_password);
     CMP_INT(redis_sentinel_timeout_ms);
     CMP_INT(redis_sentinel_check_ms);
+    CMP_INT(redis_cluster_nodes_count);
+    CMP_INT(redis_cluster_refresh_ms);
     CMP_INT(publish_wait_replicas);
     CMP_INT(publish_wait_timeout_ms);
     CMP_STR(redis_password);
@@ -145,7 +147,7 @@ static void set_fake_env(const env_var *vars, size_t n) {
 }
 
 /* Records every name asked for. */
-static char asked[64][64];
+static char asked[96][64];
 static size_t asked_len;
 
 static const char *recording_getenv(const char *name) {
@@ -268,6 +270,8 @@ static const env_var not_defaults[] = {
     {"HOLDLINE_REDIS_SENTINEL_PASSWORD", "spw"},
     {"HOLDLINE_REDIS_SENTINEL_TIMEOUT_MS", "10"},
     {"HOLDLINE_REDIS_SENTINEL_CHECK_MS", "100"},
+    {"HOLDLINE_REDIS_CLUSTER_NODES", "10.0.0.1:7000,10.0.0.2:7000"},
+    {"HOLDLINE_REDIS_CLUSTER_REFRESH_MS", "100"},
     {"HOLDLINE_PUBLISH_WAIT_REPLICAS", "1"},
     {"HOLDLINE_PUBLISH_WAIT_TIMEOUT_MS", "1"},
     {"HOLDLINE_POLL_DEFAULT_TIMEOUT", "1"},
@@ -739,6 +743,8 @@ static void test_config_env_names_follow_group_and_setting(void **state) {
         "HOLDLINE_REDIS_SENTINEL_PASSWORD",
         "HOLDLINE_REDIS_SENTINEL_TIMEOUT_MS",
         "HOLDLINE_REDIS_SENTINEL_CHECK_MS",
+        "HOLDLINE_REDIS_CLUSTER_NODES",
+        "HOLDLINE_REDIS_CLUSTER_REFRESH_MS",
         "HOLDLINE_POLL_DEFAULT_TIMEOUT",
         "HOLDLINE_POLL_MAX_TIMEOUT",
         "HOLDLINE_POLL_MAX_CHANNELS",
@@ -1228,7 +1234,7 @@ static void test_config_sentinel_mode(void **state) {
         int line;
         const char *words;
     } bad[] = {
-        {"redis = {\n  mode = \"cluster\";\n};\n", 2, "must be single or sentinel"},
+        {"redis = {\n  mode = \"shards\";\n};\n", 2, "must be single, sentinel or cluster"},
         {"redis = {\n  sentinels = [\"127.0.0.1\"];\n};\n", 2, "must be host:port"},
         {"redis = {\n  sentinels = [\"a:0\"];\n};\n", 2, "must be host:port"},
         {"redis = {\n  sentinels = [\"a b:1\"];\n};\n", 2, "must be host:port"},
@@ -1283,6 +1289,56 @@ static void test_config_sentinel_mode(void **state) {
     set_fake_env(junk, HL_ARRAY_LEN(junk));
     assert_int_equal(hl_config_apply_env(&cfg, fake_getenv, err, sizeof(err)), HL_ERR);
     assert_non_null(strstr(err, "HOLDLINE_REDIS_SENTINELS"));
+}
+
+/* Cluster mode: its settings from a file, and what it refuses. */
+static void test_config_cluster_mode(void **state) {
+    static const char good[] = "redis = {\n"
+                               "  mode = \"cluster\";\n"
+                               "  cluster_nodes = [\"127.0.0.1:7000\", \"r2.internal:7001\"];\n"
+                               "  cluster_refresh_ms = 250;\n"
+                               "};\n";
+    hl_config cfg;
+    char err[512] = "";
+    (void)state;
+
+    hl_config_defaults(&cfg);
+    if (hl_config_load_string(&cfg, good, "c.cfg", err, sizeof(err)) != HL_OK) fail_msg("%s", err);
+    assert_int_equal(hl_config_validate(&cfg, err, sizeof(err)), HL_OK);
+    assert_string_equal(cfg.redis_mode, "cluster");
+    assert_int_equal(cfg.redis_cluster_nodes_count, 2);
+    assert_string_equal(cfg.redis_cluster_nodes[1], "r2.internal:7001");
+    assert_int_equal(cfg.redis_cluster_refresh_ms, 250);
+
+    static const char *const bad[] = {
+        "redis = {\n  cluster_nodes = [\"127.0.0.1\"];\n};\n",
+        "redis = {\n  cluster_nodes = [\"a:70000\"];\n};\n",
+        "redis = {\n  cluster_refresh_ms = 99;\n};\n",
+    };
+    for (size_t i = 0; i < HL_ARRAY_LEN(bad); i++) {
+        hl_config_defaults(&cfg);
+        err[0] = '\0';
+        assert_int_equal(hl_config_load_string(&cfg, bad[i], "b.cfg", err, sizeof(err)), HL_ERR);
+        if (strncmp(err, "b.cfg:2:", 8) != 0) fail_msg("case %zu: '%s'", i, err);
+    }
+
+    /* What cluster mode needs, checked by validation. */
+    hl_config_defaults(&cfg);
+    strcpy(cfg.redis_mode, "cluster");
+    assert_int_equal(hl_config_validate(&cfg, err, sizeof(err)), HL_ERR);
+    assert_non_null(strstr(err, "redis.cluster_nodes: redis.mode is cluster"));
+    cfg.redis_cluster_nodes_count = 1;
+    strcpy(cfg.redis_cluster_nodes[0], "127.0.0.1:7000");
+    cfg.redis_db = 2;
+    assert_int_equal(hl_config_validate(&cfg, err, sizeof(err)), HL_ERR);
+    assert_non_null(strstr(err, "redis.db: must be 0 in cluster mode"));
+    cfg.redis_db = 0;
+    assert_int_equal(hl_config_validate(&cfg, err, sizeof(err)), HL_OK);
+    static const env_var vars[] = {{"HOLDLINE_REDIS_CLUSTER_NODES", "h1:1, h2:2,h3:3"}};
+    set_fake_env(vars, HL_ARRAY_LEN(vars));
+    assert_int_equal(hl_config_apply_env(&cfg, fake_getenv, err, sizeof(err)), HL_OK);
+    assert_int_equal(cfg.redis_cluster_nodes_count, 3);
+    assert_string_equal(cfg.redis_cluster_nodes[1], "h2:2");
 }
 
 static void test_config_validate_accepts_the_edges(void **state) {
@@ -1349,6 +1405,7 @@ int main(void) {
         cmocka_unit_test(test_config_validate_rejects_unterminated_strings),
         cmocka_unit_test(test_config_validate_accepts_the_edges),
         cmocka_unit_test(test_config_sentinel_mode),
+        cmocka_unit_test(test_config_cluster_mode),
         cmocka_unit_test(test_config_validate_refuses_every_pool_class_off),
         cmocka_unit_test(test_config_connection_memory_is_refused_with_what_replaced_it),
     };

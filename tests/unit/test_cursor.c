@@ -314,6 +314,26 @@ static void test_cursor_epoch_parse_table(void **state) {
     assert_int_equal(hl_epoch_parse("1\0", 2, &e), HL_ERR);
 }
 
+/* Cluster mode: one epoch per slot, one per cursor. */
+static void test_cursor_epoch_combine(void **state) {
+    (void)state;
+    uint64_t one[] = {0x2a};
+    assert_true(hl_epoch_combine(one, 1) == 0x2a);
+    uint64_t same[] = {7, 7, 7};
+    assert_true(hl_epoch_combine(same, 3) == 7);
+    uint64_t ab[] = {7, 8}, ba[] = {8, 7};
+    uint64_t h = hl_epoch_combine(ab, 2);
+    assert_true(h != 0 && h != 7 && h != 8);
+    assert_true(h == hl_epoch_combine(ab, 2));
+    assert_true(h != hl_epoch_combine(ba, 2)); /* the poll's order counts */
+    uint64_t unknown[] = {7, 0};
+    assert_true(hl_epoch_combine(unknown, 2) == 0);
+    assert_true(hl_epoch_combine(NULL, 0) == 0);
+    /* One slot's new epoch changes the combination. */
+    uint64_t later[] = {7, 9};
+    assert_true(hl_epoch_combine(later, 2) != h);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cursor_sid_parse_table),
@@ -325,6 +345,7 @@ int main(void) {
         cmocka_unit_test(test_cursor_format_short_forms),
         cmocka_unit_test(test_cursor_parse_random_input),
         cmocka_unit_test(test_cursor_epoch_parse_table),
+        cmocka_unit_test(test_cursor_epoch_combine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,7 +113,7 @@ static void test_history_library_bakes_in_length_and_ttl(void **state) {
     (void)state;
     hl_buf b;
     hl_buf_init(&b);
-    hl_rlib_source(&b, 1234, 3600000);
+    hl_rlib_source(&b, 1234, 3600000, 0);
     assert_false(b.oom);
     assert_int_equal(strncmp(b.data, "#!lua name=holdline\n", 20), 0);
     assert_non_null(strstr(b.data, "local MAXLEN = 1234\n"));
@@ -122,6 +122,18 @@ static void test_history_library_bakes_in_length_and_ttl(void **state) {
     assert_non_null(strstr(b.data, "register_function('holdline_read'"));
     /* The frame marker is written as Lua's decimal escape of 0x1E. */
     assert_non_null(strstr(b.data, "'\\030' .. id .. '\\n'"));
+    assert_non_null(strstr(b.data, "local PUBCMD = 'PUBLISH'\n"));
+    /* The brace check comes before the first write. */
+    const char *check = strstr(b.data, "string.find(channel, '[{}]')");
+    assert_non_null(check);
+    assert_true(check < strstr(b.data, "redis.call('XADD'"));
+    assert_true(check < strstr(b.data, "redis.call('GET', idem)"));
+    hl_buf_free(&b);
+    /* Cluster mode announces on the shard channel. */
+    hl_buf_init(&b);
+    hl_rlib_source(&b, 1, 1000, 1);
+    assert_non_null(strstr(b.data, "local PUBCMD = 'SPUBLISH'\n"));
+    assert_null(strstr(b.data, "'PUBLISH'"));
     hl_buf_free(&b);
 }
 

@@ -652,6 +652,107 @@ static void test_rreply_role_table(void **state) {
     }
 }
 
+/* ---- hl_rreply_cluster_slots, hl_rreply_redirect ------------------------ */
+
+static void test_rreply_cluster_slots_table(void **state) {
+    (void)state;
+    static const struct {
+        const char *reply;
+        int n; /* -1: refused */
+    } cases[] = {
+        {"[ ]", 0},
+        {"[ [ :0 :5460 [ $127.0.0.1 :7001 $id1 ] [ $127.0.0.1 :7004 $id4 ] ] "
+         "[ :5461 :16383 [ $ :7002 $id2 [ ] ] ] ]",
+         2},
+        {"[ [ :0 :16383 [ $h :7001 ] ] ]", 1},
+        {"[ [ :5 :4 [ $h :7001 ] ] ]", -1},     /* upside down */
+        {"[ [ :0 :16384 [ $h :7001 ] ] ]", -1}, /* past the last slot */
+        {"[ [ :-1 :5 [ $h :7001 ] ] ]", -1},    /* before the first */
+        {"[ [ :0 :5 [ $h :0 ] ] ]", -1},        /* port */
+        {"[ [ :0 :5 [ $h :65536 ] ] ]", -1},    /* port */
+        {"[ [ :0 :5 [ $h $7001 ] ] ]", -1},     /* a port as a string */
+        {"[ [ :0 :5 ] ]", -1},                  /* no master */
+        {"[ [ :0 :5 [ $h ] ] ]", -1},           /* no port */
+        {"[ [ $0 :5 [ $h :7001 ] ] ]", -1},     /* a slot as a string */
+        {"[ :0 ]", -1},                         /* not a range */
+        {"-ERR~This~instance~has~cluster~support~disabled", -1},
+        {"NULL", -1},
+        {"[ [ :0 :1 [ $a :1 ] ] [ :2 :3 [ $a :1 ] ] [ :4 :5 [ $a :1 ] ] ]", -1}, /* more than max */
+    };
+    for (size_t i = 0; i < HL_ARRAY_LEN(cases); i++) {
+        redisReply *r = reply_of(cases[i].reply);
+        hl_slot_range out[2];
+        int n = hl_rreply_cluster_slots(r, "seed.host", out, 2);
+        if (n != cases[i].n) fail_msg("'%s': %d ranges, want %d", cases[i].reply, n, cases[i].n);
+        if (i == 1) {
+            assert_int_equal(out[0].lo, 0);
+            assert_int_equal(out[0].hi, 5460);
+            assert_string_equal(out[0].host, "127.0.0.1");
+            assert_int_equal(out[0].port, 7001);
+            assert_int_equal(out[1].lo, 5461);
+            assert_int_equal(out[1].hi, 16383);
+            assert_string_equal(out[1].host, "seed.host"); /* empty: where it was asked */
+            assert_int_equal(out[1].port, 7002);
+        }
+        free_reply(r);
+    }
+}
+
+static void test_rreply_redirect_table(void **state) {
+    (void)state;
+    static const struct {
+        const char *err;
+        hl_redirect kind;
+        unsigned slot;
+        const char *host;
+        int port;
+    } cases[] = {
+        {"MOVED 15811 127.0.0.1:7003", HL_REDIR_MOVED, 15811, "127.0.0.1", 7003},
+        {"ASK 0 10.1.2.3:1", HL_REDIR_ASK, 0, "10.1.2.3", 1},
+        {"MOVED 16383 :7002", HL_REDIR_MOVED, 16383, "asked", 7002},
+        {"MOVED 12 ::1:7002", HL_REDIR_MOVED, 12, "::1", 7002},
+        {"MOVED 12 redis-a.internal:65535", HL_REDIR_MOVED, 12, "redis-a.internal", 65535},
+        {"TRYAGAIN Multiple keys request during rehashing of slot", HL_REDIR_TRYAGAIN, 0, NULL, 0},
+        {"CLUSTERDOWN Hash slot not served", HL_REDIR_CLUSTERDOWN, 0, NULL, 0},
+        {"CLUSTERDOWN The cluster is down", HL_REDIR_CLUSTERDOWN, 0, NULL, 0},
+        {"MOVED 16384 127.0.0.1:7003", HL_REDIR_NONE, 0, NULL, 0},
+        {"MOVED 1 127.0.0.1", HL_REDIR_NONE, 0, NULL, 0},
+        {"MOVED 1 127.0.0.1:", HL_REDIR_NONE, 0, NULL, 0},
+        {"MOVED 1 127.0.0.1:0", HL_REDIR_NONE, 0, NULL, 0},
+        {"MOVED 1 127.0.0.1:70000", HL_REDIR_NONE, 0, NULL, 0},
+        {"MOVED 1 127.0.0.1:7x", HL_REDIR_NONE, 0, NULL, 0},
+        {"MOVED x 127.0.0.1:7003", HL_REDIR_NONE, 0, NULL, 0},
+        {"MOVED", HL_REDIR_NONE, 0, NULL, 0},
+        {"MOVED 1234567 h:1", HL_REDIR_NONE, 0, NULL, 0},
+        {"ERR unknown command", HL_REDIR_NONE, 0, NULL, 0},
+        {"moved 1 h:1", HL_REDIR_NONE, 0, NULL, 0},
+        {"", HL_REDIR_NONE, 0, NULL, 0},
+    };
+    for (size_t i = 0; i < HL_ARRAY_LEN(cases); i++) {
+        unsigned slot = 99999;
+        char host[64] = "untouched";
+        int port = -1;
+        hl_redirect k = hl_rreply_redirect(cases[i].err, strlen(cases[i].err), "asked", &slot, host,
+                                           sizeof(host), &port);
+        if (k != cases[i].kind) fail_msg("'%s': %d, want %d", cases[i].err, k, cases[i].kind);
+        if (cases[i].host) {
+            assert_int_equal(slot, cases[i].slot);
+            assert_string_equal(host, cases[i].host);
+            assert_int_equal(port, cases[i].port);
+        } else {
+            assert_string_equal(host, "untouched");
+            assert_int_equal(port, -1);
+        }
+    }
+    /* A host longer than the buffer is refused, not cut. */
+    char small[4];
+    unsigned slot;
+    int port;
+    assert_int_equal(
+        hl_rreply_redirect("MOVED 1 abcd:7", 14, "a", &slot, small, sizeof(small), &port),
+        HL_REDIR_NONE);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rreply_notation_builds_what_resp_says),
@@ -666,6 +767,8 @@ int main(void) {
         cmocka_unit_test(test_rreply_publish_table),
         cmocka_unit_test(test_rreply_library_missing_table),
         cmocka_unit_test(test_rreply_readonly_table),
+        cmocka_unit_test(test_rreply_cluster_slots_table),
+        cmocka_unit_test(test_rreply_redirect_table),
         cmocka_unit_test(test_rreply_master_addr_table),
         cmocka_unit_test(test_rreply_master_addr_refuses_a_host_too_long_for_the_buffer),
         cmocka_unit_test(test_rreply_role_table),
