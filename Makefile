@@ -53,7 +53,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(OUT)/tests/%)
 ITEST_SRC := $(wildcard tests/integration/test_*.c)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(OUT)/tests/%)
-ITEST_LIB := $(OUT)/tests/itest.o
+ITEST_LIB := $(OUT)/tests/itest.o $(OUT)/tests/itrun.o
 
 .PHONY: all test check demo deps install uninstall clean tests
 all: $(BIN)/holdline
@@ -88,7 +88,7 @@ $(OUT)/tests/test_%: tests/unit/test_%.c $(OUT)/libholdline.a
 		$(shell $(PKG_CONFIG) --libs cmocka) $(LDLIBS_PKGS)
 
 # Integration tests: cmocka binaries that start redis-server and nodes.
-$(ITEST_LIB): tests/integration/itest.c tests/integration/itest.h
+$(OUT)/tests/%.o: tests/integration/%.c tests/integration/itest.h tests/integration/itrun.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka) -c -o $@ $<
 

@@ -39,8 +39,8 @@ static void schedule_reconnect(hl_rlink *l, const char *why) {
     if (l->failures == 1)
         hl_warn("redis %s link to %s:%d down: %s; reconnecting", l->name, l->host, l->port, why);
     else
-        hl_debug("redis %s link: attempt %d failed: %s; next in %d ms", l->name, l->failures, why,
-                 ms);
+        hl_debug("redis %s link to %s:%d: attempt %d failed: %s; next in %d ms", l->name, l->host,
+                 l->port, l->failures, why, ms);
     arm_timer(l, ms);
 }
 
@@ -316,6 +316,11 @@ void hl_rlink_move(hl_rlink *l, const char *host, int port, const char *why) {
 
 void hl_rlink_set_client_name(hl_rlink *l, const char *name) {
     snprintf(l->client_name, sizeof(l->client_name), "%s", name);
+}
+
+void hl_rlink_set_addr(hl_rlink *l, const char *host, int port) {
+    snprintf(l->host, sizeof(l->host), "%s", host);
+    l->port = port;
 }
 
 void hl_rlink_set_pattern(hl_rlink *l, const char *pattern) {

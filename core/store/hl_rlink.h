@@ -97,6 +97,10 @@ void hl_rlink_reconnect(hl_rlink *l, const char *why);
  * still confirms it. */
 void hl_rlink_move(hl_rlink *l, const char *host, int port, const char *why);
 
+/* Makes host:port the server l connects to (cluster mode: a master).
+ * Call before hl_rlink_start. */
+void hl_rlink_set_addr(hl_rlink *l, const char *host, int port);
+
 /* Starts the first connection attempt. */
 void hl_rlink_start(hl_rlink *l);
 

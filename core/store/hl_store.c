@@ -1,13 +1,12 @@
-/* hl_store.c -- a worker's Redis side: two links, the library, the epoch,
- * Redis's clock, ticks, and every command with its reply.
+/* hl_store.c -- a worker's Redis side: its shards' links, the library, the
+ * epochs, the masters' clocks, ticks, the canary, and reads.
  *
- * Each worker holds one permanent subscription to its private control
- * channel besides the channels its waiters want: hiredis 0.14 can assert
- * when the last subscription goes away with replies in flight, and the
- * control channel means that never happens. It also carries the ticks
- * (see hl_store_events.tick). */
-#include "hl_store.h"
-
+ * Each shard's subscriber link holds one permanent subscription to the
+ * worker's private control channel besides the channels its waiters
+ * want: hiredis 0.14 can assert when the last subscription goes away with
+ * replies in flight, and the control channel means that never happens. It
+ * also carries the ticks (see hl_store_events.tick) and the canary's
+ * probes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,152 +16,71 @@
 
 #include "hl_common.h"
 #include "hl_log.h"
-#include "hl_rkeys.h"
 #include "hl_rlib.h"
-#include "hl_rlink.h"
 #include "hl_rreply.h"
-#include "hl_sentinel.h"
+#include "hl_store_int.h"
 #include "hl_time.h"
 
-/* How soon what Redis refused is tried again. */
-#define RETRY_MS 500
-/* The longest publishes are held for a failover announced by a sentinel
- * (one that never completes: the sentinels gave up, or their events were
- * lost). */
-#define FENCE_MAX_MS 10000
-/* How long, once on the new master, publishes stay held for
- * publish.wait_replicas of its replicas to confirm (a replica re-pointed
- * at it may be resyncing; WAIT would only refuse them meanwhile). */
-#define FENCE_REPLICAS_MS 2000
+static void send_probe(hl_shard *sh);
 
-struct hl_store {
-    const hl_config *cfg;
-    struct event_base *base;
-    int worker;
-    hl_store_events ev;
-    void *ud;
-    hl_rkeys keys;
-    hl_rlink sub;           /* subscriber link */
-    hl_rlink cmd;           /* command link */
-    int ctl_live;           /* Redis confirmed the control channel */
-    int cmd_ready;          /* the library is loaded and the epoch known */
-    int loading;            /* the library load and epoch read are in flight */
-    int trouble;            /* error replies since the last good one */
-    struct event *retry;    /* what Redis refused, tried again */
-    struct event *tick;     /* asks Redis's time now and then */
-    uint64_t epoch;         /* as last seen (0: not yet) */
-    char epoch_mine[17];    /* proposed if Redis has none (hex) */
-    long long redis_ms;     /* Redis's clock at the last reply that told it (0: never) */
-    long long redis_at;     /* our monotonic ms when that reply came */
-    hl_metrics *m;          /* the worker's */
-    int sub_ever, cmd_ever; /* the link was up before (a new up is a reconnect) */
-    unsigned sub_gen;       /* the subscriber connection's link number (hl_store_events) */
-    /* The canary: a probe published on the control channel through the
-     * command link must come back on the subscriber link. */
-    struct event *canary; /* every redis.canary_ms */
-    unsigned long long probe_seq;
-    long long probe_out;  /* monotonic ms the oldest unanswered probe went out; 0: none */
-    int canary_ok;        /* the last probe came back, and none is overdue */
-    int canary_failed;    /* probes stopped coming back (until one does) */
-    char canary_why[160]; /* hl_store_not_ready's reason then */
-    /* Sentinel mode: the sentinels are asked now and then where the
-     * master is, so links on a master they no longer name move, and so
-     * readiness can say when none answers. */
-    hl_sentinel_ask watch;
-    struct event *watch_timer;
-    int sentinels_silent;   /* the last round got no answer */
-    char degraded_why[800]; /* hl_store_degraded's reason then */
-    char moved_why[300];    /* why the links were moved to another master */
-    /* publish.wait_replicas > 0: the publishes sent since the last WAIT,
-     * oldest first; one WAIT per loop turn answers them all. */
-    hl_store_op *unwaited;
-    hl_store_op **unwaited_tail;
-    struct event *wait_ev;
-    /* Sentinel mode: from a sentinel's +try-failover until the links are
-     * on the new master, publishes are held, not sent to a master that
-     * may be demoted under them with its acknowledged writes. */
-    hl_sentinel_feed feed;
-    unsigned fencing;       /* bit i: sentinel i announced a failover under way */
-    char fence_master[256]; /* the master then */
-    int fence_port;
-    struct event *fence_timer; /* gives up holding after FENCE_MAX_MS */
-    long long fence_moved;     /* monotonic ms the links were first on the new master */
-    int fence_asking;          /* a WAIT for the new master's replicas is in flight */
-    struct event *fence_poll;  /* asks it again */
-    hl_store_op *held;         /* publishes held, oldest first */
-    hl_store_op **held_tail;
-    char master[256]; /* where the command link was last up */
-    int master_port;  /* 0: never */
-    int wait_out;     /* a WAIT is in flight: the next waits for its answer */
-    unsigned cmd_gen; /* counts the command link's connections */
-};
+/* ---- Shards -------------------------------------------------------------- */
 
-typedef enum op_kind { OP_READ, OP_PUBLISH, OP_INFO } op_kind;
+hl_shard *hl__shard_of(const hl_store *s, unsigned slot) {
+    if (!s->cluster) return s->shard[0];
+    unsigned char i = slot < HL_SLOTS ? s->owner[slot] : HL_NO_SHARD;
+    return i == HL_NO_SHARD ? NULL : s->shard[i];
+}
 
-/* Where a publish waiting for WAIT is. */
-typedef enum pub_state {
-    PUB_SENT = 0, /* FCALL sent, no reply yet */
-    PUB_STORED,   /* stored (or a duplicate): the 201 waits for WAIT */
-    PUB_ANSWERED, /* the callback had its answer (or never will: cancelled) */
-} pub_state;
+int hl__shard_can_read(const hl_shard *sh) {
+    return sh != NULL && sh->cmd_ready && hl_rlink_is_up(&sh->cmd);
+}
 
-struct hl_store_op {
-    hl_store *s;
-    op_kind kind;
-    int cancelled;
-    void *cb;
-    void *ud;
-    hl_store_op *next; /* publishes under WAIT: the batch; held ones: the queue */
-    pub_state state;   /* publishes under WAIT */
-    int duplicate;     /* PUB_STORED: an Idempotency-Key seen before */
-    char id[HL_SID_MAXLEN + 1];
-    unsigned gen; /* publishes under WAIT: the command connection sent on */
-    char *data;   /* a held publish: its data, and its Idempotency-Key or NULL */
-    size_t dlen;
-    char *idem;
-    hl_read_from from; /* reads */
-    size_t len;        /* of name */
-    char name[];       /* the channel */
-};
+static int sub_is_up(const hl_shard *sh) {
+    return sh->s->cluster ? hl_slink_is_up(&sh->ssub) : hl_rlink_is_up(&sh->sub);
+}
 
-static void load_library(hl_store *s);
-static void fence_check(hl_store *s);
-static void on_sentinel_event(void *ud, int from, const char *event, const char *p, size_t n);
-static void on_fence_timer(evutil_socket_t fd, short what, void *arg);
-static void on_fence_poll(evutil_socket_t fd, short what, void *arg);
-static void unfence(hl_store *s, const char *why);
+/* Where logs say a shard is: its master in cluster mode, else "Redis". */
+static const char *where(const hl_shard *sh, char *buf, size_t len) {
+    if (!sh->s->cluster) return "Redis";
+    snprintf(buf, len, "Redis at %s:%d", sh->host, sh->port);
+    return buf;
+}
 
 /* ---- Clock, epoch, trouble ---------------------------------------------- */
 
-static void note_time(hl_store *s, long long ms) {
-    s->redis_ms = ms;
-    s->redis_at = hl_mono_ms();
+static void note_time(hl_shard *sh, long long ms) {
+    sh->redis_ms = ms;
+    sh->redis_at = hl_mono_ms();
+}
+
+static long long shard_now(const hl_shard *sh) {
+    return sh->redis_ms > 0 ? sh->redis_ms + (hl_mono_ms() - sh->redis_at) : 0;
 }
 
 long long hl_store_redis_now(const hl_store *s, long slot) {
-    (void)slot;
-    return s->redis_ms > 0 ? s->redis_ms + (hl_mono_ms() - s->redis_at) : 0;
-}
-
-unsigned hl_store_slot(const hl_store *s, const char *name, size_t len) {
-    (void)s;
-    (void)name;
-    (void)len;
+    if (slot >= 0) {
+        const hl_shard *sh = hl__shard_of(s, (unsigned)slot);
+        return sh ? shard_now(sh) : 0;
+    }
+    for (int i = 0; i < HL_MAX_SHARDS; i++)
+        if (s->shard[i] && s->shard[i]->redis_ms > 0) return shard_now(s->shard[i]);
     return 0;
 }
 
-uint64_t hl_store_epoch(const hl_store *s, unsigned slot) {
-    (void)slot;
-    return s->epoch;
+unsigned hl_store_slot(const hl_store *s, const char *name, size_t len) {
+    if (!s->cluster) return 0;
+    char ch[HL_RKEY_MAX];
+    hl_rkeys_channel(&s->keys, name, len, ch);
+    return hl_slot_of(ch, strlen(ch));
 }
 
-static int cmd_can_read(const hl_store *s) {
-    return s->cmd_ready && hl_rlink_is_up(&s->cmd);
+uint64_t hl_store_epoch(const hl_store *s, unsigned slot) {
+    if (!s->cluster) return s->epoch;
+    return slot < HL_SLOTS ? s->slot_epoch[slot] : 0;
 }
 
 int hl_store_can_read(const hl_store *s, unsigned slot) {
-    (void)slot;
-    return cmd_can_read(s);
+    return hl__shard_can_read(hl__shard_of(s, slot));
 }
 
 /* A random nonzero epoch to propose when Redis has none. */
@@ -176,94 +94,121 @@ static void new_proposal(hl_store *s) {
     snprintf(s->epoch_mine, sizeof(s->epoch_mine), "%llx", (unsigned long long)(e ? e : 1));
 }
 
-/* Redis reported epoch e. */
-static void adopt_epoch(hl_store *s, uint64_t e) {
-    if (s->epoch == e) return;
-    if (s->epoch != 0)
-        hl_warn("worker %d: Redis's data set changed (epoch %llx, was %llx): history before it is "
-                "gone; clients from before are told they missed messages",
-                s->worker, (unsigned long long)e, (unsigned long long)s->epoch);
-    s->epoch = e;
+/* Redis reported epoch e for slot's data (-1: the one data set). */
+static void adopt_epoch(hl_store *s, long slot, uint64_t e) {
+    uint64_t *at = slot < 0 ? &s->epoch : &s->slot_epoch[slot];
+    if (*at == e) return;
+    if (*at != 0) {
+        char sl[32] = "";
+        if (slot >= 0) snprintf(sl, sizeof(sl), " of slot %ld", slot);
+        hl_warn("worker %d: Redis's data set%s changed (epoch %llx, was %llx): history before it "
+                "is gone; clients from before are told they missed messages",
+                s->worker, sl, (unsigned long long)e, (unsigned long long)*at);
+    }
+    uint64_t was = *at;
+    *at = e;
     /* Were Redis to lose its data again, this worker's proposal would be
      * the first to be stored; it must not be the epoch clients hold now,
      * or their old cursors would pass for current ones. */
     if (hl_rreply_epoch(s->epoch_mine, strlen(s->epoch_mine)) == e) new_proposal(s);
-    s->ev.epoch(s->ud, -1, e);
+    /* The first epoch known of a slot replaces nothing: no channel of it
+     * could be synced before. */
+    if (was != 0) s->ev.epoch(s->ud, slot, e);
 }
 
 static void retry_later(hl_store *s) {
     if (evtimer_pending(s->retry, NULL)) return;
-    struct timeval tv = hl_ms_tv(RETRY_MS);
+    struct timeval tv = hl_ms_tv(HL_RETRY_MS);
     evtimer_add(s->retry, &tv);
 }
 
 /* Redis refused something: the first refusal after good replies is a
  * warning, the ones that follow (every channel, every retry while Redis
  * loads its data) only debug lines. */
-static void trouble(hl_store *s, const char *what, const redisReply *reply) {
+void hl__trouble(hl_shard *sh, const char *what, const redisReply *reply) {
     const char *why = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
-    if (s->trouble++ == 0)
-        hl_warn("worker %d: %s: %s; trying again every %d ms until Redis answers", s->worker, what,
-                why, RETRY_MS);
+    char w[300];
+    if (sh->trouble++ == 0)
+        hl_warn("worker %d: %s: %s: %s; trying again every %d ms until it answers", sh->s->worker,
+                where(sh, w, sizeof(w)), what, why, HL_RETRY_MS);
     else
-        hl_debug("worker %d: %s: %s", s->worker, what, why);
-    retry_later(s);
+        hl_debug("worker %d: %s: %s", sh->s->worker, what, why);
+    retry_later(sh->s);
 }
 
-static void no_trouble(hl_store *s) {
-    if (s->trouble == 0) return;
-    hl_info("worker %d: Redis answers again (after %d refusals)", s->worker, s->trouble);
-    s->trouble = 0;
+void hl__no_trouble(hl_shard *sh) {
+    if (sh->trouble == 0) return;
+    char w[300];
+    hl_info("worker %d: %s answers again (after %d refusals)", sh->s->worker,
+            where(sh, w, sizeof(w)), sh->trouble);
+    sh->trouble = 0;
 }
 
-/* An error reply to a command that needs the library: Redis lost it
- * (FUNCTION FLUSH, a restart without it) or refuses for now. */
-static void refused(hl_store *s, const char *what, const redisReply *reply) {
+void hl__refused(hl_shard *sh, const char *what, const redisReply *reply) {
     if (reply == NULL) return; /* the link went down: it reconnects by itself */
-    if (hl_rreply_readonly(reply) && s->cmd.sentinel) {
+    hl_store *s = sh->s;
+    if (hl_rreply_readonly(reply) && sh->cmd.sentinel) {
         /* A master demoted under the links: the sentinels know the new one. */
-        if (hl_rlink_is_up(&s->cmd))
+        if (hl_rlink_is_up(&sh->cmd))
             hl_warn("worker %d: Redis at %s:%d is a read-only replica now (the master was "
                     "demoted); asking the sentinels for the new master",
-                    s->worker, s->cmd.host, s->cmd.port);
-        hl_rlink_reconnect(&s->cmd, "the server became a read-only replica");
+                    s->worker, sh->cmd.host, sh->cmd.port);
+        hl_rlink_reconnect(&sh->cmd, "the server became a read-only replica");
         return;
     }
     if (hl_rreply_library_missing(reply)) {
         /* Many replies may fail alike; one reload is enough. */
-        if (s->cmd_ready && hl_rlink_is_up(&s->cmd)) {
-            hl_warn("worker %d: the Redis Function library is gone; loading it again", s->worker);
-            load_library(s);
+        if (sh->cmd_ready && hl_rlink_is_up(&sh->cmd)) {
+            char w[300];
+            hl_warn("worker %d: the Redis Function library is gone from %s; loading it again",
+                    s->worker, where(sh, w, sizeof(w)));
+            hl__load_library(sh);
         }
         return;
     }
-    trouble(s, what, reply);
+    hl__trouble(sh, what, reply);
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     hl_store *s = arg;
-    if (!hl_rlink_is_up(&s->cmd)) return; /* cmd_up starts over */
-    if (!s->cmd_ready) {
-        if (!s->loading) load_library(s);
-        return;
+    int ready = 0;
+    for (int i = 0; i < HL_MAX_SHARDS; i++) {
+        hl_shard *sh = s->shard[i];
+        if (sh == NULL || !hl_rlink_is_up(&sh->cmd)) continue; /* cmd_up starts over */
+        if (!sh->cmd_ready) {
+            if (!sh->loading) hl__load_library(sh);
+            continue;
+        }
+        ready = 1;
     }
-    s->ev.ready(s->ud);
+    if (ready) s->ev.ready(s->ud);
 }
 
-const char *hl_store_not_ready(const hl_store *s) {
-    if (s->canary_failed) return s->canary_why;
-    if (!hl_rlink_is_up(&s->sub)) return "the Redis subscriber connection is down; reconnecting";
-    if (!hl_rlink_is_up(&s->cmd)) return "the Redis command connection is down; reconnecting";
-    if (!s->cmd_ready) return "loading holdline's Function library into Redis";
-    if (!s->ctl_live) return "waiting for Redis to confirm the subscriptions";
-    if (!s->canary_ok) return "waiting for the first canary probe to come back through Redis";
+/* Why shard sh cannot serve now, or NULL. */
+static const char *shard_not_ready(const hl_store *s, const hl_shard *sh) {
+    if (sh->canary_failed) return s->canary_why;
+    if (!sub_is_up(sh)) return "the Redis subscriber connection is down; reconnecting";
+    if (!hl_rlink_is_up(&sh->cmd)) return "the Redis command connection is down; reconnecting";
+    if (!sh->cmd_ready) return "loading holdline's Function library into Redis";
+    if (!sh->ctl_live) return "waiting for Redis to confirm the subscriptions";
+    if (!sh->canary_ok) return "waiting for the first canary probe to come back through Redis";
     return NULL;
 }
 
+const char *hl_store_not_ready(const hl_store *s) {
+    if (!s->cluster) return shard_not_ready(s, s->shard[0]);
+    return hl__cluster_not_ready(s);
+}
+
 const char *hl_store_degraded(const hl_store *s) {
-    return s->sentinels_silent ? s->degraded_why : NULL;
+    if (s->sentinels_silent || (s->cluster && s->degraded_why[0])) return s->degraded_why;
+    return NULL;
+}
+
+const char *hl__shard_not_ready(const hl_shard *sh) {
+    return shard_not_ready(sh->s, sh);
 }
 
 /* ---- Sentinel mode: following the master --------------------------------- */
@@ -281,15 +226,16 @@ static void move_if_elsewhere(hl_store *s, hl_rlink *l, const char *host, int po
 
 static void on_watch(void *ud, const char *host, int port, const char *why) {
     hl_store *s = ud;
+    hl_shard *sh = s->shard[0];
     if (host == NULL) {
         if (s->sentinels_silent) return;
         hl_warn("worker %d: no sentinel answers (%s); serving on the master last confirmed, %s:%d",
-                s->worker, why, s->cmd.host, s->cmd.port);
+                s->worker, why, sh->cmd.host, sh->cmd.port);
         /* Written once per episode: other threads read it (/readyz). */
         snprintf(s->degraded_why, sizeof(s->degraded_why),
                  "no sentinel answers (%.400s); serving on the master last confirmed, %.200s:%d, "
                  "but a failover would not be followed",
-                 why, s->cmd.host, s->cmd.port);
+                 why, sh->cmd.host, sh->cmd.port);
         s->sentinels_silent = 1;
         hl_metric_set(&s->m->sentinels_ok, 0);
         s->ev.state(s->ud);
@@ -301,8 +247,8 @@ static void on_watch(void *ud, const char *host, int port, const char *why) {
         hl_metric_set(&s->m->sentinels_ok, 1);
         s->ev.state(s->ud);
     }
-    move_if_elsewhere(s, &s->sub, host, port);
-    move_if_elsewhere(s, &s->cmd, host, port);
+    move_if_elsewhere(s, &sh->sub, host, port);
+    move_if_elsewhere(s, &sh->cmd, host, port);
 }
 
 static void on_watch_timer(evutil_socket_t fd, short what, void *arg) {
@@ -320,25 +266,60 @@ void hl_store_set_metrics(hl_store *s, hl_metrics *m) {
 /* ---- The canary ---------------------------------------------------------- */
 
 /* A link can be up and deliver nothing (a proxy that stopped forwarding,
- * a connection to a Redis that no longer gets the publishes): the
- * heartbeat's PING is answered and pub/sub is silent. So each worker
- * publishes a probe round its control channel, as the ticks go, and
- * expects it back. */
-static void send_probe(hl_store *s) {
-    if (!s->ctl_live || !hl_rlink_is_up(&s->cmd)) return;
-    redisAsyncCommand(s->cmd.ac, NULL, NULL, "PUBLISH %s probe:%llu", s->keys.ctl, ++s->probe_seq);
-    if (s->probe_out == 0) s->probe_out = hl_mono_ms();
+ * a connection to a Redis that no longer gets the publishes, a replica
+ * keeping stale shard subscriptions): the heartbeat's PING is answered
+ * and pub/sub is silent. So each worker publishes a probe round each
+ * shard's control channel, as the ticks go, and expects it back. */
+static void send_probe(hl_shard *sh) {
+    if (!sh->ctl_live || !hl_rlink_is_up(&sh->cmd)) return;
+    redisAsyncCommand(sh->cmd.ac, NULL, NULL, "%s %s probe:%llu",
+                      sh->s->cluster ? "SPUBLISH" : "PUBLISH", sh->ctl, ++sh->probe_seq);
+    if (sh->probe_out == 0) sh->probe_out = hl_mono_ms();
 }
 
-static void probe_back(hl_store *s) {
-    s->probe_out = 0;
-    if (s->canary_ok) return;
-    if (s->canary_failed)
+static void probe_back(hl_shard *sh) {
+    hl_store *s = sh->s;
+    sh->probe_out = 0;
+    if (sh->canary_ok) return;
+    if (sh->canary_failed)
         hl_info("worker %d: canary probes come back through Redis again", s->worker);
-    s->canary_ok = 1;
-    s->canary_failed = 0;
-    hl_metric_set(&s->m->canary_ok, 1);
+    sh->canary_ok = 1;
+    sh->canary_failed = 0;
+    int all = 1;
+    for (int i = 0; i < HL_MAX_SHARDS; i++)
+        if (s->shard[i] && !s->shard[i]->canary_ok) all = 0;
+    hl_metric_set(&s->m->canary_ok, all);
     s->ev.state(s->ud);
+}
+
+static void sub_reconnect(hl_shard *sh, const char *why) {
+    if (sh->s->cluster)
+        hl_slink_reconnect(&sh->ssub, why);
+    else
+        hl_rlink_reconnect(&sh->sub, why);
+}
+
+static void canary_shard(hl_shard *sh, long long now) {
+    hl_store *s = sh->s;
+    if (sh->probe_out > 0 && now - sh->probe_out >= s->cfg->redis_canary_timeout_ms &&
+        sub_is_up(sh) && hl_rlink_is_up(&sh->cmd)) {
+        char w[300];
+        if (!sh->canary_failed)
+            hl_warn("worker %d: canary probes published through %s have not come back on the "
+                    "subscriber link for %lld ms while both links are up; reconnecting it",
+                    s->worker, where(sh, w, sizeof(w)), now - sh->probe_out);
+        sh->canary_ok = 0;
+        sh->canary_failed = 1;
+        sh->probe_out = 0;
+        hl_metric_set(&s->m->canary_ok, 0);
+        hl_metric_add(&s->m->canary_failures, 1);
+        s->ev.state(s->ud);
+        /* The waiters' channels are subscribed again and re-read from
+         * their cursors when it is back (sub_down, sub_up). */
+        sub_reconnect(sh, "canary probes did not come back");
+        return;
+    }
+    send_probe(sh);
 }
 
 static void on_canary(evutil_socket_t fd, short what, void *arg) {
@@ -346,31 +327,47 @@ static void on_canary(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     hl_store *s = arg;
     long long now = hl_mono_ms();
-    if (s->probe_out > 0 && now - s->probe_out >= s->cfg->redis_canary_timeout_ms &&
-        hl_rlink_is_up(&s->sub) && hl_rlink_is_up(&s->cmd)) {
-        if (!s->canary_failed)
-            hl_warn("worker %d: canary probes published through Redis have not come back on the "
-                    "subscriber link for %lld ms while both links are up; reconnecting it",
-                    s->worker, now - s->probe_out);
-        s->canary_ok = 0;
-        s->canary_failed = 1;
-        s->probe_out = 0;
-        hl_metric_set(&s->m->canary_ok, 0);
-        hl_metric_add(&s->m->canary_failures, 1);
-        s->ev.state(s->ud);
-        /* The waiters' channels are subscribed again and re-read from
-         * their cursors when it is back (sub_down, sub_up). */
-        hl_rlink_reconnect(&s->sub, "canary probes did not come back");
-        return;
-    }
-    send_probe(s);
+    for (int i = 0; i < HL_MAX_SHARDS; i++)
+        if (s->shard[i] && !s->shard[i]->retired) canary_shard(s->shard[i], now);
 }
 
-/* ---- Subscriber link ------------------------------------------------- */
+/* ---- Subscriber links ------------------------------------------------- */
+
+/* holdline_redis_up: a kind of link counts as up when every shard's is. */
+static void link_metrics(hl_store *s) {
+    int sub = 1, cmd = 1, any = 0;
+    for (int i = 0; i < HL_MAX_SHARDS; i++) {
+        hl_shard *sh = s->shard[i];
+        if (sh == NULL || sh->retired) continue;
+        any = 1;
+        sub &= sub_is_up(sh);
+        cmd &= hl_rlink_is_up(&sh->cmd);
+    }
+    hl_metric_set(&s->m->redis_up[HL_LINK_SUBSCRIBER], any && sub);
+    hl_metric_set(&s->m->redis_up[HL_LINK_COMMAND], any && cmd);
+}
+
+/* What came on sh's control channel (kind: "message" or "smessage"). */
+static void on_ctl(hl_shard *sh, int confirmed, const char *p, size_t n) {
+    hl_store *s = sh->s;
+    long long ms;
+    if (confirmed) {
+        sh->ctl_live = 1;
+        send_probe(sh); /* readiness waits for the first to come back */
+        s->ev.state(s->ud);
+    } else if (p != NULL && n > 6 && strncmp(p, "probe:", 6) == 0) {
+        probe_back(sh);
+    } else if (p != NULL && n > 5 && strncmp(p, "tick:", 5) == 0 &&
+               (ms = strtoll(p + 5, NULL, 10)) > 0) {
+        note_time(sh, ms);
+        s->ev.tick(s->ud, sh->sub_gen, ms);
+    }
+}
 
 static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
     (void)ac;
-    hl_store *s = privdata;
+    hl_shard *sh = privdata;
+    hl_store *s = sh->s;
     redisReply *reply = reply_;
     /* NULL: the link is going down; sub_down follows. */
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
@@ -379,206 +376,417 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
         return;
     const char *kind = reply->element[0]->str;
     const redisReply *ch = reply->element[1];
-    if (strcmp(ch->str, s->keys.ctl) == 0) {
-        long long ms;
-        if (strcasecmp(kind, "subscribe") == 0) {
-            s->ctl_live = 1;
-            send_probe(s); /* readiness waits for the first to come back */
-            s->ev.state(s->ud);
-        } else if (strcasecmp(kind, "message") == 0 &&
-                   reply->element[2]->type == REDIS_REPLY_STRING &&
-                   strncmp(reply->element[2]->str, "probe:", 6) == 0) {
-            probe_back(s);
-        } else if (strcasecmp(kind, "message") == 0 &&
-                   reply->element[2]->type == REDIS_REPLY_STRING &&
-                   strncmp(reply->element[2]->str, "tick:", 5) == 0 &&
-                   (ms = strtoll(reply->element[2]->str + 5, NULL, 10)) > 0) {
-            note_time(s, ms);
-            s->ev.tick(s->ud, s->sub_gen, ms);
-        }
+    const redisReply *data = reply->element[2];
+    int message = strcasecmp(kind, "message") == 0 && data->type == REDIS_REPLY_STRING;
+    if (strcmp(ch->str, sh->ctl) == 0) {
+        if (strcasecmp(kind, "subscribe") == 0)
+            on_ctl(sh, 1, NULL, 0);
+        else if (message)
+            on_ctl(sh, 0, data->str, data->len);
         return;
     }
     size_t len;
     const char *name = hl_rkeys_strip(&s->keys, ch->str, ch->len, &len);
     if (name == NULL) return;
-    if (strcasecmp(kind, "message") == 0) {
-        const redisReply *data = reply->element[2];
-        if (data->type == REDIS_REPLY_STRING)
-            s->ev.message(s->ud, s->sub_gen, name, len, data->str, data->len);
+    if (message) {
+        s->ev.message(s->ud, sh->sub_gen, name, len, data->str, data->len);
     } else if (strcasecmp(kind, "subscribe") == 0) {
-        s->ev.subscribed(s->ud, s->sub_gen, name, len);
+        s->ev.subscribed(s->ud, sh->sub_gen, name, len);
     } else if (strcasecmp(kind, "unsubscribe") == 0) {
-        s->ev.unsubscribed(s->ud, s->sub_gen, name, len, HL_UNSUB_ASKED);
+        s->ev.unsubscribed(s->ud, sh->sub_gen, name, len, HL_UNSUB_ASKED);
     }
 }
 
+/* The shard whose subscriber connection has link number link, or NULL. */
+static hl_shard *shard_of_link(const hl_store *s, unsigned link) {
+    for (int i = 0; i < HL_MAX_SHARDS; i++)
+        if (s->shard[i] && s->shard[i]->sub_gen == link && link != 0) return s->shard[i];
+    return NULL;
+}
+
 unsigned hl_store_subscribe(hl_store *s, const char *name, size_t len) {
-    if (!hl_rlink_is_up(&s->sub)) return 0;
+    hl_shard *sh = hl__shard_of(s, hl_store_slot(s, name, len));
+    if (sh == NULL || sh->retired || !sub_is_up(sh)) return 0;
     char ch[HL_RKEY_MAX];
     hl_rkeys_channel(&s->keys, name, len, ch);
+    if (s->cluster) return hl_slink_subscribe(&sh->ssub, ch, strlen(ch)) == HL_OK ? sh->sub_gen : 0;
     /* hiredis keeps one callback per channel and routes that channel's
      * messages to it, so every SUBSCRIBE must name on_sub_reply. */
-    redisAsyncCommand(s->sub.ac, on_sub_reply, s, "SUBSCRIBE %s", ch);
-    return s->sub_gen;
+    redisAsyncCommand(sh->sub.ac, on_sub_reply, sh, "SUBSCRIBE %s", ch);
+    return sh->sub_gen;
 }
 
 int hl_store_unsubscribe(hl_store *s, unsigned link, const char *name, size_t len) {
-    if (!hl_rlink_is_up(&s->sub) || link != s->sub_gen) return HL_ERR;
+    hl_shard *sh = shard_of_link(s, link);
+    if (sh == NULL || !sub_is_up(sh)) return HL_ERR;
     char ch[HL_RKEY_MAX];
     hl_rkeys_channel(&s->keys, name, len, ch);
-    redisAsyncCommand(s->sub.ac, NULL, NULL, "UNSUBSCRIBE %s", ch);
+    if (s->cluster) return hl_slink_unsubscribe(&sh->ssub, ch, strlen(ch));
+    redisAsyncCommand(sh->sub.ac, NULL, NULL, "UNSUBSCRIBE %s", ch);
     return HL_OK;
 }
 
-static void sub_up(hl_rlink *l, void *ud) {
-    hl_store *s = ud;
-    if (s->sub_ever) hl_metric_add(&s->m->redis_reconnects, 1);
-    s->sub_ever = 1;
-    s->sub_gen++;
-    hl_metric_set(&s->m->redis_up[HL_LINK_SUBSCRIBER], 1);
-    redisAsyncCommand(l->ac, on_sub_reply, s, "SUBSCRIBE %s", s->keys.ctl);
+/* A subscriber connection came up (both kinds). */
+static void sub_went_up(hl_shard *sh) {
+    hl_store *s = sh->s;
+    if (sh->sub_ever) hl_metric_add(&s->m->redis_reconnects, 1);
+    sh->sub_ever = 1;
+    sh->sub_gen = ++s->links;
+    link_metrics(s);
+    if (s->cluster) {
+        if (sh->ctl[0]) hl_slink_subscribe(&sh->ssub, sh->ctl, strlen(sh->ctl));
+    } else
+        redisAsyncCommand(sh->sub.ac, on_sub_reply, sh, "SUBSCRIBE %s", sh->ctl);
     s->ev.sub_up(s->ud);
     s->ev.state(s->ud);
 }
 
-static void sub_down(hl_rlink *l, void *ud) {
-    (void)l;
-    hl_store *s = ud;
-    s->ctl_live = 0;
-    s->probe_out = 0; /* nothing can come back now */
-    hl_metric_set(&s->m->redis_up[HL_LINK_SUBSCRIBER], 0);
-    s->ev.sub_down(s->ud, s->sub_gen);
+static void sub_went_down(hl_shard *sh) {
+    hl_store *s = sh->s;
+    sh->ctl_live = 0;
+    sh->probe_out = 0; /* nothing can come back now */
+    unsigned link = sh->sub_gen;
+    sh->sub_gen = 0;
+    link_metrics(s);
+    s->ev.sub_down(s->ud, link);
+    if (s->cluster) hl__cluster_refresh(s, "a subscriber link was lost");
     s->ev.state(s->ud);
 }
 
+static void sub_up(hl_rlink *l, void *ud) {
+    (void)l;
+    sub_went_up(ud);
+}
+
+static void sub_down(hl_rlink *l, void *ud) {
+    (void)l;
+    sub_went_down(ud);
+}
+
+static void ssub_up(hl_slink *l, void *ud) {
+    (void)l;
+    sub_went_up(ud);
+}
+
+static void ssub_down(hl_slink *l, void *ud) {
+    (void)l;
+    sub_went_down(ud);
+}
+
+static void ssub_subscribed(hl_slink *l, void *ud, const char *ch, size_t n) {
+    (void)l;
+    hl_shard *sh = ud;
+    hl_store *s = sh->s;
+    if (n == strlen(sh->ctl) && memcmp(ch, sh->ctl, n) == 0) {
+        on_ctl(sh, 1, NULL, 0);
+        return;
+    }
+    size_t len;
+    const char *name = hl_rkeys_strip(&s->keys, ch, n, &len);
+    if (name) s->ev.subscribed(s->ud, sh->sub_gen, name, len);
+}
+
+static void ssub_message(hl_slink *l, void *ud, const char *ch, size_t n, const char *p,
+                         size_t plen) {
+    (void)l;
+    hl_shard *sh = ud;
+    hl_store *s = sh->s;
+    if (n == strlen(sh->ctl) && memcmp(ch, sh->ctl, n) == 0) {
+        on_ctl(sh, 0, p, plen);
+        return;
+    }
+    size_t len;
+    const char *name = hl_rkeys_strip(&s->keys, ch, n, &len);
+    if (name) s->ev.message(s->ud, sh->sub_gen, name, len, p, plen);
+}
+
+/* Redis ended a shard subscription: ours (an answer), or on its own
+ * (the slot moved away, or this master was failed over). */
+static void ssub_unsubscribed(hl_slink *l, void *ud, const char *ch, size_t n, int solicited) {
+    (void)l;
+    hl_shard *sh = ud;
+    hl_store *s = sh->s;
+    if (n == strlen(sh->ctl) && memcmp(ch, sh->ctl, n) == 0) {
+        /* The control channel's slot moved: another is picked once the
+         * map says which slots this master serves now. */
+        sh->ctl_live = 0;
+        hl__cluster_refresh(s, "the control channel's slot moved");
+        return;
+    }
+    size_t len;
+    const char *name = hl_rkeys_strip(&s->keys, ch, n, &len);
+    if (name == NULL) return;
+    if (solicited) {
+        s->ev.unsubscribed(s->ud, sh->sub_gen, name, len, HL_UNSUB_ASKED);
+        return;
+    }
+    hl_debug("worker %d: Redis at %s:%d ended the subscription of '%.*s' (its slot moved)",
+             s->worker, sh->host, sh->port, (int)len, name);
+    s->ev.unsubscribed(s->ud, sh->sub_gen, name, len, HL_UNSUB_LOST);
+    hl__cluster_refresh(s, "a master ended a subscription");
+}
+
+/* An SSUBSCRIBE refused: MOVED says where the slot is now. */
+static void ssub_refused(hl_slink *l, void *ud, const char *ch, size_t n, const char *err) {
+    (void)l;
+    hl_shard *sh = ud;
+    hl_store *s = sh->s;
+    if (n == strlen(sh->ctl) && memcmp(ch, sh->ctl, n) == 0) {
+        sh->ctl_live = 0;
+        hl__cluster_refresh(s, "the control channel was refused");
+        return;
+    }
+    size_t len;
+    const char *name = hl_rkeys_strip(&s->keys, ch, n, &len);
+    if (name == NULL) return;
+    hl_debug("worker %d: Redis at %s:%d refused the subscription of '%.*s': %s", s->worker,
+             sh->host, sh->port, (int)len, name, err);
+    s->ev.unsubscribed(s->ud, sh->sub_gen, name, len, HL_UNSUB_LOST);
+    hl__cluster_refresh(s, "a subscription was refused");
+}
+
+static const hl_slink_events ssub_events = {
+    ssub_up, ssub_down, ssub_subscribed, ssub_unsubscribed, ssub_message, ssub_refused,
+};
+
 /* ---- Ticks ------------------------------------------------------------- */
 
-/* Redis's clock T goes round the control channel: when it comes back,
- * every message published before T has been seen, since pub/sub keeps
- * Redis's order across channels on one connection. */
+/* A master's clock T goes round the shard's control channel: when it
+ * comes back, every message that master published before T has been
+ * seen, since pub/sub keeps its order across channels on one
+ * connection. */
 static void on_tick_time(redisAsyncContext *ac, void *reply_, void *privdata) {
     (void)ac;
-    hl_store *s = privdata;
+    hl_shard *sh = privdata;
     long long ms;
-    if (hl_rreply_time(reply_, &ms) != HL_OK || !hl_rlink_is_up(&s->cmd)) return;
-    redisAsyncCommand(s->cmd.ac, NULL, NULL, "PUBLISH %s tick:%lld", s->keys.ctl, ms);
+    if (hl_rreply_time(reply_, &ms) != HL_OK || !hl_rlink_is_up(&sh->cmd)) return;
+    redisAsyncCommand(sh->cmd.ac, NULL, NULL, "%s %s tick:%lld",
+                      sh->s->cluster ? "SPUBLISH" : "PUBLISH", sh->ctl, ms);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     hl_store *s = arg;
-    if (!s->cmd_ready || !s->ctl_live || !hl_rlink_is_up(&s->cmd)) return;
-    redisAsyncCommand(s->cmd.ac, on_tick_time, s, "TIME");
-}
-
-/* ---- Command link: the library and the epoch ---------------------------- */
-
-static void on_library_loaded(redisAsyncContext *ac, void *reply_, void *privdata) {
-    (void)ac;
-    hl_store *s = privdata;
-    redisReply *reply = reply_;
-    if (reply == NULL || reply->type != REDIS_REPLY_ERROR) return;
-    /* A Redis loading its data set refuses everything for a while; the
-     * epoch read that follows reports that and retries. */
-    if (strncmp(reply->str, "LOADING", 7) == 0 || strncmp(reply->str, "BUSY", 4) == 0) return;
-    hl_error("worker %d: Redis refused holdline's Function library (Redis 7 or later is "
-             "needed): %s",
-             s->worker, reply->str);
-}
-
-static void on_epoch(redisAsyncContext *ac, void *reply_, void *privdata) {
-    (void)ac;
-    hl_store *s = privdata;
-    redisReply *reply = reply_;
-    s->loading = 0;
-    if (reply == NULL) return;
-    if (reply->type == REDIS_REPLY_NIL) {
-        adopt_epoch(s, hl_rreply_epoch(s->epoch_mine, strlen(s->epoch_mine)));
-    } else if (reply->type == REDIS_REPLY_STRING) {
-        adopt_epoch(s, hl_rreply_epoch(reply->str, reply->len));
-    } else {
-        trouble(s, "cannot load the Function library and read the epoch key", reply);
-        return;
+    for (int i = 0; i < HL_MAX_SHARDS; i++) {
+        hl_shard *sh = s->shard[i];
+        if (sh == NULL || sh->retired || !sh->cmd_ready || !sh->ctl_live ||
+            !hl_rlink_is_up(&sh->cmd))
+            continue;
+        redisAsyncCommand(sh->cmd.ac, on_tick_time, sh, "TIME");
     }
-    no_trouble(s);
-    s->cmd_ready = 1;
-    fence_check(s);
+}
+
+/* ---- Command links: the library and the epoch ---------------------------- */
+
+static void library_ready(hl_shard *sh) {
+    hl_store *s = sh->s;
+    hl__no_trouble(sh);
+    sh->cmd_ready = 1;
+    hl__fence_check(s);
     s->ev.ready(s->ud);
     s->ev.state(s->ud);
 }
 
-/* Loads the library, then learns the epoch; commands on one connection
- * run in order, so nothing sent after this finds the library missing. */
-static void load_library(hl_store *s) {
+static void on_library_loaded(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_shard *sh = privdata;
+    redisReply *reply = reply_;
+    if (reply == NULL) return;
+    if (reply->type != REDIS_REPLY_ERROR) {
+        /* Cluster mode learns each slot's epoch with its reads. */
+        if (sh->s->cluster) {
+            sh->loading = 0;
+            library_ready(sh);
+        }
+        return;
+    }
+    /* A Redis loading its data set refuses everything for a while; the
+     * epoch read that follows (or, in cluster mode, the retry) reports
+     * that and retries. */
+    if (strncmp(reply->str, "LOADING", 7) == 0 || strncmp(reply->str, "BUSY", 4) == 0) {
+        if (sh->s->cluster) {
+            sh->loading = 0;
+            hl__trouble(sh, "cannot load the Function library", reply);
+        }
+        return;
+    }
+    char w[300];
+    hl_error("worker %d: %s refused holdline's Function library (Redis 7 or later is needed): %s",
+             sh->s->worker, where(sh, w, sizeof(w)), reply->str);
+    if (sh->s->cluster) {
+        sh->loading = 0;
+        hl__trouble(sh, "cannot load the Function library", reply);
+    }
+}
+
+static void on_epoch(redisAsyncContext *ac, void *reply_, void *privdata) {
+    (void)ac;
+    hl_shard *sh = privdata;
+    hl_store *s = sh->s;
+    redisReply *reply = reply_;
+    sh->loading = 0;
+    if (reply == NULL) return;
+    if (reply->type == REDIS_REPLY_NIL) {
+        adopt_epoch(s, -1, hl_rreply_epoch(s->epoch_mine, strlen(s->epoch_mine)));
+    } else if (reply->type == REDIS_REPLY_STRING) {
+        adopt_epoch(s, -1, hl_rreply_epoch(reply->str, reply->len));
+    } else {
+        hl__trouble(sh, "cannot load the Function library and read the epoch key", reply);
+        return;
+    }
+    library_ready(sh);
+}
+
+/* Loads the library (then, outside cluster mode, learns the epoch);
+ * commands on one connection run in order, so nothing sent after this
+ * finds the library missing. */
+void hl__load_library(hl_shard *sh) {
+    hl_store *s = sh->s;
     hl_buf b;
     hl_buf_init(&b);
-    hl_rlib_source(&b, s->cfg->history_length, (long long)s->cfg->history_ttl * 1000, 0);
+    hl_rlib_source(&b, s->cfg->history_length, (long long)s->cfg->history_ttl * 1000, s->cluster);
     if (b.oom) {
         hl_error("worker %d: out of memory building the Function library", s->worker);
         hl_buf_free(&b);
         return;
     }
-    s->cmd_ready = 0;
-    s->loading = 1;
+    sh->cmd_ready = 0;
+    sh->loading = 1;
     s->ev.state(s->ud);
-    redisAsyncCommand(s->cmd.ac, on_library_loaded, s, "FUNCTION LOAD REPLACE %b", b.data, b.len);
-    redisAsyncCommand(s->cmd.ac, on_epoch, s, "SET %s %s NX GET", s->keys.epoch, s->epoch_mine);
+    redisAsyncCommand(sh->cmd.ac, on_library_loaded, sh, "FUNCTION LOAD REPLACE %b", b.data, b.len);
+    if (!s->cluster)
+        redisAsyncCommand(sh->cmd.ac, on_epoch, sh, "SET %s %s NX GET", s->keys.epoch,
+                          s->epoch_mine);
     hl_buf_free(&b);
 }
 
 static void cmd_up(hl_rlink *l, void *ud) {
-    hl_store *s = ud;
-    if (s->cmd_ever) hl_metric_add(&s->m->redis_reconnects, 1);
-    s->cmd_ever = 1;
-    s->cmd_gen++;
-    if (s->master_port != 0 && (s->master_port != l->port || strcmp(s->master, l->host) != 0)) {
-        hl_metric_add(&s->m->master_changes, 1);
-        hl_info("worker %d: Redis's master is now %s:%d (was %s:%d)", s->worker, l->host, l->port,
-                s->master, s->master_port);
+    hl_shard *sh = ud;
+    hl_store *s = sh->s;
+    if (sh->cmd_ever) hl_metric_add(&s->m->redis_reconnects, 1);
+    sh->cmd_ever = 1;
+    sh->cmd_gen++;
+    if (!s->cluster) {
+        if (s->master_port != 0 && (s->master_port != l->port || strcmp(s->master, l->host) != 0)) {
+            hl_metric_add(&s->m->master_changes, 1);
+            hl_info("worker %d: Redis's master is now %s:%d (was %s:%d)", s->worker, l->host,
+                    l->port, s->master, s->master_port);
+        }
+        snprintf(s->master, sizeof(s->master), "%s", l->host);
+        s->master_port = l->port;
     }
-    snprintf(s->master, sizeof(s->master), "%s", l->host);
-    s->master_port = l->port;
-    hl_metric_set(&s->m->redis_up[HL_LINK_COMMAND], 1);
-    load_library(s);
-    send_probe(s);
+    link_metrics(s);
+    hl__load_library(sh);
+    send_probe(sh);
 }
 
 static void cmd_down(hl_rlink *l, void *ud) {
     (void)l;
-    hl_store *s = ud;
-    s->probe_out = 0; /* no probe can go out now */
-    hl_metric_set(&s->m->redis_up[HL_LINK_COMMAND], 0);
-    s->cmd_ready = 0;
-    s->loading = 0;
+    hl_shard *sh = ud;
+    hl_store *s = sh->s;
+    sh->probe_out = 0; /* no probe can go out now */
+    sh->cmd_ready = 0;
+    sh->loading = 0;
+    link_metrics(s);
+    if (s->cluster) hl__cluster_refresh(s, "a command link was lost");
     s->ev.state(s->ud);
+}
+
+/* ---- Making shards ------------------------------------------------------ */
+
+hl_shard *hl__shard_new(hl_store *s, const char *host, int port) {
+    int idx = -1;
+    for (int i = 0; i < HL_MAX_SHARDS && idx < 0; i++)
+        if (s->shard[i] == NULL) idx = i;
+    if (idx < 0) return NULL;
+    hl_shard *sh = calloc(1, sizeof(*sh));
+    if (sh == NULL) return NULL;
+    sh->s = s;
+    sh->idx = idx;
+    snprintf(sh->host, sizeof(sh->host), "%s", host ? host : "");
+    sh->port = port;
+    sh->unwaited_tail = &sh->unwaited;
+    /* Cluster mode picks one in a slot the master serves. */
+    snprintf(sh->ctl, sizeof(sh->ctl), "%s", s->cluster ? "" : s->keys.ctl);
+    sh->wait_ev = event_new(s->base, -1, 0, hl__on_wait_turn, sh);
+    snprintf(sh->cmd_name, sizeof(sh->cmd_name), "command");
+    snprintf(sh->sub_name, sizeof(sh->sub_name), "subscriber");
+    int ok = sh->wait_ev != NULL &&
+             hl_rlink_init(&sh->cmd, sh->cmd_name, s->cfg, s->base, cmd_up, cmd_down, sh) == HL_OK;
+    if (ok && s->cluster)
+        ok = hl_slink_init(&sh->ssub, sh->sub_name, s->cfg, s->base, &ssub_events, sh) == HL_OK;
+    else if (ok)
+        ok = hl_rlink_init(&sh->sub, sh->sub_name, s->cfg, s->base, sub_up, sub_down, sh) == HL_OK;
+    if (!ok) {
+        /* Nothing connected yet: the links only hold events. */
+        hl_rlink_stop(&sh->cmd);
+        if (s->cluster)
+            hl_slink_stop(&sh->ssub);
+        else
+            hl_rlink_stop(&sh->sub);
+        if (sh->wait_ev) event_free(sh->wait_ev);
+        free(sh);
+        return NULL;
+    }
+    char name[128];
+    hl_rkeys_client_name(&s->keys, "cmd", name, sizeof(name));
+    hl_rlink_set_client_name(&sh->cmd, name);
+    hl_rkeys_client_name(&s->keys, "sub", name, sizeof(name));
+    if (s->cluster) {
+        hl_rlink_set_addr(&sh->cmd, host, port);
+        hl_slink_set_addr(&sh->ssub, host, port);
+        hl_slink_set_client_name(&sh->ssub, name);
+    } else {
+        hl_rlink_set_pattern(&sh->sub, s->keys.hb);
+        hl_rlink_set_client_name(&sh->sub, name);
+    }
+    s->shard[idx] = sh;
+    return sh;
+}
+
+void hl__shard_start(hl_shard *sh) {
+    if (sh->s->cluster)
+        hl_slink_start(&sh->ssub);
+    else
+        hl_rlink_start(&sh->sub);
+    hl_rlink_start(&sh->cmd);
+}
+
+void hl__shard_free(hl_shard *sh) {
+    if (sh == NULL) return;
+    hl_store *s = sh->s;
+    hl_rlink_stop(&sh->cmd);
+    if (s->cluster)
+        hl_slink_stop(&sh->ssub);
+    else
+        hl_rlink_stop(&sh->sub);
+    /* Publishes whose WAIT was not sent yet. */
+    hl__wait_flush(sh);
+    if (sh->wait_ev) event_free(sh->wait_ev);
+    if (s->shard[sh->idx] == sh) s->shard[sh->idx] = NULL;
+    free(sh);
 }
 
 /* ---- Ops --------------------------------------------------------------- */
 
-static hl_store_op *op_new(hl_store *s, op_kind kind, const char *name, size_t len, void *cb,
-                           void *ud) {
-    hl_store_op *op = malloc(sizeof(*op) + len + 1);
+hl_store_op *hl__op_new(hl_store *s, hl_op_kind kind, const char *name, size_t len, void *cb,
+                        void *ud) {
+    hl_store_op *op = calloc(1, sizeof(*op) + len + 1);
     if (op == NULL) return NULL;
     op->s = s;
     op->kind = kind;
-    op->cancelled = 0;
     op->cb = cb;
     op->ud = ud;
     op->from = HL_READ_START;
-    op->next = NULL;
-    op->state = PUB_SENT;
-    op->gen = 0;
-    op->data = NULL;
-    op->dlen = 0;
-    op->idem = NULL;
     op->len = len;
     memcpy(op->name, name, len);
     op->name[len] = '\0';
+    op->slot = hl_store_slot(s, name, len);
     return op;
 }
 
-static void free_op(hl_store_op *op) {
+void hl__op_free(hl_store_op *op) {
     free(op->data);
     free(op->idem);
     free(op);
@@ -589,27 +797,37 @@ void hl_store_cancel(hl_store_op *op) {
     if (op) op->cancelled = 1;
 }
 
+/* The epoch key of op's data. */
+static void epoch_key(const hl_store *s, const hl_store_op *op, char *out) {
+    if (s->cluster)
+        hl_rkeys_slot_epoch(&s->keys, s->tags->tag[op->slot], out);
+    else
+        snprintf(out, HL_RKEY_MAX, "%s", s->keys.epoch);
+}
+
 static void on_read(redisAsyncContext *ac, void *reply_, void *privdata) {
     (void)ac;
     hl_store_op *op = privdata;
     hl_store *s = op->s;
+    hl_shard *sh = op->sh;
     const redisReply *reply = reply_;
     hl_read_result res;
     memset(&res, 0, sizeof(res));
     const redisReply *entries;
     if (hl_rreply_read(reply, &res.st, &res.epoch, &entries) != HL_OK) {
-        refused(s, "cannot read a channel's history", reply);
+        if (s->cluster && !op->cancelled && hl__cluster_redirect(sh, op, reply)) return;
+        hl__refused(sh, "cannot read a channel's history", reply);
     } else {
         res.ok = 1;
-        no_trouble(s);
-        note_time(s, res.st.now_ms);
+        hl__no_trouble(sh);
+        note_time(sh, res.st.now_ms);
         /* Callers see the epoch change (and may cancel this very op)
          * before they see what was read under it. */
-        adopt_epoch(s, res.epoch);
+        adopt_epoch(s, s->cluster ? (long)op->slot : -1, res.epoch);
     }
     if (op->cancelled || !res.ok) {
         if (!op->cancelled) ((hl_read_cb *)op->cb)(op->ud, &res);
-        free(op);
+        hl__op_free(op);
         return;
     }
     /* Oldest first; HL_READ_LATEST gets them newest first (XREVRANGE). */
@@ -626,383 +844,74 @@ static void on_read(redisAsyncContext *ac, void *reply_, void *privdata) {
         tail = &m->next;
     }
     ((hl_read_cb *)op->cb)(op->ud, &res);
-    free(op);
-}
-
-hl_store_op *hl_store_read(hl_store *s, const char *name, size_t len, hl_read_from from,
-                           hl_sid after, int count, hl_read_cb *cb, void *ud) {
-    if (!cmd_can_read(s)) return NULL;
-    hl_store_op *op = op_new(s, OP_READ, name, len, (void *)cb, ud);
-    if (op == NULL) return NULL;
-    op->from = from;
-    char key[HL_RKEY_MAX], at[HL_SID_MAXLEN + 1] = "0";
-    hl_rkeys_stream(&s->keys, name, len, key);
-    if (from == HL_READ_AFTER) hl_sid_format(after, at);
-    if (from == HL_READ_LATEST) strcpy(at, "+");
-    if (redisAsyncCommand(s->cmd.ac, on_read, op, "FCALL holdline_read 2 %s %s %s %d %s", key,
-                          s->keys.epoch, at, count, s->epoch_mine) != REDIS_OK) {
-        free(op);
-        return NULL;
-    }
-    return op;
-}
-
-/* ---- Publishing, and WAIT ------------------------------------------------ */
-
-static int waits(const hl_store *s) {
-    return s->cfg->publish_wait_replicas > 0;
-}
-
-/* Answers and frees a batch of publishes whose WAIT said acks (-1: it
- * could not be asked, or got no answer). */
-static void answer_batch(hl_store *s, hl_store_op *ops, long long acks) {
-    int want = s->cfg->publish_wait_replicas;
-    char detail[300];
-    if (acks >= 0)
-        snprintf(detail, sizeof(detail),
-                 "stored on the Redis master, but %lld of the %d replicas publish.wait_replicas "
-                 "asks for confirmed it within %d ms, so a failover could lose it; retrying with "
-                 "the same Idempotency-Key is safe",
-                 acks, want, s->cfg->publish_wait_timeout_ms);
-    else
-        snprintf(detail, sizeof(detail),
-                 "stored on the Redis master, but the connection was lost before its replicas "
-                 "confirmed it, so a failover could lose it; retrying with the same "
-                 "Idempotency-Key is safe");
-    for (hl_store_op *op = ops, *next; op != NULL; op = next) {
-        next = op->next;
-        if (op->state != PUB_ANSWERED && !op->cancelled) {
-            hl_publish_result res = {0, HL_E_REDIS_UNCONFIRMED, detail, NULL, 0, 0};
-            if (op->state == PUB_SENT) {
-                res.err = HL_E_REDIS_UNAVAILABLE;
-                res.detail = "the Redis connection was lost; the message may not have been sent";
-            } else if (acks >= want) {
-                res = (hl_publish_result){1, 0, NULL, op->id, strlen(op->id), op->duplicate};
-            }
-            ((hl_publish_cb *)op->cb)(op->ud, &res);
-        }
-        free(op);
-    }
-}
-
-static void on_wait(redisAsyncContext *ac, void *reply_, void *privdata) {
-    (void)ac;
-    hl_store_op *ops = privdata;
-    hl_store *s = ops->s;
-    const redisReply *reply = reply_;
-    s->wait_out = 0;
-    /* What was published meanwhile gets the next WAIT. */
-    if (s->unwaited) event_active(s->wait_ev, EV_TIMEOUT, 0);
-    answer_batch(s, ops, reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1);
-}
-
-/* One WAIT after the publishes of a loop turn: it covers every write this
- * connection made before it, so it confirms them all at once. While one
- * is in flight (Redis holds the connection's later commands until it
- * answers) the publishes that follow gather for the next, so a busy link
- * sends one WAIT per replication round trip, not one per turn. */
-static void on_wait_turn(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    hl_store *s = arg;
-    if (s->wait_out && hl_rlink_is_up(&s->cmd)) return; /* on_wait calls again */
-    hl_store_op *ops = s->unwaited;
-    s->unwaited = NULL;
-    s->unwaited_tail = &s->unwaited;
-    if (ops == NULL) return;
-    /* Publishes sent on a connection since lost cannot be confirmed on
-     * its successor: WAIT counts only its own connection's writes. */
-    int same = hl_rlink_is_up(&s->cmd);
-    for (hl_store_op *op = ops; same && op != NULL; op = op->next)
-        if (op->gen != s->cmd_gen) same = 0;
-    if (same &&
-        redisAsyncCommand(s->cmd.ac, on_wait, ops, "WAIT %d %d", s->cfg->publish_wait_replicas,
-                          s->cfg->publish_wait_timeout_ms) == REDIS_OK) {
-        s->wait_out = 1;
-        return;
-    }
-    answer_batch(s, ops, -1);
-}
-
-static void on_publish(redisAsyncContext *ac, void *reply_, void *privdata) {
-    (void)ac;
-    hl_store_op *op = privdata;
-    hl_store *s = op->s;
-    redisReply *reply = reply_;
-    hl_publish_result res = {0, HL_E_REDIS_ERROR, "unexpected reply", NULL, 0, 0};
-    const char *id;
-    size_t idlen;
-    switch (hl_rreply_publish(reply, &id, &idlen)) {
-    case HL_PUB_DUPLICATE: res.duplicate = 1; /* fall through */
-    case HL_PUB_STORED:
-        res.ok = 1;
-        res.id = id;
-        res.idlen = idlen;
-        no_trouble(s);
-        break;
-    case HL_PUB_REFUSED:
-        res.detail = reply->str;
-        if (hl_rreply_readonly(reply)) {
-            res.err = HL_E_REDIS_UNAVAILABLE;
-            res.detail = "Redis's master was demoted to a replica; the node is finding the new "
-                         "master. Nothing was stored: publish again";
-        }
-        refused(s, "a publish failed", reply);
-        break;
-    case HL_PUB_BAD:
-        if (reply == NULL) {
-            res.err = HL_E_REDIS_UNAVAILABLE;
-            res.detail = "the Redis connection was lost; the message may not have been sent";
-        }
-        break;
-    }
-    if (!waits(s)) {
-        if (!op->cancelled) ((hl_publish_cb *)op->cb)(op->ud, &res);
-        free(op);
-        return;
-    }
-    /* The batch's WAIT answers a stored message and frees the op. */
-    if (res.ok && res.idlen < sizeof(op->id)) {
-        memcpy(op->id, res.id, res.idlen);
-        op->id[res.idlen] = '\0';
-        op->duplicate = res.duplicate;
-        op->state = PUB_STORED;
-        return;
-    }
-    if (!op->cancelled) ((hl_publish_cb *)op->cb)(op->ud, &res);
-    op->state = PUB_ANSWERED;
-}
-
-/* Sends a publish op. Returns HL_OK, or HL_ERR (op not sent, still the
- * caller's). */
-static int send_publish(hl_store *s, hl_store_op *op, const char *data, size_t dlen,
-                        const char *idem) {
-    char key[HL_RKEY_MAX], ikey[HL_RKEY_MAX];
-    hl_rkeys_stream(&s->keys, op->name, op->len, key);
-    int rc;
-    if (idem) {
-        hl_rkeys_idem(&s->keys, op->name, op->len, idem, ikey);
-        rc = redisAsyncCommand(s->cmd.ac, on_publish, op, "FCALL holdline_publish 2 %s %s %b", key,
-                               ikey, data, dlen);
-    } else {
-        rc = redisAsyncCommand(s->cmd.ac, on_publish, op, "FCALL holdline_publish 1 %s %b", key,
-                               data, dlen);
-    }
-    if (rc != REDIS_OK) return HL_ERR;
-    if (waits(s)) {
-        op->gen = s->cmd_gen;
-        *s->unwaited_tail = op;
-        s->unwaited_tail = &op->next;
-        event_active(s->wait_ev, EV_TIMEOUT, 0);
-    }
-    return HL_OK;
-}
-
-/* Keeps a publish until the fence is lifted. */
-static int hold_publish(hl_store *s, hl_store_op *op, const char *data, size_t dlen,
-                        const char *idem) {
-    op->data = malloc(dlen ? dlen : 1);
-    op->idem = idem ? strdup(idem) : NULL;
-    if (op->data == NULL || (idem && op->idem == NULL)) return HL_ERR;
-    memcpy(op->data, data, dlen);
-    op->dlen = dlen;
-    *s->held_tail = op;
-    s->held_tail = &op->next;
-    return HL_OK;
-}
-
-hl_store_op *hl_store_publish(hl_store *s, const char *name, size_t len, const char *data,
-                              size_t dlen, const char *idem, hl_publish_cb *cb, void *ud) {
-    if (!s->fencing && !cmd_can_read(s)) return NULL;
-    hl_store_op *op = op_new(s, OP_PUBLISH, name, len, (void *)cb, ud);
-    if (op == NULL) return NULL;
-    int rc =
-        s->fencing ? hold_publish(s, op, data, dlen, idem) : send_publish(s, op, data, dlen, idem);
-    if (rc != HL_OK) {
-        free_op(op);
-        return NULL;
-    }
-    return op;
-}
-
-/* Sends (or, with no command link to send on, refuses) what was held. */
-static void release_held(hl_store *s) {
-    hl_store_op *op = s->held;
-    s->held = NULL;
-    s->held_tail = &s->held;
-    while (op != NULL) {
-        hl_store_op *next = op->next;
-        op->next = NULL;
-        if (op->cancelled) {
-            free_op(op);
-        } else if (!cmd_can_read(s) || send_publish(s, op, op->data, op->dlen, op->idem) != HL_OK) {
-            hl_publish_result res = {0,
-                                     HL_E_REDIS_UNAVAILABLE,
-                                     "a Redis failover is under way and the node is not yet on "
-                                     "the new master; nothing was stored: publish again",
-                                     NULL,
-                                     0,
-                                     0};
-            ((hl_publish_cb *)op->cb)(op->ud, &res);
-            free_op(op);
-        } else {
-            free(op->data);
-            free(op->idem);
-            op->data = op->idem = NULL;
-        }
-        op = next;
-    }
-}
-
-static void unfence(hl_store *s, const char *why) {
-    if (!s->fencing) return;
-    s->fencing = 0;
-    s->fence_moved = 0;
-    evtimer_del(s->fence_timer);
-    evtimer_del(s->fence_poll);
-    hl_info("worker %d: publishing again (%s)", s->worker, why);
-    release_held(s);
-}
-
-static void on_fence_timer(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    hl_store *s = arg;
-    hl_warn("worker %d: the failover the sentinels announced did not complete within %d ms",
-            s->worker, FENCE_MAX_MS);
-    unfence(s, "the failover did not complete in time");
-}
-
-static void on_fence_wait(redisAsyncContext *ac, void *reply_, void *privdata) {
-    (void)ac;
-    hl_store *s = privdata;
-    const redisReply *reply = reply_;
-    s->fence_asking = 0;
-    if (reply == NULL || !s->fencing) return; /* lost: the next ready asks again */
-    if (reply->type == REDIS_REPLY_INTEGER && reply->integer >= s->cfg->publish_wait_replicas) {
-        unfence(s, "the links are on the new master, and its replicas confirm");
-        return;
-    }
-    struct timeval tv = hl_ms_tv(20);
-    evtimer_add(s->fence_poll, &tv);
-}
-
-/* A fence ends once the command link is ready on another master than
- * the one the failover was announced for, and (with wait_replicas) that
- * master's replicas confirm what the link wrote (the library load: a
- * replica listed online may still be loading a full resync), or
- * FENCE_REPLICAS_MS passed. */
-static void fence_check(hl_store *s) {
-    if (!s->fencing || !cmd_can_read(s) ||
-        (s->fence_port == s->cmd.port && strcmp(s->fence_master, s->cmd.host) == 0))
-        return;
-    long long now = hl_mono_ms();
-    if (s->fence_moved == 0) s->fence_moved = now;
-    if (!waits(s)) {
-        unfence(s, "the links are on the new master");
-    } else if (now - s->fence_moved >= FENCE_REPLICAS_MS) {
-        unfence(s, "the links are on the new master; fewer of its replicas than "
-                   "publish.wait_replicas confirm yet");
-    } else if (!s->fence_asking && redisAsyncCommand(s->cmd.ac, on_fence_wait, s, "WAIT %d 100",
-                                                     s->cfg->publish_wait_replicas) == REDIS_OK) {
-        s->fence_asking = 1;
-    }
-}
-
-static void on_fence_poll(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    fence_check(arg);
-}
-
-/* The next space-separated word of p[*at..n) into out. */
-static void next_word(const char *p, size_t n, size_t *at, char *out, size_t outlen) {
-    while (*at < n && p[*at] == ' ')
-        ++*at;
-    size_t k = 0;
-    while (*at < n && p[*at] != ' ') {
-        if (k + 1 < outlen) out[k++] = p[*at];
-        ++*at;
-    }
-    out[k] = '\0';
-}
-
-static void on_sentinel_event(void *ud, int from, const char *event, const char *p, size_t n) {
-    hl_store *s = ud;
-    char w[5][256];
-    size_t at = 0;
-    for (int i = 0; i < 5; i++)
-        next_word(p, n, &at, w[i], sizeof(w[i]));
-    if (strcmp(event, "+switch-master") == 0) {
-        /* "<name> <old ip> <old port> <new ip> <new port>" */
-        if (strcmp(w[0], s->cfg->redis_master_name) != 0) return;
-        hl_info("worker %d: sentinel %s: the master is now %s:%s", s->worker,
-                s->cfg->redis_sentinels[from], w[3], w[4]);
-        int port = atoi(w[4]);
-        hl_rlink *links[] = {&s->sub, &s->cmd};
-        for (int i = 0; i < 2; i++) {
-            hl_rlink *l = links[i];
-            if (hl_rlink_is_up(l) && strcmp(l->host, w[3]) == 0 && l->port == port) continue;
-            hl_rlink_move(l, w[3], port, "a sentinel announced a new master");
-        }
-        fence_check(s);
-        return;
-    }
-    /* "master <name> <ip> <port> ..." */
-    if (strcmp(w[0], "master") != 0 || strcmp(w[1], s->cfg->redis_master_name) != 0) return;
-    if (strcmp(event, "+try-failover") == 0) {
-        if (s->fencing == 0) {
-            hl_info("worker %d: sentinel %s starts a failover of %s; publishes are held until "
-                    "the links are on the new master",
-                    s->worker, s->cfg->redis_sentinels[from], w[1]);
-            snprintf(s->fence_master, sizeof(s->fence_master), "%s", s->cmd.host);
-            s->fence_port = s->cmd.port;
-            struct timeval tv = hl_ms_tv(FENCE_MAX_MS);
-            evtimer_add(s->fence_timer, &tv);
-        }
-        s->fencing |= 1u << from;
-    } else if (s->fencing & (1u << from)) {
-        /* One of that sentinel's -failover-abort-* events; another may
-         * still be failing over. */
-        if (s->fencing == (1u << from))
-            unfence(s, event);
-        else
-            s->fencing &= ~(1u << from);
-    }
+    hl__op_free(op);
 }
 
 static void on_info(redisAsyncContext *ac, void *reply_, void *privdata) {
     (void)ac;
     hl_store_op *op = privdata;
     hl_store *s = op->s;
+    hl_shard *sh = op->sh;
     const redisReply *reply = reply_;
     hl_info_result res = {0, HL_E_REDIS_ERROR, "unexpected reply", {0}};
     uint64_t epoch;
     const redisReply *entries;
     if (hl_rreply_read(reply, &res.st, &epoch, &entries) == HL_OK) {
         res.ok = 1;
-        no_trouble(s);
-        adopt_epoch(s, epoch);
+        hl__no_trouble(sh);
+        adopt_epoch(s, s->cluster ? (long)op->slot : -1, epoch);
     } else if (reply == NULL) {
         res.err = HL_E_REDIS_UNAVAILABLE;
         res.detail = "the Redis connection was lost";
     } else {
+        if (s->cluster && !op->cancelled && hl__cluster_redirect(sh, op, reply)) return;
         if (reply->type == REDIS_REPLY_ERROR) res.detail = reply->str;
-        if (hl_rreply_library_missing(reply)) refused(s, "a channel read failed", reply);
+        if (hl_rreply_library_missing(reply)) hl__refused(sh, "a channel read failed", reply);
     }
     if (!op->cancelled) ((hl_info_cb *)op->cb)(op->ud, &res);
-    free(op);
+    hl__op_free(op);
+}
+
+int hl__send_read(hl_shard *sh, hl_store_op *op) {
+    hl_store *s = sh->s;
+    char key[HL_RKEY_MAX], ekey[HL_RKEY_MAX], at[HL_SID_MAXLEN + 1] = "0";
+    hl_rkeys_stream(&s->keys, op->name, op->len, key);
+    epoch_key(s, op, ekey);
+    op->sh = sh;
+    if (op->kind == HL_OP_INFO)
+        return redisAsyncCommand(sh->cmd.ac, on_info, op, "FCALL holdline_read 2 %s %s + 0 %s", key,
+                                 ekey, s->epoch_mine) == REDIS_OK
+                   ? HL_OK
+                   : HL_ERR;
+    if (op->from == HL_READ_AFTER) hl_sid_format(op->after, at);
+    if (op->from == HL_READ_LATEST) strcpy(at, "+");
+    return redisAsyncCommand(sh->cmd.ac, on_read, op, "FCALL holdline_read 2 %s %s %s %d %s", key,
+                             ekey, at, op->count, s->epoch_mine) == REDIS_OK
+               ? HL_OK
+               : HL_ERR;
+}
+
+hl_store_op *hl_store_read(hl_store *s, const char *name, size_t len, hl_read_from from,
+                           hl_sid after, int count, hl_read_cb *cb, void *ud) {
+    hl_store_op *op = hl__op_new(s, HL_OP_READ, name, len, (void *)cb, ud);
+    if (op == NULL) return NULL;
+    hl_shard *sh = hl__shard_of(s, op->slot);
+    op->from = from;
+    op->after = after;
+    op->count = count;
+    if (!hl__shard_can_read(sh) || hl__send_read(sh, op) != HL_OK) {
+        hl__op_free(op);
+        return NULL;
+    }
+    return op;
 }
 
 hl_store_op *hl_store_info(hl_store *s, const char *name, size_t len, hl_info_cb *cb, void *ud) {
-    if (!cmd_can_read(s)) return NULL;
-    hl_store_op *op = op_new(s, OP_INFO, name, len, (void *)cb, ud);
+    hl_store_op *op = hl__op_new(s, HL_OP_INFO, name, len, (void *)cb, ud);
     if (op == NULL) return NULL;
-    char key[HL_RKEY_MAX];
-    hl_rkeys_stream(&s->keys, name, len, key);
-    if (redisAsyncCommand(s->cmd.ac, on_info, op, "FCALL holdline_read 2 %s %s + 0 %s", key,
-                          s->keys.epoch, s->epoch_mine) != REDIS_OK) {
-        free(op);
+    hl_shard *sh = hl__shard_of(s, op->slot);
+    if (!hl__shard_can_read(sh) || hl__send_read(sh, op) != HL_OK) {
+        hl__op_free(op);
         return NULL;
     }
     return op;
@@ -1019,37 +928,29 @@ hl_store *hl_store_new(const hl_config *cfg, struct event_base *base, int worker
     s->worker = worker;
     s->ev = *ev;
     s->ud = ud;
+    s->cluster = strcmp(cfg->redis_mode, "cluster") == 0;
     hl_rkeys_init(&s->keys, cfg->redis_prefix, cfg->node_name, worker);
     new_proposal(s);
     s->retry = evtimer_new(base, on_retry, s);
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
     s->canary = event_new(base, -1, EV_PERSIST, on_canary, s);
-    s->wait_ev = event_new(base, -1, 0, on_wait_turn, s);
     s->watch_timer = event_new(base, -1, EV_PERSIST, on_watch_timer, s);
-    s->unwaited_tail = &s->unwaited;
-    s->held_tail = &s->held;
-    s->fence_timer = evtimer_new(base, on_fence_timer, s);
-    s->fence_poll = evtimer_new(base, on_fence_poll, s);
-    if (s->fence_timer == NULL || s->fence_poll == NULL ||
-        hl_sentinel_feed_init(&s->feed, cfg, base, on_sentinel_event, s) != HL_OK)
-        goto oom;
-    if (s->retry == NULL || s->tick == NULL || s->canary == NULL || s->wait_ev == NULL ||
-        s->watch_timer == NULL || hl_sentinel_init(&s->watch, cfg, base) != HL_OK)
-        goto oom;
     s->m = &hl_metrics_void;
+    if (s->retry == NULL || s->tick == NULL || s->canary == NULL || s->watch_timer == NULL ||
+        hl_sentinel_init(&s->watch, cfg, base) != HL_OK ||
+        hl_sentinel_feed_init(&s->feed, cfg, base, hl__on_sentinel_event, s) != HL_OK)
+        goto oom;
+    hl__fence_init(s);
+    if (s->fence_timer == NULL || s->fence_poll == NULL) goto oom;
     snprintf(s->canary_why, sizeof(s->canary_why),
              "probes published through Redis have not come back on the subscriber link for %d "
              "ms; reconnecting it",
              cfg->redis_canary_timeout_ms);
-    if (hl_rlink_init(&s->sub, "subscriber", cfg, base, sub_up, sub_down, s) != HL_OK ||
-        hl_rlink_init(&s->cmd, "command", cfg, base, cmd_up, cmd_down, s) != HL_OK)
+    if (s->cluster) {
+        if (hl__cluster_init(s) != HL_OK) goto oom;
+    } else if (hl__shard_new(s, NULL, 0) == NULL) {
         goto oom;
-    hl_rlink_set_pattern(&s->sub, s->keys.hb);
-    char name[128];
-    hl_rkeys_client_name(&s->keys, "sub", name, sizeof(name));
-    hl_rlink_set_client_name(&s->sub, name);
-    hl_rkeys_client_name(&s->keys, "cmd", name, sizeof(name));
-    hl_rlink_set_client_name(&s->cmd, name);
+    }
     return s;
 oom:
     hl_set_error(err, errlen, "out of memory");
@@ -1058,8 +959,10 @@ oom:
 }
 
 void hl_store_start(hl_store *s) {
-    hl_rlink_start(&s->sub);
-    hl_rlink_start(&s->cmd);
+    if (s->cluster)
+        hl__cluster_start(s);
+    else
+        hl__shard_start(s->shard[0]);
     /* Often enough that a quiet channel's head is never near a TTL old. */
     long long ms = (long long)s->cfg->history_ttl * 1000 / 4;
     if (ms < 250) ms = 250;
@@ -1068,7 +971,7 @@ void hl_store_start(hl_store *s) {
     event_add(s->tick, &tv);
     struct timeval ctv = hl_ms_tv(s->cfg->redis_canary_ms);
     event_add(s->canary, &ctv);
-    if (s->cmd.sentinel) {
+    if (s->shard[0] && s->shard[0]->cmd.sentinel) {
         struct timeval wtv = hl_ms_tv(s->cfg->redis_sentinel_check_ms);
         event_add(s->watch_timer, &wtv);
         hl_sentinel_feed_start(&s->feed);
@@ -1079,12 +982,19 @@ void hl_store_stop(hl_store *s) {
     hl_sentinel_cancel(&s->watch);
     if (s->watch_timer) event_del(s->watch_timer);
     hl_sentinel_feed_stop(&s->feed);
-    hl_rlink_stop(&s->cmd);
-    hl_rlink_stop(&s->sub);
+    if (s->cluster) hl__cluster_stop(s);
+    for (int i = 0; i < HL_MAX_SHARDS; i++)
+        if (s->shard[i]) {
+            hl_rlink_stop(&s->shard[i]->cmd);
+            if (s->cluster)
+                hl_slink_stop(&s->shard[i]->ssub);
+            else
+                hl_rlink_stop(&s->shard[i]->sub);
+        }
     /* Held publishes are refused now that nothing can send them. */
-    unfence(s, "the node is stopping");
-    /* Publishes whose WAIT was not sent yet. */
-    if (s->wait_ev) on_wait_turn(-1, 0, s);
+    hl__unfence(s, "the node is stopping");
+    for (int i = 0; i < HL_MAX_SHARDS; i++)
+        if (s->shard[i]) hl__wait_flush(s->shard[i]);
     if (s->tick) event_del(s->tick);
     if (s->canary) event_del(s->canary);
     if (s->retry) evtimer_del(s->retry);
@@ -1093,10 +1003,12 @@ void hl_store_stop(hl_store *s) {
 void hl_store_free(hl_store *s) {
     if (s == NULL) return;
     hl_store_stop(s);
+    for (int i = 0; i < HL_MAX_SHARDS; i++)
+        hl__shard_free(s->shard[i]);
+    hl__cluster_free(s);
     if (s->tick) event_free(s->tick);
     if (s->canary) event_free(s->canary);
     if (s->retry) event_free(s->retry);
-    if (s->wait_ev) event_free(s->wait_ev);
     if (s->fence_timer) event_free(s->fence_timer);
     if (s->fence_poll) event_free(s->fence_poll);
     if (s->watch_timer) event_free(s->watch_timer);

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "hl_common.h"
+#include "hl_rkeys.h"
 #include "hl_slot.h"
 
 static void test_slot_crc16_is_xmodem(void **state) {
@@ -64,11 +65,43 @@ static void test_slot_tags_cover_every_slot(void **state) {
     free(t);
 }
 
+/* Cluster mode's per-slot names land in their slot, and a channel's
+ * stream, idempotency keys and shard channel share one. */
+static void test_slot_keys_land_where_they_should(void **state) {
+    (void)state;
+    hl_slot_tags *t = malloc(sizeof(*t));
+    assert_non_null(t);
+    hl_slot_tags_build(t);
+    hl_rkeys k;
+    hl_rkeys_init(&k, "holdline:", "node-a", 3);
+    char key[HL_RKEY_MAX];
+    for (unsigned s = 0; s < HL_SLOTS; s += 97) {
+        hl_rkeys_slot_epoch(&k, t->tag[s], key);
+        assert_int_equal(hl_slot_of(key, strlen(key)), s);
+        hl_rkeys_slot_ctl(&k, t->tag[s], key);
+        assert_int_equal(hl_slot_of(key, strlen(key)), s);
+    }
+    hl_rkeys_slot_epoch(&k, t->tag[0], key);
+    assert_string_equal(key, "holdline:epoch:{06S}");
+    static const char *const chans[] = {"news", "user.42.inbox", "a-b_c~d:e"};
+    for (size_t i = 0; i < HL_ARRAY_LEN(chans); i++) {
+        char ch[HL_RKEY_MAX], log[HL_RKEY_MAX], idem[HL_RKEY_MAX];
+        hl_rkeys_channel(&k, chans[i], strlen(chans[i]), ch);
+        hl_rkeys_stream(&k, chans[i], strlen(chans[i]), log);
+        hl_rkeys_idem(&k, chans[i], strlen(chans[i]), "key-1", idem);
+        unsigned s = hl_slot_of(ch, strlen(ch));
+        assert_int_equal(hl_slot_of(log, strlen(log)), s);
+        assert_int_equal(hl_slot_of(idem, strlen(idem)), s);
+    }
+    free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slot_crc16_is_xmodem),
         cmocka_unit_test(test_slot_of_follows_the_hash_tag_rule),
         cmocka_unit_test(test_slot_tags_cover_every_slot),
+        cmocka_unit_test(test_slot_keys_land_where_they_should),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
