@@ -1,5 +1,4 @@
-/* hl_slot.h -- Redis Cluster's key slots, for cluster mode (issue 16;
- * nothing calls it yet).
+/* hl_slot.h -- Redis Cluster's key slots, for cluster mode.
  *
  * A key's slot is CRC16-XMODEM (polynomial 0x1021, initial value 0, no
  * reflection) of its hash tag, modulo 16384. The hash tag is what stands

@@ -8,7 +8,9 @@
  * elements, and its entries (if any) are an array of the reply; every
  * entry's message is valid as far as hl_msg promises (NUL-terminated JSON
  * of its length); the publish kind follows the reply's type; epochs of
- * any text are nonzero and stable. */
+ * any text are nonzero and stable; a slot map's ranges are inside
+ * 0..16383, upright, with a port and a host; a MOVED or ASK that parses
+ * names a slot, a port and a host. */
 #include <hiredis/hiredis.h>
 
 #include "fuzz.h"
@@ -90,6 +92,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (hl_rreply_master_addr(rep, host, sizeof(host), &port) == HL_OK)
             FUZZ_CHECK(port >= 1 && port <= 65535 && memchr(host, '\0', sizeof(host)) != NULL &&
                        host[0] != '\0');
+        hl_slot_range ranges[8];
+        int nr = hl_rreply_cluster_slots(rep, "seed", ranges, 8);
+        FUZZ_CHECK(nr >= -1 && nr <= 8);
+        for (int i = 0; i < nr; i++)
+            FUZZ_CHECK(ranges[i].lo <= ranges[i].hi && ranges[i].hi < 16384 &&
+                       ranges[i].port >= 1 && ranges[i].port <= 65535 && ranges[i].host[0] != '\0');
+        if (rep->type == REDIS_REPLY_ERROR) {
+            unsigned slot = 0;
+            int rport = 0;
+            hl_redirect k =
+                hl_rreply_redirect(rep->str, rep->len, "seed", &slot, host, sizeof(host), &rport);
+            if (k == HL_REDIR_MOVED || k == HL_REDIR_ASK)
+                FUZZ_CHECK(slot < 16384 && rport >= 1 && rport <= 65535 && host[0] != '\0' &&
+                           memchr(host, '\0', sizeof(host)) != NULL);
+        }
         hl_redis_role role = hl_rreply_role(rep);
         FUZZ_CHECK(role >= HL_ROLE_UNKNOWN && role <= HL_ROLE_SENTINEL);
         if (rep->type == REDIS_REPLY_ARRAY)

@@ -389,7 +389,7 @@ int hl__cluster_redirect(hl_shard *sh, hl_store_op *op, const redisReply *reply)
         /* A master without the library: one that took over a slot by
          * a migration, or was flushed. Loaded, then the op again (the
          * link runs them in order). */
-        if (op->tries++ > 1 || !hl_rlink_is_up(&sh->cmd)) return 0;
+        if (op->hops++ >= 3 || !hl_rlink_is_up(&sh->cmd)) return 0;
         hl_warn("worker %d: Redis at %s:%d has no holdline Function library; loading it", s->worker,
                 sh->host, sh->port);
         if (!sh->loading) hl__load_library(sh);
@@ -408,7 +408,7 @@ int hl__cluster_redirect(hl_shard *sh, hl_store_op *op, const redisReply *reply)
     case HL_REDIR_MOVED: {
         hl__cluster_refresh(s, "a master answered MOVED");
         hl_shard *to = shard_at(s, host, port);
-        if (to == NULL || op->tries++ > 0) return 0;
+        if (to == NULL || op->hops++ >= 2) return 0;
         int fresh = !to->cmd_ever && to->cmd.ac == NULL;
         s->owner[slot] = (unsigned char)to->idx;
         if (fresh) {
@@ -420,7 +420,7 @@ int hl__cluster_redirect(hl_shard *sh, hl_store_op *op, const redisReply *reply)
     }
     case HL_REDIR_ASK: {
         hl_shard *to = shard_at(s, host, port);
-        if (to == NULL || op->tries++ > 2) return 0;
+        if (to == NULL || op->hops++ >= 3) return 0;
         if (!to->cmd_ever && to->cmd.ac == NULL) hl__shard_start(to);
         op->asked = 1;
         return resend(to, op, 1) == HL_OK;

@@ -134,10 +134,12 @@ static void on_publish(redisAsyncContext *ac, void *reply_, void *privdata) {
             res.detail = "Redis's master was demoted to a replica; the node is finding the new "
                          "master. Nothing was stored: publish again";
         }
-        if (s->cluster) {
-            hl_redirect k = hl_rreply_redirect(reply->str, reply->len, "", &(unsigned){0},
-                                               (char[2]){0}, 2, &(int){0});
-            if (k != HL_REDIR_NONE) {
+        if (s->cluster && reply->type == REDIS_REPLY_ERROR) {
+            unsigned slot;
+            char host[256];
+            int port;
+            if (hl_rreply_redirect(reply->str, reply->len, sh->host, &slot, host, sizeof(host),
+                                   &port) != HL_REDIR_NONE) {
                 res.err = HL_E_REDIS_UNAVAILABLE;
                 res.detail = "the channel's Redis Cluster slot is moving or not served; nothing "
                              "was stored: publish again";

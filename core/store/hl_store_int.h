@@ -131,7 +131,8 @@ typedef struct hl_store_op {
     int duplicate;            /* a stored publish: its Idempotency-Key was seen before */
     char id[HL_SID_MAXLEN + 1];
     unsigned gen; /* stored publishes: the command connection that stored it */
-    int tries;    /* cluster mode: redirections followed */
+    int tries;    /* cluster mode: TRYAGAIN refusals followed */
+    int hops;     /* cluster mode: MOVED and ASK redirections, and library loads, followed */
     int asked;    /* cluster mode: sent after ASKING (to a slot's importing master) */
     char *data;   /* a publish kept for a retry or a hold: its data and Idempotency-Key */
     size_t dlen;
