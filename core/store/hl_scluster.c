@@ -36,10 +36,12 @@ typedef struct hl_mapask {
     int again;             /* another round was asked for during this one */
     int at, count;         /* the candidate being asked, and how many there are */
     char cand[HL_MAX_SHARDS + HL_CONFIG_MAX_CLUSTER_SEEDS][262];
-    char why[600];      /* what the candidates asked so far did wrong */
-    long long last;     /* monotonic ms the last round started */
-    struct event *soon; /* the next round, REFRESH_MIN_MS after the last */
-    hl_store_op *later; /* ops refused with TRYAGAIN, sent again by `retry` */
+    char why[600];        /* what the candidates asked so far did wrong */
+    long long last;       /* monotonic ms the last round started */
+    int down_ms;          /* while a master is unreachable: the pace of rounds */
+    long long down_since; /* monotonic ms a round first found one (0: none is) */
+    struct event *soon;   /* the next round, REFRESH_MIN_MS after the last */
+    hl_store_op *later;   /* ops refused with TRYAGAIN, sent again by `retry` */
     struct event *retry;
     char ring[WHY_RING][600]; /* readiness texts */
     int ring_at;
@@ -177,11 +179,42 @@ static void let_go(hl_mapask *q, int in_callback) {
         redisAsyncFree(ac);
 }
 
+/* A master that serves slots and cannot be reached may have been
+ * failed over: until the map says so, it is asked for every
+ * DOWN_REFRESH_MS for DOWN_FAST_MS (a replica takes over in about
+ * cluster-node-timeout + 1 s), then half as often each time, up to
+ * redis.cluster_refresh_ms. */
+#define DOWN_REFRESH_MS 250
+#define DOWN_FAST_MS 15000
+
+static int master_down(const hl_store *s) {
+    for (unsigned k = 0; k < HL_SLOTS; k++) {
+        const hl_shard *sh = s->owner[k] == HL_NO_SHARD ? NULL : s->shard[s->owner[k]];
+        if (sh && !hl_rlink_is_up(&sh->cmd) && (sh->cmd_ever || sh->cmd.failures > 0)) return 1;
+        /* Skip the rest of this master's run of slots. */
+        while (k + 1 < HL_SLOTS && s->owner[k + 1] == s->owner[k])
+            k++;
+    }
+    return 0;
+}
+
 static void round_over(hl_mapask *q) {
     q->active = 0;
     if (q->again) {
         q->again = 0;
         hl__cluster_refresh(q->s, NULL);
+    } else if (!master_down(q->s)) {
+        q->down_since = 0;
+        q->down_ms = 0;
+    } else if (!evtimer_pending(q->soon, NULL)) {
+        long long now = hl_mono_ms();
+        if (q->down_since == 0) q->down_since = now;
+        if (now - q->down_since < DOWN_FAST_MS)
+            q->down_ms = DOWN_REFRESH_MS;
+        else if ((q->down_ms *= 2) > q->s->cfg->redis_cluster_refresh_ms)
+            q->down_ms = q->s->cfg->redis_cluster_refresh_ms;
+        struct timeval tv = hl_ms_tv(q->down_ms);
+        evtimer_add(q->soon, &tv);
     }
 }
 

@@ -612,6 +612,19 @@ static void on_library_loaded(redisAsyncContext *ac, void *reply_, void *privdat
         return;
     }
     char w[300];
+    if (hl_rreply_readonly(reply)) {
+        /* A master turned replica (a failover, or the old master back):
+         * the map, or the sentinels, say where the master is now. */
+        hl_info("worker %d: %s is a replica now; finding the master", sh->s->worker,
+                where(sh, w, sizeof(w)));
+        if (sh->s->cluster) {
+            sh->loading = 0;
+            hl__cluster_refresh(sh->s, "a master became a replica");
+        } else {
+            hl__refused(sh, "cannot load the Function library", reply);
+        }
+        return;
+    }
     hl_error("worker %d: %s refused holdline's Function library (Redis 7 or later is needed): %s",
              sh->s->worker, where(sh, w, sizeof(w)), reply->str);
     if (sh->s->cluster) {
