@@ -109,10 +109,21 @@ static void sleep_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
+/* Ports handed out in this run, it_free_port's and the cluster bus ports
+ * beside them, so that two uses never get the same one. */
+static int used_ports[1024], nused_ports;
+
+/* Remembers port as handed out; -1 if it already was. */
+static int port_claim(int port) {
+    for (int i = 0; i < nused_ports; i++)
+        if (used_ports[i] == port) return -1;
+    if (nused_ports < (int)(sizeof(used_ports) / sizeof(used_ports[0])))
+        used_ports[nused_ports++] = port;
+    return 0;
+}
+
 int it_free_port(void) {
-    /* The kernel picks an ephemeral port; ports handed out in one run are
-     * remembered so two calls never return the same one. */
-    static int used[256], nused;
+    /* The kernel picks an ephemeral port, one not handed out before. */
     for (int tries = 0; tries < 100; tries++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -124,12 +135,8 @@ int it_free_port(void) {
             return -1;
         }
         close(fd);
-        int port = ntohs(sa.sin_port), dup = 0;
-        for (int i = 0; i < nused; i++)
-            dup |= used[i] == port;
-        if (dup) continue;
-        if (nused < 256) used[nused++] = port;
-        return port;
+        int port = ntohs(sa.sin_port);
+        if (port_claim(port) == 0) return port;
     }
     return -1;
 }
@@ -198,7 +205,11 @@ pid_t it_spawn_env(const char *const argv[], const char *const env[], const char
 
 int it_alive(pid_t pid) {
     if (pid <= 0) return 0;
-    return waitpid(pid, NULL, WNOHANG) == 0;
+    /* Reaped, it is forgotten, so that no cleanup signals its pid again,
+     * which the system may give to another process. */
+    pid_t r = waitpid(pid, NULL, WNOHANG);
+    if (r == pid) forget_pid(pid);
+    return r == 0;
 }
 
 int it_stop(pid_t pid, int sig, int timeout_ms) {
@@ -1224,4 +1235,567 @@ int it_sset_restart_sentinels(it_sset *s) {
         if (s->sentinel[i].pid <= 0 && start_from_conf(&s->sentinel[i], "sentinel.conf", 1) != 0)
             return -1;
     return 0;
+}
+
+/* ---- the Redis Cluster ---- */
+
+/* 1 if a listening socket can bind 127.0.0.1:port now, as redis-server
+ * binds it (SO_REUSEADDR). */
+static int port_bindable(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return 0;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A port for a cluster server: at most 55535, so that its bus port
+ * (port + 10000) exists, and that one free too and claimed, so that
+ * it_free_port never hands it out. */
+static int rcl_port(void) {
+    for (int tries = 0; tries < 200; tries++) {
+        int port = it_free_port();
+        if (port < 0) return -1;
+        if (port <= 55535 && port_bindable(port + 10000) && port_claim(port + 10000) == 0)
+            return port;
+    }
+    return -1;
+}
+
+/* Writes extra, command-line style ("--maxmemory", "10mb"), to f as config
+ * lines, each argument quoted the way redis.conf reads quotes. */
+static void rcl_write_extra(FILE *f, const char *const extra[]) {
+    for (int i = 0; extra && extra[i]; i++) {
+        if (strncmp(extra[i], "--", 2) == 0) {
+            fprintf(f, "\n%s", extra[i] + 2);
+            continue;
+        }
+        fputs(" \"", f);
+        for (const char *p = extra[i]; *p; p++) {
+            if (*p == '"' || *p == '\\') fputc('\\', f);
+            fputc(*p, f);
+        }
+        fputc('"', f);
+    }
+    fputc('\n', f);
+}
+
+/* Picks a port and a new directory for r and writes its config file.
+ * nodes.conf is named relative to dir: a path through another directory
+ * makes the server exit (it cannot lock the file). */
+static int rcl_write_conf(it_redis *r, const char *const extra[]) {
+    r->port = rcl_port();
+    snprintf(r->dir, sizeof(r->dir), "%s/rcl-%d-XXXXXX", it_run_dir(), r->port);
+    if (r->port < 0 || mkdtemp(r->dir) == NULL) return -1;
+    char path[160];
+    snprintf(path, sizeof(path), "%s/redis.conf", r->dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) return -1;
+    fprintf(f,
+            "port %d\nbind 127.0.0.1\ndir %s\nlogfile %s/redis.log\n"
+            "cluster-enabled yes\ncluster-config-file nodes.conf\n"
+            "cluster-node-timeout %d\ncluster-require-full-coverage no\n"
+            "repl-diskless-sync yes\nrepl-diskless-sync-delay 0\n"
+            "appendonly yes\nappendfsync always\nsave \"\"\n",
+            r->port, r->dir, r->dir, IT_RCL_NODE_TIMEOUT_MS);
+    rcl_write_extra(f, extra);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* Starts a cluster server on a fresh port and directory; when the port or
+ * its bus port was taken meanwhile (it_free_port's are in the range of
+ * outgoing connections), again on others. */
+static int rcl_server_start(it_redis *r, const char *const extra[]) {
+    for (int tries = 0; tries < 4; tries++) {
+        if (rcl_write_conf(r, extra) != 0) return -1;
+        if (start_from_conf(r, "redis.conf", 0) == 0) return 0;
+        if (it_alive(r->pid)) {
+            it_redis_stop(r);
+            return -1;
+        }
+        r->pid = 0;
+        char log[160];
+        snprintf(log, sizeof(log), "%s/redis.log", r->dir);
+        if (!log_says(log, "Address already in use")) return -1;
+    }
+    return -1;
+}
+
+/* 0 if the server on port answers the command with +OK; else -1, the
+ * answer on stderr unless quiet. */
+static int rcl_ok(int port, int argc, const char *const argv[], int quiet) {
+    char out[512] = "no answer";
+    if (it_redis_cmd(port, out, sizeof(out), argc, argv) == 0 && strcmp(out, "+OK") == 0) return 0;
+    if (!quiet)
+        fprintf(stderr, "redis %d: %s %s: %s\n", port, argv[0], argc > 1 ? argv[1] : "", out);
+    return -1;
+}
+
+/* The node id of the server on port (CLUSTER MYID) into id[41]. */
+static int rcl_read_id(int port, char id[41]) {
+    const char *argv[] = {"CLUSTER", "MYID"};
+    rv v;
+    char *buf = redis_call_rv(port, 1000, 2, argv, &v);
+    if (buf == NULL) return -1;
+    int ok = v.type == '$' && v.len == 40;
+    if (ok) snprintf(id, 41, "%.*s", (int)v.len, v.str);
+    rv_free(&v);
+    free(buf);
+    return ok ? 0 : -1;
+}
+
+/* The cluster as redis-cli makes it: the first `masters` servers given
+ * become masters and redis-cli pairs the others with them as it likes. */
+static int rcl_create_cli(const it_rcl *c, int replicas) {
+    char addr[IT_RCL_SERVERS][32], reps[16], log[160];
+    const char *argv[IT_RCL_SERVERS + 8];
+    int k = 0;
+    argv[k++] = "redis-cli";
+    argv[k++] = "--cluster";
+    argv[k++] = "create";
+    for (int i = 0; i < c->n; i++) {
+        snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", c->server[i].port);
+        argv[k++] = addr[i];
+    }
+    snprintf(reps, sizeof(reps), "%d", replicas);
+    argv[k++] = "--cluster-replicas";
+    argv[k++] = reps;
+    argv[k++] = "--cluster-yes";
+    argv[k] = NULL;
+    snprintf(log, sizeof(log), "%s/rcl-create-%d.log", it_run_dir(), c->server[0].port);
+    pid_t pid = it_spawn(argv, log);
+    int st = pid > 0 ? it_stop(pid, 0, 30000) : -1;
+    if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) return 0;
+    if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 127)
+        fprintf(stderr,
+                "redis-cli not found (Debian: redis-tools, which scripts/deps.sh installs)\n");
+    else
+        fprintf(stderr, "redis-cli --cluster create failed: see %s\n", log);
+    return -1;
+}
+
+/* What redis-cli --cluster create does, for the 1 or 2 masters it refuses:
+ * each node its own config epoch (as distinct epochs spare the nodes a
+ * collision to settle), the slots split evenly over the masters, every
+ * node met, and each replica told its master once it knows that node from
+ * the gossip the meeting started. Replica i follows master (i - masters) /
+ * replicas. */
+static int rcl_create_by_hand(const it_rcl *c, int masters, int replicas) {
+    for (int i = 0; i < c->n; i++) {
+        char epoch[16];
+        snprintf(epoch, sizeof(epoch), "%d", i + 1);
+        const char *argv[] = {"CLUSTER", "SET-CONFIG-EPOCH", epoch};
+        if (rcl_ok(c->server[i].port, 3, argv, 0) != 0) return -1;
+    }
+    for (int k = 0; k < masters; k++) {
+        char first[16], last[16];
+        snprintf(first, sizeof(first), "%d", k * 16384 / masters);
+        snprintf(last, sizeof(last), "%d", (k + 1) * 16384 / masters - 1);
+        const char *argv[] = {"CLUSTER", "ADDSLOTSRANGE", first, last};
+        if (rcl_ok(c->server[k].port, 4, argv, 0) != 0) return -1;
+    }
+    for (int i = 1; i < c->n; i++) {
+        char port[16];
+        snprintf(port, sizeof(port), "%d", c->server[i].port);
+        const char *argv[] = {"CLUSTER", "MEET", "127.0.0.1", port};
+        if (rcl_ok(c->server[0].port, 4, argv, 0) != 0) return -1;
+    }
+    for (int i = masters; i < c->n; i++) {
+        const char *argv[] = {"CLUSTER", "REPLICATE", c->id[(i - masters) / replicas]};
+        long long end = it_now_ms() + 5000;
+        while (rcl_ok(c->server[i].port, 3, argv, it_now_ms() < end) != 0) {
+            if (it_now_ms() >= end) return -1;
+            sleep_ms(20);
+        }
+    }
+    return 0;
+}
+
+/* Who owns which slots, as one server's CLUSTER SLOTS says: ranges in
+ * slot order, each with its master's port. */
+#define RCL_RANGES 512
+
+typedef struct rcl_range {
+    int first, last, port;
+} rcl_range;
+
+typedef struct rcl_map {
+    int n;
+    rcl_range r[RCL_RANGES];
+} rcl_map;
+
+static int range_cmp(const void *a, const void *b) {
+    return ((const rcl_range *)a)->first - ((const rcl_range *)b)->first;
+}
+
+/* Reads the CLUSTER SLOTS of the server on port into m. Returns 0, or -1
+ * if it gave no such answer or more ranges than m holds. */
+static int rcl_map_read(int port, rcl_map *m) {
+    const char *argv[] = {"CLUSTER", "SLOTS"};
+    rv v;
+    char *buf = redis_call_rv(port, 1000, 2, argv, &v);
+    if (buf == NULL) return -1;
+    int ok = v.type == '*' && v.n <= RCL_RANGES;
+    m->n = 0;
+    /* Each range: first slot, last slot, then the master [ip, port, id,
+     * ...] and its replicas, which are left out. */
+    for (size_t i = 0; ok && i < v.n; i++) {
+        const rv *e = &v.elem[i];
+        ok = e->type == '*' && e->n >= 3 && e->elem[2].type == '*' && e->elem[2].n >= 2;
+        if (ok)
+            m->r[m->n++] = (rcl_range){(int)rv_num(&e->elem[0]), (int)rv_num(&e->elem[1]),
+                                       (int)rv_num(&e->elem[2].elem[1])};
+    }
+    rv_free(&v);
+    free(buf);
+    if (ok) qsort(m->r, (size_t)m->n, sizeof(m->r[0]), range_cmp);
+    return ok ? 0 : -1;
+}
+
+/* 1 if every slot is in one of m's ranges. */
+static int rcl_map_covers(const rcl_map *m) {
+    int next = 0;
+    for (int i = 0; i < m->n; i++) {
+        if (m->r[i].first != next) return 0;
+        next = m->r[i].last + 1;
+    }
+    return next == 16384;
+}
+
+static int rcl_map_owner(const rcl_map *m, int slot) {
+    for (int i = 0; i < m->n; i++)
+        if (slot >= m->r[i].first && slot <= m->r[i].last) return m->r[i].port;
+    return -1;
+}
+
+/* The distinct owners in m, in the order of their first slot. */
+static int rcl_map_masters(const rcl_map *m, int *ports, int max) {
+    int k = 0;
+    for (int i = 0; i < m->n; i++) {
+        int seen = 0;
+        for (int j = 0; j < k; j++)
+            seen |= ports[j] == m->r[i].port;
+        if (!seen && k < max) ports[k++] = m->r[i].port;
+    }
+    return k;
+}
+
+/* The slot map as the first running server that answers with one gives
+ * it. A running server with no slots in its map is not asked for it: it
+ * has not joined. */
+static int rcl_map_any(const it_rcl *c, rcl_map *m) {
+    for (int i = 0; i < c->n; i++)
+        if (c->server[i].pid > 0 && rcl_map_read(c->server[i].port, m) == 0 && m->n > 0) return 0;
+    return -1;
+}
+
+/* 1 if the cluster is as it_rcl_wait_ok wants it (with links: every
+ * running replica's link up too); else 0, with what is missing in why. */
+static int rcl_settled(const it_rcl *c, int links, char *why, size_t whylen) {
+    rcl_map first, m;
+    int first_port = 0;
+    for (int i = 0; i < c->n; i++) {
+        int port = c->server[i].port;
+        if (c->server[i].pid <= 0) continue;
+        const char *info[] = {"CLUSTER", "INFO"};
+        char *buf = it_redis_call(port, 1000, 2, info);
+        int ok = buf && strstr(buf, "cluster_state:ok");
+        free(buf);
+        if (!ok) {
+            snprintf(why, whylen, "server %d is not cluster_state:ok", port);
+            return 0;
+        }
+        rcl_map *mine = first_port ? &m : &first;
+        if (rcl_map_read(port, mine) != 0 || !rcl_map_covers(mine)) {
+            snprintf(why, whylen, "server %d's CLUSTER SLOTS does not cover every slot", port);
+            return 0;
+        }
+        if (first_port && (m.n != first.n || memcmp(m.r, first.r, sizeof(m.r[0]) * (size_t)m.n))) {
+            snprintf(why, whylen, "servers %d and %d disagree on the slot owners", first_port,
+                     port);
+            return 0;
+        }
+        if (!first_port) first_port = port;
+        char role[16];
+        int master = 0;
+        if (links && (it_redis_role(port, role, sizeof(role), &master) != 0 ||
+                      (strcmp(role, "slave") == 0 && !replica_linked(port, master)))) {
+            snprintf(why, whylen, "replica %d has no link up to master %d", port, master);
+            return 0;
+        }
+    }
+    if (!first_port) snprintf(why, whylen, "no server is running");
+    return first_port != 0;
+}
+
+int it_rcl_wait_ok(const it_rcl *c, int timeout_ms) {
+    long long end = it_now_ms() + timeout_ms;
+    char why[256] = "";
+    do {
+        if (rcl_settled(c, 1, why, sizeof(why))) return 0;
+        sleep_ms(20);
+    } while (it_now_ms() < end);
+    fprintf(stderr, "redis cluster not ok after %d ms: %s\n", timeout_ms, why);
+    return -1;
+}
+
+int it_rcl_start(it_rcl *c, int masters, int replicas_per_master, const char *const extra[]) {
+    memset(c, 0, sizeof(*c));
+    if (masters < 1 || replicas_per_master < 0 ||
+        masters * (1 + replicas_per_master) > IT_RCL_SERVERS)
+        return -1;
+    c->n = masters * (1 + replicas_per_master);
+    int ok = 1;
+    for (int i = 0; ok && i < c->n; i++)
+        ok = rcl_server_start(&c->server[i], extra) == 0 &&
+             rcl_read_id(c->server[i].port, c->id[i]) == 0;
+    if (ok)
+        ok = (masters >= 3 ? rcl_create_cli(c, replicas_per_master)
+                           : rcl_create_by_hand(c, masters, replicas_per_master)) == 0;
+    int ports[IT_RCL_SERVERS];
+    ok = ok && it_rcl_wait_ok(c, 20000) == 0 && it_rcl_topology(c) == 0 &&
+         it_rcl_masters(c, ports, IT_RCL_SERVERS) == masters;
+    if (!ok) it_rcl_stop(c);
+    return ok ? 0 : -1;
+}
+
+void it_rcl_stop(it_rcl *c) {
+    for (int i = 0; i < IT_RCL_SERVERS; i++)
+        if (c->server[i].pid > 0) it_redis_stop(&c->server[i]);
+}
+
+void it_rcl_seeds(const it_rcl *c, char *out, size_t outlen) {
+    size_t n = 0;
+    if (outlen) out[0] = '\0';
+    for (int i = 0; i < c->n && n < outlen; i++)
+        if (c->server[i].pid > 0)
+            n += (size_t)snprintf(out + n, outlen - n, "%s127.0.0.1:%d", n ? "," : "",
+                                  c->server[i].port);
+}
+
+int it_rcl_topology(it_rcl *c) {
+    for (int i = 0; i < c->n; i++) {
+        char role[16];
+        int master;
+        if (c->server[i].pid <= 0) continue;
+        if (it_redis_role(c->server[i].port, role, sizeof(role), &master) != 0) return -1;
+        c->master[i] = strcmp(role, "slave") == 0 ? master : 0;
+    }
+    return 0;
+}
+
+int it_rcl_slot(const it_rcl *c, const char *key) {
+    const char *argv[] = {"CLUSTER", "KEYSLOT", key};
+    for (int i = 0; i < c->n; i++) {
+        if (c->server[i].pid <= 0) continue;
+        long long slot = it_redis_int(c->server[i].port, 3, argv);
+        if (slot >= 0) return (int)slot;
+    }
+    return -1;
+}
+
+int it_rcl_slot_owner(const it_rcl *c, int slot) {
+    rcl_map m;
+    return slot >= 0 && rcl_map_any(c, &m) == 0 ? rcl_map_owner(&m, slot) : -1;
+}
+
+int it_rcl_owner(const it_rcl *c, const char *key) {
+    return it_rcl_slot_owner(c, it_rcl_slot(c, key));
+}
+
+int it_rcl_masters(const it_rcl *c, int *ports, int max) {
+    rcl_map m;
+    return rcl_map_any(c, &m) == 0 ? rcl_map_masters(&m, ports, max) : -1;
+}
+
+int it_rcl_replica_of(const it_rcl *c, int master_port) {
+    for (int i = 0; i < c->n; i++) {
+        char role[16];
+        int master;
+        if (c->server[i].pid > 0 &&
+            it_redis_role(c->server[i].port, role, sizeof(role), &master) == 0 &&
+            strcmp(role, "slave") == 0 && master == master_port)
+            return c->server[i].port;
+    }
+    return -1;
+}
+
+int it_rcl_index(const it_rcl *c, int port) {
+    for (int i = 0; i < c->n; i++)
+        if (c->server[i].port == port) return i;
+    return -1;
+}
+
+int it_rcl_kill(it_rcl *c, int port) {
+    int i = it_rcl_index(c, port);
+    if (i < 0 || c->server[i].pid <= 0) return -1;
+    it_redis_stop(&c->server[i]);
+    return i;
+}
+
+int it_rcl_restart(it_rcl *c, int i) {
+    if (i < 0 || i >= c->n || c->server[i].pid > 0) return -1;
+    return start_from_conf(&c->server[i], "redis.conf", 0);
+}
+
+int it_rcl_wait_owner(const it_rcl *c, const char *key, int not_port, int timeout_ms) {
+    long long end = it_now_ms() + timeout_ms;
+    int slot = it_rcl_slot(c, key);
+    char why[256] = "";
+    do {
+        int owner = it_rcl_slot_owner(c, slot), i = it_rcl_index(c, owner);
+        if (owner == not_port || i < 0 || c->server[i].pid <= 0)
+            snprintf(why, sizeof(why), "slot %d is owned by %d", slot, owner);
+        else if (rcl_settled(c, 1, why, sizeof(why)))
+            return owner;
+        sleep_ms(20);
+    } while (slot >= 0 && it_now_ms() < end);
+    fprintf(stderr, "no new owner of %s after %d ms: %s\n", key, timeout_ms, why);
+    return -1;
+}
+
+/* The source (the slot's owner) and destination of a slot move, by port
+ * and index; -1 unless they are two different servers of ours. */
+static int rcl_move_ends(const it_rcl *c, int slot, int to_port, int *src, int *dst) {
+    *src = it_rcl_index(c, it_rcl_slot_owner(c, slot));
+    *dst = it_rcl_index(c, to_port);
+    return *src >= 0 && *dst >= 0 && *src != *dst ? 0 : -1;
+}
+
+int it_rcl_migrate_begin(it_rcl *c, int slot, int to_port) {
+    int src, dst;
+    if (rcl_move_ends(c, slot, to_port, &src, &dst) != 0) return -1;
+    char s[16];
+    snprintf(s, sizeof(s), "%d", slot);
+    /* The destination first: a source MIGRATING sends clients with -ASK to
+     * a destination that must already accept them. */
+    const char *importing[] = {"CLUSTER", "SETSLOT", s, "IMPORTING", c->id[src]};
+    const char *migrating[] = {"CLUSTER", "SETSLOT", s, "MIGRATING", c->id[dst]};
+    if (rcl_ok(to_port, 5, importing, 0) != 0) return -1;
+    return rcl_ok(c->server[src].port, 5, migrating, 0);
+}
+
+/* MIGRATEs the keys of one CLUSTER GETKEYSINSLOT answer (an array of at
+ * most 100 keys) from src_port to dst_port. */
+static int rcl_migrate_batch(int src_port, int dst_port, const rv *keys) {
+    char dst[16];
+    snprintf(dst, sizeof(dst), "%d", dst_port);
+    const char *argv[7 + 100] = {"MIGRATE", "127.0.0.1", dst, "", "0", "5000", "KEYS"};
+    char *copy[100] = {NULL};
+    int ok = keys->n <= 100;
+    for (size_t i = 0; ok && i < keys->n; i++) {
+        ok = keys->elem[i].type == '$' &&
+             (copy[i] = strndup(keys->elem[i].str, keys->elem[i].len)) != NULL;
+        argv[7 + i] = copy[i];
+    }
+    char *reply = ok ? it_redis_call(src_port, 6000, 7 + (int)keys->n, argv) : NULL;
+    /* NOKEY: the keys expired between the listing and the move. */
+    ok = reply && (strncmp(reply, "+OK", 3) == 0 || strncmp(reply, "+NOKEY", 6) == 0);
+    if (!ok) fprintf(stderr, "MIGRATE %d -> %d: %s\n", src_port, dst_port, reply ? reply : "?");
+    for (size_t i = 0; i < 100; i++)
+        free(copy[i]);
+    free(reply);
+    return ok ? 0 : -1;
+}
+
+int it_rcl_migrate_keys(it_rcl *c, int slot, int to_port) {
+    int src, dst;
+    if (rcl_move_ends(c, slot, to_port, &src, &dst) != 0) return -1;
+    char s[16];
+    snprintf(s, sizeof(s), "%d", slot);
+    const char *list[] = {"CLUSTER", "GETKEYSINSLOT", s, "100"};
+    int moved = 0;
+    long long end = it_now_ms() + 20000;
+    while (it_now_ms() < end) {
+        rv v;
+        char *buf = redis_call_rv(c->server[src].port, 1000, 4, list, &v);
+        if (buf == NULL) return -1;
+        int n = v.type == '*' ? (int)v.n : -1;
+        int ok = n > 0 && rcl_migrate_batch(c->server[src].port, to_port, &v) == 0;
+        rv_free(&v);
+        free(buf);
+        if (n == 0) return moved;
+        if (!ok) return -1;
+        moved += n;
+    }
+    return -1;
+}
+
+int it_rcl_migrate_end(it_rcl *c, int slot, int to_port) {
+    int src, dst;
+    if (rcl_move_ends(c, slot, to_port, &src, &dst) != 0) return -1;
+    char s[16];
+    snprintf(s, sizeof(s), "%d", slot);
+    const char *node[] = {"CLUSTER", "SETSLOT", s, "NODE", c->id[dst]};
+    /* The destination first: a source that gave the slot up answers its
+     * keys with -MOVED to the destination, which, still only importing,
+     * would send the client back. The other masters are told only to learn
+     * it sooner than by gossip; the replicas learn it that way. */
+    if (rcl_ok(to_port, 5, node, 0) != 0 || rcl_ok(c->server[src].port, 5, node, 0) != 0) return -1;
+    for (int i = 0; i < c->n; i++) {
+        char role[16];
+        if (i == src || i == dst || c->server[i].pid <= 0 ||
+            it_redis_role(c->server[i].port, role, sizeof(role), NULL) != 0 ||
+            strcmp(role, "master") != 0)
+            continue;
+        if (rcl_ok(c->server[i].port, 5, node, 0) != 0) return -1;
+    }
+    long long end = it_now_ms() + 10000;
+    char why[256] = "";
+    do {
+        if (rcl_settled(c, 0, why, sizeof(why)) && it_rcl_slot_owner(c, slot) == to_port) return 0;
+        sleep_ms(20);
+    } while (it_now_ms() < end);
+    fprintf(stderr, "slot %d not agreed on after its move to %d: %s\n", slot, to_port, why);
+    return -1;
+}
+
+int it_rcl_failover(it_rcl *c, int replica_port) {
+    const char *argv[] = {"CLUSTER", "FAILOVER"};
+    if (it_rcl_index(c, replica_port) < 0 || rcl_ok(replica_port, 2, argv, 0) != 0) return -1;
+    long long end = it_now_ms() + 10000;
+    char why[256] = "";
+    do {
+        char role[16];
+        if (it_redis_role(replica_port, role, sizeof(role), NULL) != 0 ||
+            strcmp(role, "master") != 0)
+            snprintf(why, sizeof(why), "%d is not master yet", replica_port);
+        else if (rcl_settled(c, 1, why, sizeof(why)))
+            return it_rcl_topology(c);
+        sleep_ms(20);
+    } while (it_now_ms() < end);
+    fprintf(stderr, "failover to %d not done after 10 s: %s\n", replica_port, why);
+    return -1;
+}
+
+int it_rcl_spread_names(const it_rcl *c, const char *prefix, const char *base, char names[][64],
+                        int n) {
+    rcl_map m;
+    int masters[IT_RCL_SERVERS], nm;
+    if (rcl_map_any(c, &m) != 0 || (nm = rcl_map_masters(&m, masters, IT_RCL_SERVERS)) <= 0)
+        return -1;
+    for (int j = 0; j < n; j++)
+        names[j][0] = '\0';
+    int filled = 0;
+    long long end = it_now_ms() + 10000;
+    for (int k = 0; filled < n && k < 100 * n + 1000 && it_now_ms() < end; k++) {
+        char name[64], key[256];
+        if (snprintf(name, sizeof(name), "%s.%d", base, k) >= (int)sizeof(name) ||
+            snprintf(key, sizeof(key), "{%s%s}:log", prefix, name) >= (int)sizeof(key))
+            return -1;
+        int owner = rcl_map_owner(&m, it_rcl_slot(c, key));
+        /* The first name still wanted from that master gets it. */
+        for (int j = 0; j < n; j++)
+            if (names[j][0] == '\0' && masters[j % nm] == owner) {
+                memcpy(names[j], name, sizeof(name));
+                filled++;
+                break;
+            }
+    }
+    return filled == n ? n : -1;
 }

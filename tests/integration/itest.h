@@ -42,7 +42,8 @@ pid_t it_spawn_env(const char *const argv[], const char *const env[], const char
 int it_stop(pid_t pid, int sig, int timeout_ms);
 
 /* 1 while pid, a child of ours, has not exited. A child found exited is
- * reaped here, so its exit status is lost: use it_stop to learn that. */
+ * reaped here (and no longer signalled at exit), so its exit status is
+ * lost: use it_stop to learn that. */
 int it_alive(pid_t pid);
 
 typedef struct it_redis {
@@ -155,6 +156,131 @@ int it_sset_restart_server(it_sset *s, int i);
  * each answers PING (not settled: see it_sset_wait_settled), or -1. */
 void it_sset_stop_sentinels(it_sset *s);
 int it_sset_restart_sentinels(it_sset *s);
+
+/* ---- a Redis Cluster ----
+ * Up to IT_RCL_SERVERS redis-server in cluster mode on loopback ports whose
+ * bus ports (+10000) are free too, each from a config file in its own
+ * directory below it_run_dir() (nodes.conf, the AOF and the log beside
+ * it), so that a server restarted after a SIGKILL comes back with its node
+ * id, its view of the cluster and its data, as in a deployment. A node is
+ * declared failing after IT_RCL_NODE_TIMEOUT_MS without an answer (a
+ * killed master's replica takes over about 1 s after that), the cluster
+ * serves the slots it still has when some are lost
+ * (cluster-require-full-coverage no), and replicas sync straight over the
+ * socket without waiting for others (repl-diskless-sync-delay 0). Every
+ * write is in the AOF before the reply (appendfsync always).
+ *
+ * What a helper asks of "the cluster" it asks live of the first running
+ * server that answers, never of what start saw: roles and slot owners
+ * change under failovers and resharding. */
+#define IT_RCL_MASTERS 3 /* the usual shape: 3 masters, */
+#define IT_RCL_SERVERS 6 /* each with one replica */
+#define IT_RCL_NODE_TIMEOUT_MS 1000
+
+typedef struct it_rcl {
+    int n;                           /* servers in use: masters * (1 + replicas per master) */
+    it_redis server[IT_RCL_SERVERS]; /* pid 0 while stopped */
+    char id[IT_RCL_SERVERS][41];     /* node ids (CLUSTER MYID); nodes.conf keeps them */
+    int master[IT_RCL_SERVERS];      /* the port server i replicates, 0 for a master, as
+                                        it_rcl_topology last read it (start does) */
+} it_rcl;
+
+/* Starts masters * (1 + replicas_per_master) servers (at most
+ * IT_RCL_SERVERS), with extra redis-server arguments ("--maxmemory",
+ * "10mb"; a NULL-terminated list, may be NULL) written into each config
+ * file after the defaults, so they win and a restart has them too. Makes
+ * them one cluster, server[0..masters) its masters: `redis-cli --cluster
+ * create` for 3 masters or more; by hand for 1 or 2, which redis-cli
+ * refuses (slots split evenly, one config epoch per node, CLUSTER MEET,
+ * CLUSTER REPLICATE). Waits for it_rcl_wait_ok and reads the pairing back
+ * (it_rcl_topology): which replica follows which master is redis-cli's
+ * choice. About 2 s, whatever the shape: a new master says
+ * cluster_state:ok only 2 s after it started. Returns 0, or -1 with
+ * whatever started stopped again. */
+int it_rcl_start(it_rcl *c, int masters, int replicas_per_master, const char *const extra[]);
+
+/* Waits until every running server says cluster_state:ok, every running
+ * replica has its link to its master up, and all running servers give the
+ * same CLUSTER SLOTS owners, covering the 16384 slots. A master just
+ * killed still counts as the owner of its slots until its replica takes
+ * over: to wait for that, see it_rcl_wait_owner. Returns 0, or -1 after
+ * timeout_ms (saying on stderr what was missing). */
+int it_rcl_wait_ok(const it_rcl *c, int timeout_ms);
+
+/* SIGKILLs every server of the cluster. */
+void it_rcl_stop(it_rcl *c);
+
+/* "127.0.0.1:p1,127.0.0.1:p2,...", the running servers' addresses as
+ * HOLDLINE_REDIS_CLUSTER_NODES takes them, into out. */
+void it_rcl_seeds(const it_rcl *c, char *out, size_t outlen);
+
+/* Re-reads c->master from the ROLE of every running server. Returns 0,
+ * or -1 if one did not answer. */
+int it_rcl_topology(it_rcl *c);
+
+/* The slot of key (CLUSTER KEYSLOT), or -1. */
+int it_rcl_slot(const it_rcl *c, const char *key);
+
+/* The port of the master owning key's slot (CLUSTER KEYSLOT, then CLUSTER
+ * SLOTS), or -1. */
+int it_rcl_owner(const it_rcl *c, const char *key);
+
+/* The same for a slot number. */
+int it_rcl_slot_owner(const it_rcl *c, int slot);
+
+/* The ports of the masters that own slots (CLUSTER SLOTS), in the order of
+ * their first slot, into ports; returns how many (at most max), or -1. */
+int it_rcl_masters(const it_rcl *c, int *ports, int max);
+
+/* The port of a running server whose ROLE says it replicates master_port,
+ * or -1. */
+int it_rcl_replica_of(const it_rcl *c, int master_port);
+
+/* The index in c->server of the server on port, or -1. */
+int it_rcl_index(const it_rcl *c, int port);
+
+/* SIGKILLs the server on port, as a crash would. Returns its index in
+ * c->server (for it_rcl_restart), or -1. */
+int it_rcl_kill(it_rcl *c, int port);
+
+/* Starts stopped server i again on its port from its config file, with its
+ * nodes.conf and AOF, and returns 0 once it answers PING, not once it has
+ * rejoined (see it_rcl_wait_ok): a killed master whose replica took over
+ * comes back believing it still owns its slots, until the first word from
+ * the others (a few ms here) makes it a replica of its successor. Returns
+ * -1 on failure. */
+int it_rcl_restart(it_rcl *c, int i);
+
+/* Waits until key's slot is owned by a running master other than
+ * not_port and the cluster is as it_rcl_wait_ok wants it. Returns the new
+ * owner's port, or -1 after timeout_ms. */
+int it_rcl_wait_owner(const it_rcl *c, const char *key, int not_port, int timeout_ms);
+
+/* Moving one slot to the master on to_port by hand, in three steps, so
+ * that a test can hold the slot between them: after it_rcl_migrate_begin
+ * (the destination IMPORTING, the source MIGRATING) the source answers a
+ * key it no longer has with -ASK; it_rcl_migrate_keys moves the slot's
+ * keys (CLUSTER GETKEYSINSLOT, MIGRATE ... KEYS, until none is left) and
+ * returns how many; it_rcl_migrate_end gives the slot to the destination
+ * (CLUSTER SETSLOT ... NODE on it, then the source, then every other
+ * master) and waits until every running server agrees. Each returns -1 on
+ * failure, or when to_port is not a server of c or already owns the
+ * slot. */
+int it_rcl_migrate_begin(it_rcl *c, int slot, int to_port);
+int it_rcl_migrate_keys(it_rcl *c, int slot, int to_port);
+int it_rcl_migrate_end(it_rcl *c, int slot, int to_port);
+
+/* A manual failover: CLUSTER FAILOVER on the replica on replica_port,
+ * then waits until it says master and the cluster is ok again (the old
+ * master following it), and re-reads the topology. Returns 0 or -1. */
+int it_rcl_failover(it_rcl *c, int replica_port);
+
+/* Channel names "<base>.<k>" for a test, into names[0..n): the slot of
+ * each one's stream key "{<prefix><name>}:log" is owned by the masters in
+ * turn (names[j] by master j % masters, in it_rcl_masters order), so the
+ * channels spread over every master. Returns n, or -1. */
+int it_rcl_spread_names(const it_rcl *c, const char *prefix, const char *base, char names[][64],
+                        int n);
 
 typedef struct it_node {
     int port;
