@@ -20,9 +20,13 @@
 
 /* Refreshes asked for by events come at most this often. */
 #define REFRESH_MIN_MS 100
-/* How often a command TRYAGAIN refused is sent again, and how many times. */
+/* How often a command TRYAGAIN refused is sent again, and how many
+ * times: 3 s, within a publish's 5 s. A publish with an Idempotency-Key
+ * names two keys, and while its slot migrates Redis runs it only once
+ * both are on one side: with the stream moved and the key new, not until
+ * the migration ends. */
 #define TRYAGAIN_MS 50
-#define TRYAGAIN_TRIES 20
+#define TRYAGAIN_TRIES 60
 /* One CLUSTER SLOTS reply holds at most this many ranges. */
 #define MAX_RANGES 4096
 /* Texts readiness keeps (other threads read the one handed out last). */
@@ -459,7 +463,10 @@ int hl__cluster_redirect(hl_shard *sh, hl_store_op *op, const redisReply *reply)
         return resend(to, op, 1) == HL_OK;
     }
     case HL_REDIR_TRYAGAIN:
+        /* Sent again from the start: to the slot's master, which may
+         * redirect it again. */
         op->tries++;
+        op->hops = 0;
         op->asked = 0;
         op->next = s->ask->later;
         s->ask->later = op;
