@@ -305,6 +305,15 @@ static void on_frame(hl_engine *e, hl_chan *c, const char *p, size_t n) {
             c->early_tail = &m->next;
             return;
         }
+        if (hl_sid_cmp(id, c->last) <= 0 && hl_sid_cmp(id, c->cache_from) > 0) {
+            /* Already in the cache, which holds every message after
+             * cache_from: the sync's read (on the command link) saw it
+             * before its frame came on the subscriber link. */
+            free(m);
+            hl_debug("worker %d: a frame on '%s' the sync read had already brought; dropped",
+                     e->worker, c->name);
+            return;
+        }
         if (hl_sid_cmp(id, c->last) <= 0) {
             /* Pub/sub keeps the stream's order, so this frame is not
              * holdline_publish's, or one before it was not: read the
