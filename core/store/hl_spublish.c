@@ -20,6 +20,9 @@
  * at it may be resyncing; WAIT would only refuse them meanwhile). */
 #define FENCE_REPLICAS_MS 2000
 
+/* A publish under WAIT. */
+enum { PUB_SENT = 0, PUB_STORED, PUB_ANSWERED };
+
 static int waits(const hl_store *s) {
     return s->cfg->publish_wait_replicas > 0;
 }
@@ -44,10 +47,14 @@ static void answer_batch(hl_store *s, hl_store_op *ops, long long acks) {
                  "Idempotency-Key is safe");
     for (hl_store_op *op = ops, *next; op != NULL; op = next) {
         next = op->next;
-        if (!op->cancelled) {
+        if (op->state != PUB_ANSWERED && !op->cancelled) {
             hl_publish_result res = {0, HL_E_REDIS_UNCONFIRMED, detail, NULL, 0, 0};
-            if (acks >= want)
+            if (op->state == PUB_SENT) {
+                res.err = HL_E_REDIS_UNAVAILABLE;
+                res.detail = "the Redis connection was lost; the message may not have been sent";
+            } else if (acks >= want) {
                 res = (hl_publish_result){1, 0, NULL, op->id, strlen(op->id), op->duplicate};
+            }
             ((hl_publish_cb *)op->cb)(op->ud, &res);
         }
         hl__op_free(op);
@@ -155,16 +162,27 @@ static void on_publish(redisAsyncContext *ac, void *reply_, void *privdata) {
         break;
     }
     /* A stored message waits for the WAIT of its connection, which
-     * answers it and frees the op; it goes after this reply, on the same
-     * connection, so it covers the write. */
+     * answers it and frees the op. Outside cluster mode it joined the
+     * batch when it was sent, so the WAIT went right behind it; in
+     * cluster mode, where a redirection sends it again elsewhere, it
+     * joins the batch of the connection that stored it, and the WAIT
+     * goes after this reply, so it covers the write. */
     if (waits(s) && res.ok && res.idlen < sizeof(op->id)) {
         memcpy(op->id, res.id, res.idlen);
         op->id[res.idlen] = '\0';
         op->duplicate = res.duplicate;
+        op->state = PUB_STORED;
+        if (op->pipelined) return;
         op->gen = sh->cmd_gen;
         *sh->unwaited_tail = op;
         sh->unwaited_tail = &op->next;
         event_active(sh->wait_ev, EV_TIMEOUT, 0);
+        return;
+    }
+    if (op->pipelined) {
+        /* Its batch frees it. */
+        if (!op->cancelled) ((hl_publish_cb *)op->cb)(op->ud, &res);
+        op->state = PUB_ANSWERED;
         return;
     }
     if (!op->cancelled) ((hl_publish_cb *)op->cb)(op->ud, &res);
@@ -185,7 +203,15 @@ int hl__send_publish(hl_shard *sh, hl_store_op *op) {
         rc = redisAsyncCommand(sh->cmd.ac, on_publish, op, "FCALL holdline_publish 1 %s %b", key,
                                op->data, op->dlen);
     }
-    return rc == REDIS_OK ? HL_OK : HL_ERR;
+    if (rc != REDIS_OK) return HL_ERR;
+    if (waits(s) && !s->cluster) {
+        op->pipelined = 1;
+        op->gen = sh->cmd_gen;
+        *sh->unwaited_tail = op;
+        sh->unwaited_tail = &op->next;
+        event_active(sh->wait_ev, EV_TIMEOUT, 0);
+    }
+    return HL_OK;
 }
 
 hl_store_op *hl_store_publish(hl_store *s, const char *name, size_t len, const char *data,

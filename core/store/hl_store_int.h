@@ -129,6 +129,8 @@ typedef struct hl_store_op {
     void *ud;
     struct hl_store_op *next; /* stored publishes waiting for WAIT; held ones: the queue */
     int duplicate;            /* a stored publish: its Idempotency-Key was seen before */
+    int pipelined; /* single and sentinel mode, with WAIT: in the batch since it was sent */
+    int state;     /* pipelined: 0 sent, 1 stored, 2 answered (or cancelled: never will be) */
     char id[HL_SID_MAXLEN + 1];
     unsigned gen; /* stored publishes: the command connection that stored it */
     int tries;    /* cluster mode: TRYAGAIN refusals followed */
