@@ -134,7 +134,7 @@ static void on_publish(redisAsyncContext *ac, void *reply_, void *privdata) {
     case HL_PUB_REFUSED:
         /* MOVED, ASK, TRYAGAIN: sent again where the slot is, and this
          * reply is not the answer. */
-        if (s->cluster && !op->cancelled && hl__cluster_redirect(sh, op, reply)) return;
+        if (s->cluster && !op->cancelled && s->hooks.redirect(sh, op, reply)) return;
         res.detail = reply->str;
         if (hl_rreply_readonly(reply)) {
             res.err = HL_E_REDIS_UNAVAILABLE;

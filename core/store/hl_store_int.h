@@ -9,9 +9,12 @@
  * SUBSCRIBE) outside cluster mode, a sharded one (hl_slink, SSUBSCRIBE) in
  * it.
  *
- * hl_store.c: life, links, the canary, ticks, the library, epochs, reads;
- * hl_spublish.c: publishes, WAIT, the sentinel failover hold;
- * hl_scluster.c: the slot map, its refreshes, redirections. */
+ * From the bottom up: hl_shard.c (the shards: links, the canary, ticks,
+ * the library, epochs, reads), hl_spublish.c (publishes, WAIT, the
+ * sentinel failover hold), hl_scluster.c (the slot map, its refreshes,
+ * redirections), hl_store.c (life, readiness, the sentinels' watch). A
+ * file calls only into those below it; what a lower one has to tell an
+ * upper one goes through the store's hooks, set by hl_store.c. */
 #ifndef HL_STORE_INT_H
 #define HL_STORE_INT_H
 
@@ -67,6 +70,22 @@ typedef struct hl_shard {
     int retired;      /* cluster: serves no slot any more; freed by the sweep */
 } hl_shard;
 
+struct hl_store_op;
+
+/* What the shards tell the layers above them. */
+typedef struct hl_store_hooks {
+    /* Cluster mode: ask for the slot map soon (NULL outside it). */
+    void (*refresh)(hl_store *s, const char *why);
+    /* Cluster mode: an error reply to op on sh; 1 if op was sent again. */
+    int (*redirect)(hl_shard *sh, struct hl_store_op *op, const redisReply *reply);
+    /* A shard's library is loaded (the sentinel failover hold may end). */
+    void (*ready)(hl_store *s);
+    /* A shard goes away: its publishes waiting for WAIT are answered. */
+    void (*shard_gone)(hl_shard *sh);
+    /* A shard's WAIT event. */
+    void (*wait_turn)(evutil_socket_t fd, short what, void *arg);
+} hl_store_hooks;
+
 struct hl_store {
     const hl_config *cfg;
     struct event_base *base;
@@ -75,6 +94,7 @@ struct hl_store {
     void *ud;
     hl_rkeys keys;
     int cluster;                    /* redis.mode is cluster */
+    hl_store_hooks hooks;           /* set by hl_store.c */
     hl_shard *shard[HL_MAX_SHARDS]; /* NULL: free */
     unsigned links;                 /* link numbers handed out */
     struct event *retry;            /* what Redis refused, tried again */
@@ -147,7 +167,11 @@ typedef struct hl_store_op {
     char name[];   /* the channel */
 } hl_store_op;
 
-/* hl_store.c */
+/* hl_shard.c */
+int hl__shards_init(hl_store *s);
+void hl__shards_start(hl_store *s);
+void hl__shards_stop(hl_store *s);
+void hl__shards_free(hl_store *s);
 hl_shard *hl__shard_new(hl_store *s, const char *host, int port);
 void hl__shard_start(hl_shard *sh);
 /* Stops sh's links (not from inside one of its callbacks) and frees it. */
