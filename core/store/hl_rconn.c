@@ -2,6 +2,7 @@
 
 #include <hiredis/adapters/libevent.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "hl_common.h"
 #include "hl_config.h"
@@ -39,4 +40,14 @@ redisAsyncContext *hl_rconn_open_addr(struct event_base *base, const char *addr,
         return NULL;
     }
     return hl_rconn_open(base, host, port, data, on_connect, on_disconnect, why, whylen);
+}
+
+int hl_rconn_backoff_ms(const hl_config *cfg, int failures) {
+    long d = cfg->redis_reconnect_min_ms;
+    for (int i = 1; i < failures && d < cfg->redis_reconnect_max_ms; i++)
+        d *= 2;
+    if (d > cfg->redis_reconnect_max_ms) d = cfg->redis_reconnect_max_ms;
+    long jitter = d / 4;
+    if (jitter > 0) d += (random() % (2 * jitter + 1)) - jitter;
+    return d < 1 ? 1 : (int)d;
 }

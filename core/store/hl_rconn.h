@@ -6,6 +6,8 @@
 #include <hiredis/async.h>
 #include <stddef.h>
 
+#include "hl_config.h"
+
 struct event_base;
 
 /* Starts connecting to host:port on base, with data as the context's
@@ -20,5 +22,11 @@ redisAsyncContext *hl_rconn_open_addr(struct event_base *base, const char *addr,
                                       redisConnectCallback *on_connect,
                                       redisDisconnectCallback *on_disconnect, char *why,
                                       size_t whylen);
+
+/* The delay before reconnect attempt `failures` (1 for the first):
+ * redis.reconnect_min_ms * 2^(failures-1), capped at reconnect_max_ms, with
+ * +-25% jitter so that the workers of many nodes do not reconnect in step
+ * after a Redis restart. */
+int hl_rconn_backoff_ms(const hl_config *cfg, int failures);
 
 #endif

@@ -13,19 +13,6 @@
 static void link_connect(hl_rlink *l);
 static void drop(hl_rlink *l, const char *why);
 
-/* The next reconnect delay: min * 2^failures, capped at max, with +-25%
- * jitter so that the workers of many nodes do not reconnect in step after
- * a Redis restart. */
-static int backoff_ms(const hl_rlink *l) {
-    long d = l->cfg->redis_reconnect_min_ms;
-    for (int i = 1; i < l->failures && d < l->cfg->redis_reconnect_max_ms; i++)
-        d *= 2;
-    if (d > l->cfg->redis_reconnect_max_ms) d = l->cfg->redis_reconnect_max_ms;
-    long jitter = d / 4;
-    if (jitter > 0) d += (random() % (2 * jitter + 1)) - jitter;
-    return d < 1 ? 1 : (int)d;
-}
-
 static void arm_timer(hl_rlink *l, int ms) {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(l->timer, &tv);
@@ -33,7 +20,7 @@ static void arm_timer(hl_rlink *l, int ms) {
 
 static void schedule_reconnect(hl_rlink *l, const char *why) {
     l->failures++;
-    int ms = backoff_ms(l);
+    int ms = hl_rconn_backoff_ms(l->cfg, l->failures);
     /* The first failure of a run is worth a warning; the retries that
      * follow would only repeat it. */
     if (l->failures == 1)

@@ -10,6 +10,7 @@
 
 #include "hl_common.h"
 #include "hl_log.h"
+#include "hl_rconn.h"
 #include "hl_rlink.h"
 
 /* What a command sent awaits. */
@@ -87,19 +88,6 @@ static int queue_hello(hl_slink *l) {
 
 /* ---- Connection state --------------------------------------------------- */
 
-/* The next reconnect delay: min * 2^failures, capped at max, with +-25%
- * jitter so that the workers of many nodes do not reconnect in step after
- * a Redis restart (as hl_rlink). */
-static int backoff_ms(const hl_slink *l) {
-    long d = l->cfg->redis_reconnect_min_ms;
-    for (int i = 1; i < l->failures && d < l->cfg->redis_reconnect_max_ms; i++)
-        d *= 2;
-    if (d > l->cfg->redis_reconnect_max_ms) d = l->cfg->redis_reconnect_max_ms;
-    long jitter = d / 4;
-    if (jitter > 0) d += (random() % (2 * jitter + 1)) - jitter;
-    return d < 1 ? 1 : (int)d;
-}
-
 static void arm_timer(hl_slink *l, int ms) {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(l->timer, &tv);
@@ -107,7 +95,7 @@ static void arm_timer(hl_slink *l, int ms) {
 
 static void schedule_reconnect(hl_slink *l, const char *why) {
     l->failures++;
-    int ms = backoff_ms(l);
+    int ms = hl_rconn_backoff_ms(l->cfg, l->failures);
     /* The first failure of a run is worth a warning; the retries that
      * follow would only repeat it. */
     if (l->failures == 1)
