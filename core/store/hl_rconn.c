@@ -6,6 +6,7 @@
 
 #include "hl_common.h"
 #include "hl_config.h"
+#include "hl_log.h"
 
 redisAsyncContext *hl_rconn_open(struct event_base *base, const char *host, int port, void *data,
                                  redisConnectCallback *on_connect,
@@ -42,12 +43,19 @@ redisAsyncContext *hl_rconn_open_addr(struct event_base *base, const char *addr,
     return hl_rconn_open(base, host, port, data, on_connect, on_disconnect, why, whylen);
 }
 
-int hl_rconn_backoff_ms(const hl_config *cfg, int failures) {
+int hl_rconn_retry_ms(const hl_config *cfg, const char *name, const char *host, int port,
+                      int failures, const char *why) {
     long d = cfg->redis_reconnect_min_ms;
     for (int i = 1; i < failures && d < cfg->redis_reconnect_max_ms; i++)
         d *= 2;
     if (d > cfg->redis_reconnect_max_ms) d = cfg->redis_reconnect_max_ms;
     long jitter = d / 4;
     if (jitter > 0) d += (random() % (2 * jitter + 1)) - jitter;
-    return d < 1 ? 1 : (int)d;
+    int ms = d < 1 ? 1 : (int)d;
+    if (failures == 1)
+        hl_warn("redis %s link to %s:%d down: %s; reconnecting", name, host, port, why);
+    else
+        hl_debug("redis %s link to %s:%d: attempt %d failed: %s; next in %d ms", name, host, port,
+                 failures, why, ms);
+    return ms;
 }

@@ -23,10 +23,13 @@ redisAsyncContext *hl_rconn_open_addr(struct event_base *base, const char *addr,
                                       redisDisconnectCallback *on_disconnect, char *why,
                                       size_t whylen);
 
-/* The delay before reconnect attempt `failures` (1 for the first):
- * redis.reconnect_min_ms * 2^(failures-1), capped at reconnect_max_ms, with
- * +-25% jitter so that the workers of many nodes do not reconnect in step
- * after a Redis restart. */
-int hl_rconn_backoff_ms(const hl_config *cfg, int failures);
+/* A link to host:port (name: "subscriber", "command", ...) failed for
+ * the failures-th time in a row (why): logs it (the first of a run as a
+ * warning, the retries that follow as debug lines) and returns the delay
+ * before the next attempt: redis.reconnect_min_ms * 2^(failures-1),
+ * capped at reconnect_max_ms, with +-25% jitter so that the workers of
+ * many nodes do not reconnect in step after a Redis restart. */
+int hl_rconn_retry_ms(const hl_config *cfg, const char *name, const char *host, int port,
+                      int failures, const char *why);
 
 #endif

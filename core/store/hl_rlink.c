@@ -20,15 +20,7 @@ static void arm_timer(hl_rlink *l, int ms) {
 
 static void schedule_reconnect(hl_rlink *l, const char *why) {
     l->failures++;
-    int ms = hl_rconn_backoff_ms(l->cfg, l->failures);
-    /* The first failure of a run is worth a warning; the retries that
-     * follow would only repeat it. */
-    if (l->failures == 1)
-        hl_warn("redis %s link to %s:%d down: %s; reconnecting", l->name, l->host, l->port, why);
-    else
-        hl_debug("redis %s link to %s:%d: attempt %d failed: %s; next in %d ms", l->name, l->host,
-                 l->port, l->failures, why, ms);
-    arm_timer(l, ms);
+    arm_timer(l, hl_rconn_retry_ms(l->cfg, l->name, l->host, l->port, l->failures, why));
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg) {

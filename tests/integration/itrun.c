@@ -56,8 +56,7 @@ int it_readyz(int port, it_json *j) {
     return st;
 }
 
-/* Parses a stream id "<ms>-<seq>"; returns 0 or -1. */
-static int id_parse(const char *s, unsigned long long *ms, unsigned long long *seq) {
+int it_id_parse(const char *s, unsigned long long *ms, unsigned long long *seq) {
     const char *dash = strchr(s, '-');
     if (dash == NULL || dash == s || dash[1] == '\0') return -1;
     if (strspn(s, "0123456789") != (size_t)(dash - s)) return -1;
@@ -68,9 +67,9 @@ static int id_parse(const char *s, unsigned long long *ms, unsigned long long *s
 }
 
 /* 1 if stream id a comes after b, 0 if not, -1 if either is not an id. */
-static int id_after(const char *a, const char *b) {
+int it_id_after(const char *a, const char *b) {
     unsigned long long am, as, bm, bs;
-    if (id_parse(a, &am, &as) != 0 || id_parse(b, &bm, &bs) != 0) return -1;
+    if (it_id_parse(a, &am, &as) != 0 || it_id_parse(b, &bm, &bs) != 0) return -1;
     return am > bm || (am == bm && as > bs);
 }
 
@@ -289,7 +288,7 @@ void it_run_check(it_run *r, const char *what, int xlen_port, char *problem, siz
 
     problem[0] = '\0';
     for (int s = 1; s < r->acked && !problem[0]; s++)
-        if (id_after(r->id[s], r->id[s - 1]) != 1)
+        if (it_id_after(r->id[s], r->id[s - 1]) != 1)
             snprintf(problem, plen, "m%d got id %s, not after m%d's %s", s, r->id[s], s - 1,
                      r->id[s - 1]);
     if (r->open_refusal && !problem[0])

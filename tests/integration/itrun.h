@@ -33,6 +33,13 @@ int it_publish_key(int port, const char *channel, const char *data, const char *
  * and fills j (free it). cursor NULL sends none. */
 int it_poll(int port, const char *channel, const char *cursor, int timeout, it_json *j);
 
+/* Parses a stream id "<ms>-<seq>"; returns 0 or -1. */
+int it_id_parse(const char *s, unsigned long long *ms, unsigned long long *seq);
+
+/* 1 if stream id a ("<ms>-<seq>") comes after b, 0 if not, -1 if either
+ * is not an id. */
+int it_id_after(const char *a, const char *b);
+
 /* GET /readyz: the status, with "status" and "detail" into j (free it). */
 int it_readyz(int port, it_json *j);
 

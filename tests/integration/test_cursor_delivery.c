@@ -20,7 +20,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "itest.h"
+#include "itrun.h"
 
 /* A Redis server and the two nodes that use it. */
 typedef struct cluster {
@@ -208,24 +208,6 @@ static long msg_number(const poll_msg *m) {
     return strtol(m->data, NULL, 10);
 }
 
-/* Parses a stream id "<ms>-<seq>"; returns 0 or -1. */
-static int id_parse(const char *s, unsigned long long *ms, unsigned long long *seq) {
-    const char *dash = strchr(s, '-');
-    if (dash == NULL || dash == s || dash[1] == '\0') return -1;
-    if (strspn(s, "0123456789") != (size_t)(dash - s)) return -1;
-    if (strspn(dash + 1, "0123456789") != strlen(dash + 1)) return -1;
-    *ms = strtoull(s, NULL, 10);
-    *seq = strtoull(dash + 1, NULL, 10);
-    return 0;
-}
-
-/* 1 if stream id a comes after b; -1 if either is not an id. */
-static int id_after(const char *a, const char *b) {
-    unsigned long long am, as, bm, bs;
-    if (id_parse(a, &am, &as) != 0 || id_parse(b, &bm, &bs) != 0) return -1;
-    return am > bm || (am == bm && as > bs);
-}
-
 /* POSTs data to channel; returns the status (0 without an answer) and
  * copies the answer's "id" into id[64] if id is not NULL. No cmocka calls:
  * the stress publisher may run beside client threads. */
@@ -265,7 +247,7 @@ static void publish_numbers(const char *channel, long from, long to, int turn) {
         int st = publish_retry(node_port(turn++), channel, data, id, 5000);
         if (st != 201) fail_msg("publish %ld on %s: status %d", k, channel, st);
         unsigned long long ms, seq;
-        if (id_parse(id, &ms, &seq) != 0)
+        if (it_id_parse(id, &ms, &seq) != 0)
             fail_msg("publish %ld: id '%s' is not a stream id", k, id);
     }
 }
@@ -455,7 +437,7 @@ static void client_take(stress_client *c, const poll_answer *a) {
             note(c, "message %ld after %ld", k, c->last[ch]);
         }
         if (k > c->last[ch]) c->last[ch] = k;
-        if (c->last_id[ch][0] && id_after(m->id, c->last_id[ch]) != 1) {
+        if (c->last_id[ch][0] && it_id_after(m->id, c->last_id[ch]) != 1) {
             c->id_disorder++;
             note(c, "id %s after %s on %s", m->id, c->last_id[ch], m->channel);
         }
@@ -508,7 +490,7 @@ static int publish_http_all(stress_run *run, char *problem, size_t plen) {
             snprintf(problem, plen, "publish %d: status %d", k, st);
             break;
         }
-        if (last[k % 3][0] && id_after(id, last[k % 3]) != 1) {
+        if (last[k % 3][0] && it_id_after(id, last[k % 3]) != 1) {
             snprintf(problem, plen, "publish %d: id '%s' not after '%s'", k, id, last[k % 3]);
             break;
         }
@@ -557,7 +539,8 @@ static int publish_redis_cli_all(stress_run *run, char *problem, size_t plen) {
         line[strcspn(line, "\r\n")] = '\0';
         if (line[0] == '\0') continue;
         int ch = ids % 3;
-        if (id_parse(line, &ms, &seq) != 0 || (last[ch][0] && id_after(line, last[ch]) != 1)) {
+        if (it_id_parse(line, &ms, &seq) != 0 ||
+            (last[ch][0] && it_id_after(line, last[ch]) != 1)) {
             if (!problem[0]) snprintf(problem, plen, "redis-cli line %d: '%.160s'", ids + 1, line);
             continue;
         }

@@ -340,7 +340,7 @@ test_a_slot_resharded_while_cursor_clients_poll_loses_and_doubles_nothing(void *
     sleep_ms(700); /* MIGRATING, the keys still on the source */
     int keys = it_rcl_migrate_keys(&cl, slot, to);
     assert_true(keys > 0); /* the stream, the epoch, the idempotency keys */
-    sleep_ms(1000); /* the keys moved, the slot not yet: ASK */
+    sleep_ms(1000);        /* the keys moved, the slot not yet: ASK */
     assert_int_equal(it_rcl_migrate_end(&cl, slot, to), 0);
     long long moved = it_now_ms() - t0;
     sleep_ms(2500);

@@ -20,7 +20,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "itest.h"
+#include "itrun.h"
 
 static it_redis master, replica;
 
@@ -119,16 +119,6 @@ static int holdline_clients(int port) {
     return n;
 }
 
-static int readyz(int port, it_json *j) {
-    it_resp r;
-    memset(j, 0, sizeof(*j));
-    if (it_http(port, "GET", "/readyz", NULL, 0, NULL, 2000, &r) != 0) return 0;
-    it_json_parse(r.body, j);
-    int st = r.status;
-    it_resp_free(&r);
-    return st;
-}
-
 static void test_a_sentinel_naming_a_replica_is_not_trusted(void **state) {
     (void)state;
     pid_t sp;
@@ -141,7 +131,7 @@ static void test_a_sentinel_naming_a_replica_is_not_trusted(void **state) {
     assert_true(node_start(&n, list, "stale") > 0);
     sleep_ms(2500);
     it_json j;
-    assert_int_equal(readyz(n.port, &j), 503);
+    assert_int_equal(it_readyz(n.port, &j), 503);
     it_json_free(&j);
     /* It asked, connected, heard ROLE say replica, and left; nothing was
      * ever connected to the master behind --redis. */
@@ -170,7 +160,7 @@ static void test_a_sentinel_that_knows_no_such_master_is_reported(void **state) 
     assert_true(node_start(&n, list, "other") > 0);
     sleep_ms(1500);
     it_json j;
-    assert_int_equal(readyz(n.port, &j), 503);
+    assert_int_equal(it_readyz(n.port, &j), 503);
     it_json_free(&j);
     if (!log_has(n.log, "monitors no master named 'other'"))
         fail_msg("the node's log (%s) does not name the unknown master", n.log);
@@ -212,7 +202,7 @@ static void test_a_silent_sentinel_is_given_up_on_and_the_next_asked(void **stat
     /* Both links of the one worker are on the master. */
     assert_int_equal(holdline_clients(master.port), 2);
     it_json j;
-    assert_int_equal(readyz(n.port, &j), 200);
+    assert_int_equal(it_readyz(n.port, &j), 200);
     assert_string_equal(j.status, "ready");
     it_json_free(&j);
 
@@ -223,7 +213,7 @@ static void test_a_silent_sentinel_is_given_up_on_and_the_next_asked(void **stat
     int degraded = 0;
     for (int i = 0; i < 60 && !degraded; i++) {
         sleep_ms(100);
-        assert_int_equal(readyz(n.port, &j), 200);
+        assert_int_equal(it_readyz(n.port, &j), 200);
         degraded = strcmp(j.status, "degraded") == 0;
         if (degraded) {
             char want[64];
